@@ -1,0 +1,363 @@
+"""Command line: `spambridge [options] [run | check | scan FILE|-]`."""
+
+from __future__ import annotations
+
+import asyncio
+import grp
+import os
+import pwd
+import signal
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from spambridge import __version__, metrics, policy
+from spambridge.errors import ConfigError, SpamdError
+from spambridge.log import logger, setup
+from spambridge.metrics import Metrics
+from spambridge.milter.flags import Family
+from spambridge.options import (
+    OPTIONS,
+    Config,
+    ParsedArgs,
+    Settings,
+    _wrap,
+    build_config,
+    option_file_text,
+    parse_argv,
+    read_option_file,
+)
+from spambridge.session import Services
+from spambridge.spamd import (
+    SpamdPool,
+    SpamdTimeouts,
+    Verdict,
+    parse_spamd_sockets,
+    parse_spamd_timeouts,
+)
+from spambridge.transaction import Client, Macros, Transaction, message_for_spamd
+
+# The MTA timeouts written in the shipped sendmail/ and Postfix snippets (a test keeps the
+# snippets and these numbers in step).
+SNIPPET_SENDMAIL_READ = 30.0  # T=...R:30s
+SNIPPET_SENDMAIL_END = 300.0  # T=...E:5m
+SNIPPET_POSTFIX_CONTENT = 300.0  # milter_content_timeout = 300s
+
+# Invoked as milter-spamc, spambridge takes milter-spamc's default paths so an existing init
+# script and sendmail.mc keep working unchanged.
+MILTER_SPAMC_DEFAULTS: Mapping[str, str] = {
+    "file": "/etc/mail/milter-spamc.cf",
+    "milter-socket": "unix:/var/run/milter/milter-spamc.socket",
+    "pid-file": "/var/run/milter/milter-spamc.pid",
+}
+
+USAGE = """\
+usage: spambridge [OPTIONS] [run | check | scan FILE|-]
+
+A milter between Sendmail/Postfix and SpamAssassin's spamd; a drop-in replacement for
+milter-spamc. Options take milter-spamc's form (name=value, name+=value, +name, -name) or
+the GNU form (--name VALUE, --name=VALUE, --name, --no-name). Option names are
+case-insensitive. file=PATH is read first; the command line applies on top.
+
+subcommands:
+  run (default)   serve the MTA on milter-socket
+  check           validate the configuration and print it in option-file form
+  scan FILE|-     scan one message with the configured spamd and print the verdict,
+                  the header edits and the action, without an MTA
+  +help           print every option in option-file form
+"""
+
+
+def help_text() -> str:
+    lines = [USAGE]
+    group = ""
+    for opt in OPTIONS:
+        if opt.group != group:
+            group = opt.group
+            lines.append(f"\n{group} options:")
+        value = {"bool": "", "list": " LIST", "choice": " {" + ",".join(opt.choices) + "}"}.get(
+            opt.kind, " VALUE")
+        lines.append(f"  --{opt.name}{value}")
+        default = opt.default if opt.default else "''"
+        lines.extend("      " + chunk for chunk in _wrap(f"{opt.help} (default: {default})", 74))
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    config: Config
+    timeouts: SpamdTimeouts
+    warnings: tuple[str, ...]
+
+
+def resolve(argv: Sequence[str], defaults: Mapping[str, str] | None = None) -> tuple[
+        ParsedArgs, Resolved]:
+    """argv (+ option file) -> validated configuration. Raises ConfigError."""
+    first = parse_argv(argv)
+    settings = Settings()
+    file_option = first.settings.values.get("file")
+    if isinstance(file_option, list):
+        file_option = " ".join(file_option)
+    path = file_option if file_option is not None else (
+        (defaults or {}).get("file") or next(o.default for o in OPTIONS if o.name == "file"))
+    if path and (file_option is not None or os.path.exists(path)):
+        read_option_file(path, settings)
+    parsed = parse_argv(argv, settings)
+    config = build_config(parsed.settings, defaults)
+    return parsed, finish(config, tuple(parsed.settings.warnings))
+
+
+def finish(config: Config, warnings: tuple[str, ...] = ()) -> Resolved:
+    """Cross-option validation and derived values."""
+    policy.validate(config)
+    parse_spamd_sockets(config.spamd_socket)
+    if "spamd-timeouts" in config.explicit:
+        timeouts = parse_spamd_timeouts(config.spamd_timeouts)
+    elif "spamd-timeout" in config.explicit:
+        timeouts = parse_spamd_timeouts(str(int(config.spamd_timeout)))
+    else:
+        timeouts = parse_spamd_timeouts(config.spamd_timeouts)
+    from spambridge.server import parse_milter_socket
+
+    parse_milter_socket(config.milter_socket)
+    notes = list(warnings)
+    if timeouts.end + 10 > min(SNIPPET_SENDMAIL_END, SNIPPET_POSTFIX_CONTENT):
+        notes.append(
+            f"spamd end timeout {timeouts.end:.0f}s does not fit the MTA timeouts of the shipped "
+            f"snippets (Sendmail E={SNIPPET_SENDMAIL_END:.0f}s, Postfix milter_content_timeout="
+            f"{SNIPPET_POSTFIX_CONTENT:.0f}s): the MTA would give up first")
+    if config.progress_interval * 2 > SNIPPET_SENDMAIL_READ:
+        notes.append(
+            f"progress-interval {config.progress_interval:.0f}s is too long for Sendmail's "
+            f"R={SNIPPET_SENDMAIL_READ:.0f}s in the shipped snippet")
+    return Resolved(config, timeouts, tuple(notes))
+
+
+def build_pool(resolved: Resolved) -> SpamdPool:
+    c = resolved.config
+    return SpamdPool(
+        parse_spamd_sockets(c.spamd_socket), timeouts=resolved.timeouts, select=c.spamd_select,
+        max_connections=c.spamd_max_connections, connect_retries=c.spamd_connect_retries,
+        cooldown=c.spamd_cooldown, ca_file=c.spamd_ca_file or None)
+
+
+def main(argv: Sequence[str] | None = None, *, defaults: Mapping[str, str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parsed, resolved = resolve(args, defaults)
+    except ConfigError as exc:
+        if any(a in ("-h", "--help", "+help", "-help") for a in args):
+            sys.stdout.write(help_text())
+            return 0
+        print(f"spambridge: error: {exc}", file=sys.stderr)
+        return 2
+    if parsed.command == "help":
+        sys.stdout.write(help_text())
+        return 0
+    if parsed.command == "help-file":
+        sys.stdout.write(option_file_text())
+        return 0
+    if parsed.command == "version":
+        print(f"spambridge {__version__}")
+        return 0
+    for note in resolved.warnings:
+        print(f"spambridge: warning: {note}", file=sys.stderr)
+    if parsed.command == "check":
+        sys.stdout.write(option_file_text(resolved.config))
+        return 0
+    if parsed.command == "scan":
+        if len(parsed.args) != 1:
+            print("spambridge: error: scan: give one FILE, or - for standard input",
+                  file=sys.stderr)
+            return 2
+        return asyncio.run(scan_file(resolved, parsed.args[0]))
+    return run(args, resolved, defaults)
+
+
+def main_milter_spamc() -> int:
+    """Entry point under the name milter-spamc: milter-spamc's default paths."""
+    return main(defaults=MILTER_SPAMC_DEFAULTS)
+
+
+# ------------------------------------------------------------------ scan FILE
+
+
+def split_message(raw: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """Split a message file into (name, value-with-leading-space) headers and the body."""
+    data = raw.replace(b"\r\n", b"\n")
+    head, sep, body = data.partition(b"\n\n")
+    if not sep:
+        head, body = data, b""
+    headers: list[tuple[bytes, bytes]] = []
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t") and headers:
+            name, value = headers[-1]
+            headers[-1] = (name, value + b"\n" + line)
+        elif b":" in line:
+            name, _, value = line.partition(b":")
+            headers.append((name.rstrip(), value))
+    return headers, body.replace(b"\n", b"\r\n")
+
+
+async def scan_file(resolved: Resolved, path: str) -> int:
+    raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    config = resolved.config
+    headers, body = split_message(raw)
+    txn = Transaction(sender=b"<>")
+    for name, value in headers:
+        txn.add_header(name, value)
+    txn.add_body(body, 0)
+    client = Client(b"localhost", Family.INET, 0, b"127.0.0.1", b"localhost")
+    macros = Macros()
+    now = datetime.now(UTC).astimezone()
+    message = message_for_spamd(txn, client, macros, leading_space=True,
+                                drop=policy.VERDICT_HEADERS, now=now, authenticated=False)
+    pool = build_pool(resolved)
+    try:
+        outcome: Verdict | SpamdError = await pool.scan(message, command=config.spamd_command,
+                                                        user=config.spamd_user or None)
+    except SpamdError as exc:
+        outcome = exc
+    finally:
+        await pool.close()
+    if isinstance(outcome, Verdict):
+        decision = policy.decide(config, txn, outcome, macros=macros, now=now,
+                                 leading_space=True)
+        print(f"verdict: {decision.verdict} score={outcome.score:.2f}/{outcome.threshold:.2f} "
+              f"spamd={outcome.host} ms={outcome.elapsed * 1000:.0f}")
+    else:
+        decision = policy.on_error(config, txn, outcome)
+        print(f"verdict: error ({outcome.kind}: {outcome})")
+    for edit in decision.edits:
+        print(f"edit: {edit!r}")
+    print(f"action: {decision.action}")
+    print(f"reply: {decision.final!r}")
+    return 0
+
+
+# ------------------------------------------------------------------ run
+
+
+def drop_privileges(config: Config) -> None:
+    if not (config.run_user or config.run_group) or os.geteuid() != 0:
+        return
+    try:
+        user = pwd.getpwnam(config.run_user) if config.run_user else None
+        gid = (grp.getgrnam(config.run_group).gr_gid if config.run_group
+               else (user.pw_gid if user else os.getgid()))
+    except KeyError as exc:
+        raise ConfigError("run-user" if "user" in str(exc) else "run-group",
+                          f"no such user or group: {exc}") from None
+    os.setgroups([gid])
+    os.setgid(gid)
+    if user is not None:
+        os.setuid(user.pw_uid)
+        os.environ["USER"] = user.pw_name
+    logger.info("running as uid=%d gid=%d", os.getuid(), os.getgid())
+
+
+def daemonize(pid_file: str) -> None:
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1):
+        os.dup2(devnull, fd)
+
+
+def notify(message: str) -> None:
+    """sd_notify: tell systemd about READY/STOPPING/STATUS (Type=notify)."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.sendto(message.encode(), address)
+        except OSError as exc:
+            logger.debug("sd_notify failed: %s", exc)
+
+
+def run(argv: Sequence[str], resolved: Resolved, defaults: Mapping[str, str] | None) -> int:
+    config = resolved.config
+    setup(config.log, config.verbose)
+    if config.daemon:
+        daemonize(config.pid_file)
+    if config.pid_file:
+        Path(config.pid_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(config.pid_file).write_text(f"{os.getpid()}\n")
+    if config.work_dir:
+        os.chdir(config.work_dir)
+    try:
+        return asyncio.run(serve(argv, resolved, defaults))
+    except ConfigError as exc:
+        logger.error("%s", exc)
+        print(f"spambridge: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if config.pid_file:
+            try:
+                os.unlink(config.pid_file)
+            except OSError:
+                pass
+
+
+async def serve(argv: Sequence[str], resolved: Resolved,
+                defaults: Mapping[str, str] | None) -> int:
+    from spambridge.server import Server
+
+    stats = Metrics()
+    current = Services(resolved.config, build_pool(resolved), stats)
+    server = Server(lambda: current)
+    stats.sources.append(lambda: current.pool.counters)
+    stats.gauges["connections_active"] = lambda: float(len(server.sessions))
+    stats.gauges["scans_in_flight"] = lambda: float(current.pool.in_flight)
+    sockets = server.bind()
+    drop_privileges(resolved.config)
+    await server.start(sockets)
+    metrics_server = None
+    if resolved.config.metrics_listen:
+        metrics_server = await metrics.serve(stats, resolved.config.metrics_listen)
+        logger.info("metrics on http://%s/metrics", resolved.config.metrics_listen)
+    for note in resolved.warnings:
+        logger.warning("%s", note)
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def reload() -> None:
+        nonlocal current
+        try:
+            _, fresh = resolve(argv, defaults)
+        except ConfigError as exc:
+            logger.error("reload failed, keeping the running configuration: %s", exc)
+            return
+        if fresh.config.milter_socket != current.config.milter_socket:
+            logger.warning("milter-socket changes need a restart; keeping %s",
+                           current.config.milter_socket)
+        current = Services(fresh.config, build_pool(fresh), stats)
+        setup(fresh.config.log, fresh.config.verbose)
+        logger.info("configuration reloaded; new messages use it")
+
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    logger.info("spambridge %s ready; spamd %s", __version__,
+                " ".join(resolved.config.spamd_socket) or "(none: scanning disabled)")
+    notify("READY=1\nSTATUS=serving")
+    await stop.wait()
+    notify("STOPPING=1")
+    logger.info("stopping: finishing %d message(s) in flight (grace %.0fs)", server.busy,
+                current.config.shutdown_grace)
+    await server.shutdown(current.config.shutdown_grace)
+    if metrics_server is not None:
+        metrics_server.close()
+    await current.pool.close()
+    logger.info("stopped")
+    return 0

@@ -1,0 +1,1 @@
+"""The milter wire protocol, sans-IO: bytes in, messages out, and back. No asyncio here."""

@@ -1,0 +1,108 @@
+"""Negotiation bit fields and macro stages (values from libmilter's mfapi.h / mfdef.h)."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ActionFlags(enum.IntFlag):
+    """What the milter may do at end of message (SMFIF_*)."""
+
+    ADD_HEADERS = 0x001  # SMFIF_ADDHDRS
+    CHANGE_BODY = 0x002  # SMFIF_CHGBODY
+    ADD_RECIPIENT = 0x004  # SMFIF_ADDRCPT
+    DELETE_RECIPIENT = 0x008  # SMFIF_DELRCPT
+    CHANGE_HEADERS = 0x010  # SMFIF_CHGHDRS
+    QUARANTINE = 0x020  # SMFIF_QUARANTINE
+    CHANGE_FROM = 0x040  # SMFIF_CHGFROM
+    ADD_RECIPIENT_WITH_ARGS = 0x080  # SMFIF_ADDRCPT_PAR
+    SET_MACRO_LIST = 0x100  # SMFIF_SETSYMLIST
+
+    # libmilter spellings, for readers who know them
+    SMFIF_ADDHDRS = ADD_HEADERS
+    SMFIF_CHGBODY = CHANGE_BODY
+    SMFIF_ADDRCPT = ADD_RECIPIENT
+    SMFIF_DELRCPT = DELETE_RECIPIENT
+    SMFIF_CHGHDRS = CHANGE_HEADERS
+    SMFIF_QUARANTINE = QUARANTINE
+    SMFIF_CHGFROM = CHANGE_FROM
+    SMFIF_ADDRCPT_PAR = ADD_RECIPIENT_WITH_ARGS
+    SMFIF_SETSYMLIST = SET_MACRO_LIST
+
+
+class ProtocolFlags(enum.IntFlag):
+    """Which steps the MTA sends and which it expects replies to (SMFIP_*)."""
+
+    NO_CONNECT = 0x1  # SMFIP_NOCONNECT
+    NO_HELO = 0x2  # SMFIP_NOHELO
+    NO_MAIL = 0x4  # SMFIP_NOMAIL
+    NO_RCPT = 0x8  # SMFIP_NORCPT
+    NO_BODY = 0x10  # SMFIP_NOBODY
+    NO_HEADERS = 0x20  # SMFIP_NOHDRS
+    NO_END_OF_HEADERS = 0x40  # SMFIP_NOEOH
+    NR_HEADER = 0x80  # SMFIP_NR_HDR (alias SMFIP_NOHREPL)
+    NO_UNKNOWN = 0x100  # SMFIP_NOUNKNOWN
+    NO_DATA = 0x200  # SMFIP_NODATA
+    SKIP = 0x400  # SMFIP_SKIP
+    RCPT_REJECTED = 0x800  # SMFIP_RCPT_REJ
+    NR_CONNECT = 0x1000  # SMFIP_NR_CONN
+    NR_HELO = 0x2000  # SMFIP_NR_HELO
+    NR_MAIL = 0x4000  # SMFIP_NR_MAIL
+    NR_RCPT = 0x8000  # SMFIP_NR_RCPT
+    NR_DATA = 0x10000  # SMFIP_NR_DATA
+    NR_UNKNOWN = 0x20000  # SMFIP_NR_UNKN
+    NR_END_OF_HEADERS = 0x40000  # SMFIP_NR_EOH
+    NR_BODY = 0x80000  # SMFIP_NR_BODY
+    HEADER_LEADING_SPACE = 0x100000  # SMFIP_HDR_LEADSPC
+    MAX_DATA_SIZE_256K = 0x10000000  # SMFIP_MDS_256K
+    MAX_DATA_SIZE_1M = 0x20000000  # SMFIP_MDS_1M
+
+    SMFIP_NOCONNECT = NO_CONNECT
+    SMFIP_NOHELO = NO_HELO
+    SMFIP_NOMAIL = NO_MAIL
+    SMFIP_NORCPT = NO_RCPT
+    SMFIP_NOBODY = NO_BODY
+    SMFIP_NOHDRS = NO_HEADERS
+    SMFIP_NOEOH = NO_END_OF_HEADERS
+    SMFIP_NR_HDR = NR_HEADER
+    SMFIP_NOUNKNOWN = NO_UNKNOWN
+    SMFIP_NODATA = NO_DATA
+    SMFIP_SKIP = SKIP
+    SMFIP_RCPT_REJ = RCPT_REJECTED
+    SMFIP_NR_CONN = NR_CONNECT
+    SMFIP_NR_HELO = NR_HELO
+    SMFIP_NR_MAIL = NR_MAIL
+    SMFIP_NR_RCPT = NR_RCPT
+    SMFIP_NR_DATA = NR_DATA
+    SMFIP_NR_UNKN = NR_UNKNOWN
+    SMFIP_NR_EOH = NR_END_OF_HEADERS
+    SMFIP_NR_BODY = NR_BODY
+    SMFIP_HDR_LEADSPC = HEADER_LEADING_SPACE
+
+
+class Stage(enum.IntEnum):
+    """Macro-list stage numbers used in the negotiation reply (SMFIM_*). Note EOM=5, EOH=6."""
+
+    CONNECT = 0  # SMFIM_CONNECT
+    HELO = 1  # SMFIM_HELO
+    MAIL = 2  # SMFIM_ENVFROM
+    RCPT = 3  # SMFIM_ENVRCPT
+    DATA = 4  # SMFIM_DATA
+    END_OF_MESSAGE = 5  # SMFIM_EOM
+    END_OF_HEADERS = 6  # SMFIM_EOH
+
+
+class Family(bytes, enum.Enum):
+    """Address family byte of the CONNECT command."""
+
+    UNKNOWN = b"U"
+    UNIX = b"L"
+    INET = b"4"
+    INET6 = b"6"
+
+
+PROTOCOL_VERSION = 6
+"""The highest milter protocol version spambridge speaks (Sendmail 8.14+, Postfix 2.6+)."""
+
+MAX_PAYLOAD = 65535
+"""Largest payload we ever write in one packet (libmilter's MILTER_MAX_DATA_SIZE)."""

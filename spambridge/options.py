@@ -1,0 +1,641 @@
+"""THE option table, and the parser for milter-spamc and GNU option syntax.
+
+One row per option. The command line, the option file, `--help`, `+help`, the README table and
+the man page are all generated from OPTIONS, so they cannot drift apart.
+
+Syntax accepted (the first two are milter-spamc's own):
+  name=value   name+=value (append to a list)   +name (on)   -name (off)
+  --name value   --name=value   --name (on)   --no-name (off)
+Option names are case-insensitive. `file=PATH` reads an option file first; the command line
+is applied on top of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from spambridge.errors import ConfigError
+
+Kind = Literal["bool", "int", "float", "str", "list", "choice", "seconds", "optfloat"]
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    name: str
+    kind: Kind
+    default: str  # as it would be written in an option file
+    help: str
+    choices: tuple[str, ...] = ()
+    group: str = "general"
+    legacy: bool = True  # the option exists in milter-spamc with this name
+
+    @property
+    def attr(self) -> str:
+        return self.name.replace("-", "_")
+
+
+def _o(
+    name: str,
+    kind: Kind,
+    default: str,
+    help: str,
+    choices: tuple[str, ...] = (),
+    *,
+    group: str,
+    legacy: bool = True,
+) -> Option:
+    return Option(name, kind, default, help, choices, group, legacy)
+
+
+SPAMD_COMMANDS = ("CHECK", "SYMBOLS", "REPORT", "REPORT_IFSPAM", "HEADERS")
+
+OPTIONS: tuple[Option, ...] = (
+    # --- milter side
+    _o("milter-socket", "str", "unix:/run/spambridge/spambridge.sock",
+       "Socket the MTA connects to: unix:/path, local:/path, inet:PORT@HOST, "
+       "inet6:PORT@HOST, or Postfix's inet:HOST:PORT.", group="milter"),
+    _o("milter-timeout", "seconds", "7210",
+       "Idle time allowed between two packets from the MTA before the connection is "
+       "closed (libmilter's default).", group="milter"),
+    _o("milter-queue", "int", "20", "Listen backlog of the milter socket.", group="milter"),
+    _o("max-connections", "int", "1000",
+       "Most MTA connections served at once; more are refused and logged.",
+       group="milter", legacy=False),
+    _o("max-frame-size", "int", "1048576",
+       "Largest milter packet accepted, in bytes (Postfix sends headers over 64 KiB "
+       "as one packet).", group="milter", legacy=False),
+    _o("progress-interval", "seconds", "5",
+       "While waiting on spamd after end of message, send a progress packet this often "
+       "so the MTA's read timeout (Sendmail R=, default 10s) never fires.",
+       group="milter", legacy=False),
+    _o("socket-mode", "str", "0660",
+       "Permission bits of a unix milter socket (octal).", group="milter", legacy=False),
+    _o("socket-group", "str", "",
+       "Group owning a unix milter socket (e.g. postfix); empty keeps the default.",
+       group="milter", legacy=False),
+    # --- spamd side
+    _o("spamd-socket", "list", "127.0.0.1:783",
+       "spamd hosts: host:port, host,port, [v6addr]:port, /unix/path or ssl:host:port. "
+       "Repeat the option or separate entries with spaces for a pool. Empty disables "
+       "scanning.", group="spamd"),
+    _o("spamd-timeout", "seconds", "120",
+       "milter-spamc's single spamd timeout: when set, it sets all four spamd-timeouts "
+       "fields. 0 means the longest limit (1 hour).", group="spamd"),
+    _o("spamd-timeouts", "str", "C:5s;S:30s;R:110s;E:120s",
+       "spamd timeouts in Sendmail's T= syntax: C connect (per host try), S send, "
+       "R each read, E end (whole scan, failover and slot wait included).",
+       group="spamd", legacy=False),
+    _o("spamd-max-size", "int", "500",
+       "KB of the message given to spamd; 0 means no limit.", group="spamd"),
+    _o("oversize-action", "choice", "skip",
+       "Message over spamd-max-size: skip (deliver unscanned, tell the MTA to stop "
+       "sending the body) or truncate (scan the first spamd-max-size KB, as milter-spamc).",
+       ("skip", "truncate"), group="spamd", legacy=False),
+    _o("spamd-command", "choice", "REPORT",
+       "spamd request: CHECK, SYMBOLS, REPORT, REPORT_IFSPAM (milter-spamc style) or "
+       "HEADERS (header-style=spamassassin).", SPAMD_COMMANDS, group="spamd"),
+    _o("spamd-user", "str", "",
+       "spamd User when no single local recipient is found.", group="spamd"),
+    _o("no-user-config", "bool", "-",
+       "Always send spamd-user; never a per-recipient user.", group="spamd"),
+    _o("is-gateway", "bool", "-",
+       "Treat a recipient at a local-use address literal as local (its local part becomes "
+       "the spamd user).", group="spamd"),
+    _o("spamd-select", "choice", "failover",
+       "How the spamd pool picks a host: failover (in order), round-robin, random.",
+       ("failover", "round-robin", "random"), group="spamd", legacy=False),
+    _o("spamd-connect-retries", "int", "1", "Connect attempts per spamd host and scan.",
+       group="spamd", legacy=False),
+    _o("spamd-cooldown", "seconds", "30",
+       "A spamd host that failed is set aside this long before it is tried again.",
+       group="spamd", legacy=False),
+    _o("spamd-max-connections", "int", "16",
+       "Most concurrent scans (spamd queues silently when overloaded); waiting for a slot "
+       "counts against the E timeout.", group="spamd", legacy=False),
+    _o("spamd-ca-file", "str", "", "CA file to verify ssl: spamd hosts (spamd --ssl).",
+       group="spamd", legacy=False),
+    _o("spamd-error-action", "choice", "accept",
+       "When spamd is down, slow or answers badly: accept (fail open, deliver unchanged), "
+       "tempfail (4xx, like Sendmail F=T) or reject (5xx, like F=R).",
+       ("accept", "tempfail", "reject"), group="spamd", legacy=False),
+    _o("spamd-tempfail-reply", "str", "451 4.7.1 spam scanner unavailable, try again later",
+       "SMTP reply for spamd-error-action=tempfail.", group="spamd", legacy=False),
+    _o("spamd-reject-reply", "str", "550 5.7.1 spam scanner unavailable",
+       "SMTP reply for spamd-error-action=reject.", group="spamd", legacy=False),
+    # --- headers
+    _o("header-style", "choice", "milter-spamc",
+       "milter-spamc: X-Spam-* headers in milter-spamc's formats; spamassassin: copy "
+       "SpamAssassin's own X-Spam-* headers (spamd-command=HEADERS).",
+       ("milter-spamc", "spamassassin"), group="headers", legacy=False),
+    _o("always-add-flag", "bool", "-", "Add X-Spam-Flag: NO to ham too.", group="headers"),
+    _o("always-add-level", "bool", "-", "Add X-Spam-Level to ham too.", group="headers"),
+    _o("level-character", "str", "x",
+       "Character repeated in X-Spam-Level; empty disables the header.", group="headers"),
+    _o("subject-tag", "str", "[SPAM]", "Subject prefix for spam; empty disables tagging.",
+       group="headers"),
+    _o("subject-tag-score", "bool", "-", "Add (score/threshold) to the subject tag.",
+       group="headers"),
+    _o("add-scanned-by", "bool", "+", "Add the X-Scanned-By header.", group="headers",
+       legacy=False),
+    # --- actions
+    _o("extra-reject", "float", "-1",
+       "Reject spam when score >= threshold + N; -1 disables, 0 rejects all spam.",
+       group="actions"),
+    _o("extra-discard", "float", "-1",
+       "Discard spam when score >= threshold + N; -1 disables.", group="actions"),
+    _o("discard-low-precedence", "bool", "-",
+       "Discard instead of reject when Precedence is list, junk or bulk.", group="actions"),
+    _o("reject-score", "optfloat", "",
+       "Reject when score >= this absolute value; empty disables.", group="actions",
+       legacy=False),
+    _o("discard-score", "optfloat", "",
+       "Discard when score >= this absolute value; empty disables.", group="actions",
+       legacy=False),
+    _o("quarantine-score", "optfloat", "",
+       "Quarantine (Sendmail queue quarantine / Postfix hold queue) when score >= this; "
+       "empty disables.", group="actions", legacy=False),
+    _o("quarantine-reason", "str", "spam score %score%/%threshold%",
+       "Quarantine reason text.", group="actions", legacy=False),
+    _o("reject-reply", "str", "550 5.7.1 message was identified as junk mail",
+       "SMTP reply code, enhanced code and text for a spam reject (the score is appended).",
+       group="actions", legacy=False),
+    _o("smtp-detailed-reply", "bool", "+",
+       "Multi-line reject listing the rules that hit; off gives 'This looks like spam.'",
+       group="actions"),
+    _o("extra-low-spam", "float", "-1",
+       "Spam with score <= threshold + N goes to mail-low-spam instead of mail-spam; "
+       "-1 disables.", group="actions"),
+    _o("mail-policy", "choice", "none",
+       "Spam neither rejected nor discarded: none, copy (bcc mail-spam) or redirect.",
+       ("none", "copy", "redirect"), group="actions"),
+    _o("mail-spam", "str", "", "Spam collection address for copy and redirect.",
+       group="actions"),
+    _o("mail-low-spam", "str", "", "Collection address for low-scoring spam.",
+       group="actions"),
+    _o("mail-format", "str", "",
+       "With redirect and all recipients local: rewrite each recipient with %A %D %L %P "
+       "%R %S %T %%.", group="actions"),
+    _o("mail-ham", "str", "", "Copy clean mail to this address.", group="actions"),
+    _o("mail-archive", "str", "", "Copy every message to this address.", group="actions"),
+    _o("max-untrusted", "int", "-1",
+       "Most recipients that are not white-listed; more get 452 4.5.3. -1 disables.",
+       group="actions"),
+    _o("dry-run", "bool", "-",
+       "Decide and log everything, change nothing (every message is accepted unchanged).",
+       group="actions", legacy=False),
+    # --- what not to scan
+    _o("smtp-auth-ok", "bool", "+", "Do not scan mail from SMTP-authenticated senders.",
+       group="policy"),
+    _o("trusted-networks", "list", "",
+       "Client networks not scanned (CIDR, IPv4 and IPv6; spaces or repeats).",
+       group="policy", legacy=False),
+    _o("access-db", "str", "",
+       "Sendmail access map: text!/path (makemap's input) or /path.db. Empty disables.",
+       group="policy"),
+    # --- process
+    _o("file", "str", "/etc/spambridge/spambridge.cf",
+       "Option file read before the command line; file='' reads none.", group="process"),
+    _o("daemon", "bool", "-", "Detach and run in the background (SysV init).",
+       group="process"),
+    _o("pid-file", "str", "", "Write the process id here.", group="process"),
+    _o("run-user", "str", "", "Drop to this user after binding the sockets.",
+       group="process"),
+    _o("run-group", "str", "", "Drop to this group after binding the sockets.",
+       group="process"),
+    _o("work-dir", "str", "/", "Working directory.", group="process"),
+    _o("shutdown-grace", "seconds", "30",
+       "On SIGTERM, how long in-flight messages may take to finish.", group="process",
+       legacy=False),
+    _o("log", "choice", "stderr", "Where log lines go: stderr or syslog (facility mail).",
+       ("stderr", "syslog"), group="process", legacy=False),
+    _o("verbose", "str", "info",
+       "Comma list of log categories: info, debug, trace, dialog, state, socket-all, all, 0.",
+       group="process"),
+    _o("metrics-listen", "str", "",
+       "Serve Prometheus metrics on HOST:PORT (needs prometheus-client).", group="process",
+       legacy=False),
+)
+
+BY_NAME: Mapping[str, Option] = {o.name: o for o in OPTIONS}
+
+# milter-spamc options kept for compatibility that change nothing here; accepted with a warning.
+IGNORED: Mapping[str, str] = {
+    name: "address syntax checks are the MTA's job"
+    for name in (
+        "rfc2821-syntax", "rfc2821-local-length", "rfc2821-domain-length",
+        "rfc2821-literal-plus", "reject-percent-relay", "reject-rfc2606", "reject-unknown-tld",
+    )
+} | {"sendmail-cf": "not needed", "interface-ip": "taken from {if_addr}",
+     "interface-name": "taken from {if_name}"}
+
+VERBOSE_WORDS = ("all", "0", "info", "trace", "parse", "debug", "dialog", "state", "dns",
+                 "cache", "database", "socket-fd", "socket-all", "libmilter")
+
+
+# ------------------------------------------------------------------ raw settings
+
+
+@dataclass(slots=True)
+class Settings:
+    """Option values as written (strings), before validation; lists keep their entries."""
+
+    values: dict[str, str | list[str]] = dataclasses.field(default_factory=dict)
+    explicit: set[str] = dataclasses.field(default_factory=set)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+    def set(self, name: str, value: str, *, append: bool = False) -> None:
+        key = name.lower()
+        if key in IGNORED:
+            self.warnings.append(f"option {key} is accepted for compatibility and ignored: "
+                                 f"{IGNORED[key]}")
+            return
+        opt = BY_NAME.get(key)
+        if opt is None:
+            raise ConfigError(name, f"unknown option (see --help for the {len(OPTIONS)} options)")
+        if opt.kind == "list":
+            current = self.values.get(key)
+            entries = value.split()
+            if append and isinstance(current, list):
+                self.values[key] = [*current, *entries]
+            elif append and key not in self.explicit:
+                self.values[key] = [*_defaults_list(opt), *entries]
+            else:
+                self.values[key] = entries
+        elif append:
+            raise ConfigError(name, "+= appends to a list option; this option takes one value")
+        else:
+            self.values[key] = value
+        self.explicit.add(key)
+
+
+def _defaults_list(opt: Option) -> list[str]:
+    return opt.default.split()
+
+
+Subcommand = Literal["run", "check", "scan", "help", "help-file", "version"]
+
+
+@dataclass(slots=True)
+class ParsedArgs:
+    settings: Settings
+    command: Subcommand = "run"
+    args: list[str] = dataclasses.field(default_factory=list)
+
+
+_MILTER_SPAMC = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9-]*)(?P<op>\+?=)(?P<value>.*)$", re.S)
+
+
+def parse_argv(argv: Sequence[str], settings: Settings | None = None) -> ParsedArgs:
+    """Parse the command line in both syntaxes. Does not read the option file."""
+    parsed = ParsedArgs(settings or Settings())
+    s = parsed.settings
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if arg == "--":
+            parsed.args.extend(argv[i:])
+            break
+        if arg in ("-h", "--help", "+help", "-help"):
+            parsed.command = "help-file" if arg in ("+help", "-help") else "help"
+            continue
+        if arg in ("-V", "--version", "-version", "+version"):
+            parsed.command = "version"
+            continue
+        if arg.startswith("--"):
+            body = arg[2:]
+            if "=" in body:
+                name, value = body.split("=", 1)
+                s.set(name, value)
+                continue
+            name = body.lower()
+            if name.startswith("no-") and name[3:] in BY_NAME and BY_NAME[name[3:]].kind == "bool":
+                s.set(name[3:], "-")
+                continue
+            opt = BY_NAME.get(name)
+            if opt is None and name not in IGNORED:
+                raise ConfigError(arg, "unknown option (see --help)")
+            if opt is not None and opt.kind == "bool":
+                s.set(name, "+")
+                continue
+            if i >= len(argv):
+                raise ConfigError(arg, "needs a value")
+            s.set(name, argv[i])
+            i += 1
+            continue
+        m = _MILTER_SPAMC.match(arg)
+        if m:
+            s.set(m["name"], m["value"], append=m["op"] == "+=")
+            continue
+        if len(arg) > 1 and arg[0] in "+-":
+            name = arg[1:].lower()
+            opt = BY_NAME.get(name)
+            if opt is None and name not in IGNORED:
+                raise ConfigError(arg, "unknown option (see --help)")
+            if opt is not None and opt.kind != "bool":
+                raise ConfigError(name, f"takes a value: write {name}=VALUE")
+            s.set(name, arg[0])
+            continue
+        if parsed.command == "run" and arg in ("run", "check", "scan"):
+            parsed.command = arg  # type: ignore[assignment]
+            continue
+        if parsed.command == "scan":
+            parsed.args.append(arg)
+            continue
+        raise ConfigError(arg, "unexpected argument (subcommands: run, check, scan FILE|-)")
+    return parsed
+
+
+def read_option_file(path: str, settings: Settings) -> None:
+    """Read a milter-spamc style option file: options separated by lines, `#` comments.
+
+    The whole rest of a `name=value` line is the value, so values may hold spaces
+    (a list of spamd hosts, a reply text). Quotes around a value are removed.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError as exc:
+        raise ConfigError("file", f"cannot read {path}: {exc.strerror}") from exc
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            _apply_file_line(line, settings)
+        except ConfigError as exc:
+            raise ConfigError(exc.option, f"{path}:{lineno}: {exc}") from exc
+
+
+def _apply_file_line(line: str, settings: Settings) -> None:
+    m = _MILTER_SPAMC.match(line)
+    if m:
+        value = _strip_comment(m["value"]).strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        settings.set(m["name"], value, append=m["op"] == "+=")
+        return
+    for word in _strip_comment(line).split():
+        if word[0] in "+-" and len(word) > 1:
+            settings.set(word[1:], word[0])
+        else:
+            raise ConfigError(word, "expected name=value, +name or -name")
+
+
+def _strip_comment(value: str) -> str:
+    # A '#' starts a comment only at the start of a word, so "a#b" values survive.
+    m = re.search(r"(^|\s)#", value)
+    return value[: m.start()] if m else value
+
+
+# ------------------------------------------------------------------ typed config
+
+
+SpamdCommand = Literal["CHECK", "SYMBOLS", "REPORT", "REPORT_IFSPAM", "HEADERS"]
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Validated configuration. Field names are the option names with '-' -> '_'."""
+
+    milter_socket: str
+    milter_timeout: float
+    milter_queue: int
+    max_connections: int
+    max_frame_size: int
+    progress_interval: float
+    socket_mode: int
+    socket_group: str
+    spamd_socket: tuple[str, ...]
+    spamd_timeout: float
+    spamd_timeouts: str
+    spamd_max_size: int
+    oversize_action: Literal["skip", "truncate"]
+    spamd_command: SpamdCommand
+    spamd_user: str
+    no_user_config: bool
+    is_gateway: bool
+    spamd_select: Literal["failover", "round-robin", "random"]
+    spamd_connect_retries: int
+    spamd_cooldown: float
+    spamd_max_connections: int
+    spamd_ca_file: str
+    spamd_error_action: Literal["accept", "tempfail", "reject"]
+    spamd_tempfail_reply: str
+    spamd_reject_reply: str
+    header_style: Literal["milter-spamc", "spamassassin"]
+    always_add_flag: bool
+    always_add_level: bool
+    level_character: str
+    subject_tag: str
+    subject_tag_score: bool
+    add_scanned_by: bool
+    extra_reject: float
+    extra_discard: float
+    discard_low_precedence: bool
+    reject_score: float | None
+    discard_score: float | None
+    quarantine_score: float | None
+    quarantine_reason: str
+    reject_reply: str
+    smtp_detailed_reply: bool
+    extra_low_spam: float
+    mail_policy: Literal["none", "copy", "redirect"]
+    mail_spam: str
+    mail_low_spam: str
+    mail_format: str
+    mail_ham: str
+    mail_archive: str
+    max_untrusted: int
+    dry_run: bool
+    smtp_auth_ok: bool
+    trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    access_db: str
+    file: str
+    daemon: bool
+    pid_file: str
+    run_user: str
+    run_group: str
+    work_dir: str
+    shutdown_grace: float
+    log: Literal["stderr", "syslog"]
+    verbose: frozenset[str]
+    metrics_listen: str
+    explicit: frozenset[str] = frozenset()
+
+    @property
+    def max_scan_bytes(self) -> int:
+        """spamd-max-size in bytes; 0 means no limit."""
+        return self.spamd_max_size * 1024
+
+
+_TRUE = {"+", "1", "yes", "true", "on"}
+_FALSE = {"-", "0", "no", "false", "off", ""}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.I)
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _convert(opt: Option, raw: str | list[str]) -> object:
+    if opt.kind == "list":
+        return tuple(raw) if isinstance(raw, list) else tuple(raw.split())
+    assert isinstance(raw, str)
+    value = raw.strip()
+    if opt.kind == "bool":
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        raise ConfigError(opt.name, f"{raw!r} is not a boolean: write +{opt.name} or -{opt.name}")
+    if opt.kind == "int":
+        try:
+            return int(value, 0)
+        except ValueError:
+            raise ConfigError(opt.name, f"{raw!r} is not a whole number") from None
+    if opt.kind in ("float", "optfloat"):
+        if opt.kind == "optfloat" and value == "":
+            return None
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(opt.name, f"{raw!r} is not a number") from None
+    if opt.kind == "seconds":
+        m = _DURATION.match(value)
+        if not m:
+            raise ConfigError(opt.name, f"{raw!r} is not a duration: write N, Ns, Nm or Nh")
+        return float(m[1]) * _UNITS[m[2].lower()]
+    if opt.kind == "choice":
+        for choice in opt.choices:
+            if value.lower() == choice.lower():
+                return choice
+        raise ConfigError(opt.name, f"{raw!r} is not one of: {', '.join(opt.choices)}")
+    return value
+
+
+def build_config(settings: Settings, defaults: Mapping[str, str] | None = None) -> Config:
+    """Validate settings over the table's defaults (or `defaults` overrides) into a Config."""
+    kwargs: dict[str, object] = {}
+    for opt in OPTIONS:
+        raw: str | list[str]
+        if opt.name in settings.values:
+            raw = settings.values[opt.name]
+        elif defaults and opt.name in defaults:
+            raw = defaults[opt.name]
+        else:
+            raw = opt.default
+        kwargs[opt.attr] = _convert(opt, raw)
+    kwargs["socket_mode"] = _octal("socket-mode", str(kwargs["socket_mode"]))
+    kwargs["trusted_networks"] = _networks(kwargs["trusted_networks"])  # type: ignore[arg-type]
+    kwargs["verbose"] = _verbose(str(kwargs["verbose"]))
+    kwargs["explicit"] = frozenset(settings.explicit)
+    _check_ranges(kwargs)
+    config = Config(**kwargs)  # type: ignore[arg-type]
+    return config
+
+
+def _octal(name: str, value: str) -> int:
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        raise ConfigError(name, f"{value!r} is not an octal mode such as 0660") from None
+    if not 0 <= mode <= 0o777:
+        raise ConfigError(name, f"{value!r} is outside 0000..0777")
+    return mode
+
+
+def _networks(
+    entries: Iterable[str],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    out = []
+    for entry in entries:
+        try:
+            out.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+        except ValueError:
+            raise ConfigError(
+                "trusted-networks", f"{entry!r} is not a network: write 192.0.2.0/24 or 2001:db8::/32"
+            ) from None
+    return tuple(out)
+
+
+def _verbose(value: str) -> frozenset[str]:
+    words = {w.strip().lower() for w in value.split(",") if w.strip()}
+    bad = words - set(VERBOSE_WORDS)
+    if bad:
+        raise ConfigError("verbose", f"unknown categories {sorted(bad)}; accepted: "
+                          f"{', '.join(VERBOSE_WORDS)}")
+    if "all" in words:
+        words |= set(VERBOSE_WORDS) - {"0"}
+    return frozenset(words - {"0"})
+
+
+def _check_ranges(kw: Mapping[str, object]) -> None:
+    def positive(name: str, minimum: float = 1) -> None:
+        value = kw[name.replace("-", "_")]
+        assert isinstance(value, int | float)
+        if value < minimum:
+            raise ConfigError(name, f"must be at least {minimum}, got {value}")
+
+    positive("max-connections")
+    positive("milter-queue")
+    positive("spamd-max-connections")
+    positive("spamd-connect-retries")
+    positive("progress-interval", 0.1)
+    positive("milter-timeout", 1)
+    positive("max-frame-size", 65536 + 1)
+    positive("spamd-max-size", 0)
+    positive("shutdown-grace", 0)
+    positive("spamd-cooldown", 0)
+    level = kw["level_character"]
+    assert isinstance(level, str)
+    if len(level.encode()) > 1:
+        raise ConfigError("level-character", f"{level!r}: one ASCII character, or empty")
+
+
+def option_file_text(config: Config | None = None) -> str:
+    """All options in option-file form (milter-spamc's +help), with current or default values."""
+    lines = []
+    for opt in OPTIONS:
+        lines.append("")
+        for chunk in _wrap(opt.help, 76):
+            lines.append(f"# {chunk}")
+        value = opt.default if config is None else format_value(opt, getattr(config, opt.attr))
+        if opt.kind == "bool":
+            lines.append(("+" if value in _TRUE else "-") + opt.name)
+        else:
+            lines.append(f"{opt.name}={value}")
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def format_value(opt: Option, value: object) -> str:
+    if opt.kind == "bool":
+        return "+" if value else "-"
+    if opt.name == "socket-mode":
+        assert isinstance(value, int)
+        return f"0{value:o}"
+    if opt.name == "verbose":
+        assert isinstance(value, frozenset)
+        return ",".join(sorted(value))
+    if isinstance(value, tuple):
+        return " ".join(str(v) for v in value)
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer() and opt.kind != "float":
+        return str(int(value))
+    return str(value)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    words, lines, line = text.split(), [], ""
+    for word in words:
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    if line:
+        lines.append(line)
+    return lines

@@ -1,0 +1,387 @@
+"""Pure decisions: whether to scan, and what to do with a verdict or a spamd error.
+
+Everything here is a function of values (config, transaction, verdict), so the whole policy is
+tested without sockets or an event loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import pwd
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from spambridge import __version__, headers
+from spambridge.errors import ConfigError, SpamdError
+from spambridge.milter.messages import (
+    Accept,
+    AddHeader,
+    AddRecipient,
+    ChangeHeader,
+    Continue,
+    DeleteRecipient,
+    Discard,
+    Edit,
+    FinalReply,
+    Quarantine,
+    ReplyCode,
+)
+from spambridge.milter.reply import smtp_reply
+from spambridge.options import Config
+from spambridge.spamd import Verdict
+from spambridge.transaction import Client, Macros, Transaction
+
+# Headers whose incoming copies are forged by definition: only we set them.
+VERDICT_HEADERS = frozenset({b"x-spam-flag", b"x-spam-status", b"x-spam-level", b"x-spam-report"})
+_LOW_PRECEDENCE = re.compile(rb"^\s*(list|junk|bulk)\b", re.I)
+_REPLY = re.compile(r"^\s*([45]\d\d)(?:\s+([245]\.\d{1,3}\.\d{1,3}))?\s*(.*?)\s*$", re.S)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The edits to send at end of message, the one final reply, and what to log."""
+
+    final: FinalReply
+    edits: tuple[Edit, ...]
+    verdict: str  # spam, ham, error, unscanned
+    action: str  # accept, tag, reject, discard, quarantine, tempfail, redirect, copy, dry-run:…
+    reason: str = ""
+    score: float | None = None
+    threshold: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplySpec:
+    code: str
+    enhanced: str | None
+    text: str
+
+
+def parse_reply_option(option: str, value: str, klass: str) -> ReplySpec:
+    """Check a configured SMTP reply ("550 5.7.1 text") once, at start-up."""
+    m = _REPLY.match(value)
+    if not m or not m[1].startswith(klass):
+        raise ConfigError(option, f"{value!r} must start with a {klass}xx code, "
+                                  f"e.g. '{klass}50 {klass}.7.1 text'")
+    spec = ReplySpec(m[1], m[2], m[3] or "rejected")
+    try:
+        smtp_reply(spec.code, spec.enhanced, [spec.text])
+    except ValueError as exc:
+        raise ConfigError(option, str(exc)) from None
+    return spec
+
+
+def validate(config: Config) -> None:
+    """Cross-option checks that need the policy's view; raises ConfigError."""
+    parse_reply_option("reject-reply", config.reject_reply, "5")
+    parse_reply_option("spamd-tempfail-reply", config.spamd_tempfail_reply, "4")
+    parse_reply_option("spamd-reject-reply", config.spamd_reject_reply, "5")
+    if config.header_style == "spamassassin" and config.spamd_command != "HEADERS":
+        raise ConfigError("spamd-command", "header-style=spamassassin needs spamd-command=HEADERS")
+    if config.spamd_command == "HEADERS" and config.header_style != "spamassassin":
+        raise ConfigError("header-style", "spamd-command=HEADERS needs header-style=spamassassin")
+    if config.mail_policy != "none" and not config.mail_spam:
+        raise ConfigError("mail-spam", f"mail-policy={config.mail_policy} needs a mail-spam address")
+
+
+# ------------------------------------------------------------------ whether to scan
+
+
+def skip_reason(config: Config, client: Client, macros: Macros) -> str | None:
+    """Why this message is not scanned, or None to scan it."""
+    if not config.spamd_socket:
+        return "scanning disabled (spamd-socket is empty)"
+    if config.smtp_auth_ok and macros.get("auth_authen"):
+        return "authenticated sender"
+    if config.trusted_networks and client.address:
+        try:
+            ip = ipaddress.ip_address(client.address.decode("ascii"))
+        except ValueError:
+            ip = None
+        if ip is not None:
+            for net in config.trusted_networks:
+                if ip.version == net.version and ip in net:
+                    return f"trusted network {net}"
+    return None
+
+
+def spamd_user(config: Config, txn: Transaction) -> str:
+    """milter-spamc's rule: the one local recipient with a passwd entry, else spamd-user."""
+    if config.no_user_config or len(txn.recipients) != 1:
+        return config.spamd_user
+    rcpt = txn.recipients[0]
+    addr = (rcpt.addr or rcpt.address).strip(b"<>")
+    local = addr.split(b"@", 1)[0].decode("ascii", "replace")
+    is_local = not rcpt.host or rcpt.mailer.lower().startswith((b"local", b"cyrus"))
+    if config.is_gateway and _local_use_literal(rcpt.host):
+        return local or config.spamd_user
+    if is_local and local:
+        try:
+            pwd.getpwnam(local)
+        except KeyError:
+            return config.spamd_user
+        return local
+    return config.spamd_user
+
+
+def _local_use_literal(host: bytes) -> bool:
+    text = host.decode("ascii", "replace").strip("[]")
+    if text.lower().startswith("ipv6:"):
+        text = text[5:]
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return ip.is_private or ip.is_loopback or ip.is_link_local
+
+
+# ------------------------------------------------------------------ what to do
+
+
+def forged_deletions(txn: Transaction, config: Config) -> list[ChangeHeader]:
+    if config.header_style == "spamassassin":
+        names = {n.lower() for n, _ in txn.headers
+                 if n.lower().startswith(b"x-spam-") and not n.lower().startswith(b"x-spam-prev-")}
+        return headers.forged_header_deletions(txn.headers, names | VERDICT_HEADERS)
+    return headers.forged_header_deletions(txn.headers, VERDICT_HEADERS)
+
+
+def on_unscanned(config: Config, txn: Transaction, reason: str) -> Decision:
+    """Not scanned on purpose (auth, trusted network, size, access map): deliver as is."""
+    edits = () if config.dry_run else tuple(forged_deletions(txn, config))
+    return Decision(Continue(), edits, "unscanned", "accept", reason)
+
+
+def on_error(config: Config, txn: Transaction, error: SpamdError) -> Decision:
+    """spamd failed: the admin's spamd-error-action decides (fail open or closed)."""
+    reason = f"spamd {error.kind}: {error}"
+    action = config.spamd_error_action
+    if config.dry_run:
+        return Decision(Continue(), (), "error", f"dry-run:{action}", reason)
+    if action == "tempfail":
+        spec = parse_reply_option("spamd-tempfail-reply", config.spamd_tempfail_reply, "4")
+        return Decision(smtp_reply(spec.code, spec.enhanced, [spec.text]), (), "error",
+                        "tempfail", reason)
+    if action == "reject":
+        spec = parse_reply_option("spamd-reject-reply", config.spamd_reject_reply, "5")
+        return Decision(smtp_reply(spec.code, spec.enhanced, [spec.text]), (), "error",
+                        "reject", reason)
+    return Decision(Continue(), tuple(forged_deletions(txn, config)), "error", "accept", reason)
+
+
+def decide(
+    config: Config,
+    txn: Transaction,
+    verdict: Verdict,
+    *,
+    macros: Macros,
+    now: datetime,
+    leading_space: bool,
+    quarantine_ok: bool = True,
+    recipients_ok: bool = True,
+) -> Decision:
+    """Apply the score policy to a verdict: header edits plus one final reply."""
+    decision = _decide(config, txn, verdict, macros=macros, now=now, leading_space=leading_space,
+                       quarantine_ok=quarantine_ok, recipients_ok=recipients_ok)
+    return dataclasses.replace(decision, score=verdict.score, threshold=verdict.threshold)
+
+
+def _decide(
+    config: Config,
+    txn: Transaction,
+    verdict: Verdict,
+    *,
+    macros: Macros,
+    now: datetime,
+    leading_space: bool,
+    quarantine_ok: bool = True,
+    recipients_ok: bool = True,
+) -> Decision:
+    """Apply the score policy to a verdict: header edits plus one final reply."""
+    kind = "spam" if verdict.is_spam else "ham"
+    score, threshold = verdict.score, verdict.threshold
+    action = _action(config, txn, verdict)
+    if config.dry_run:
+        return Decision(Continue(), (), kind, f"dry-run:{action}")
+    if action == "reject":
+        return Decision(_reject_reply(config, verdict), (), kind, "reject")
+    if action == "discard":
+        return Decision(Discard(), (), kind, "discard")
+
+    edits: list[Edit] = list(forged_deletions(txn, config))
+    sp = b" " if leading_space else b""
+    for name, value in _verdict_headers(config, txn, verdict, macros, now):
+        edits.append(AddHeader(name, sp + value))
+    if verdict.is_spam and config.subject_tag and config.header_style == "milter-spamc":
+        subject = txn.header_values(b"Subject")
+        detail = f"({score:.2f}/{threshold:.2f})".encode() if config.subject_tag_score else None
+        current = subject[0] if subject else None
+        new = headers.tag_subject(current, config.subject_tag.encode(), detail=detail)
+        if new is not None:
+            edits.append(_set_subject(current, new, leading_space))
+    if config.header_style == "spamassassin":
+        new_subject = headers.spamassassin_subject(verdict.body)
+        if new_subject is not None:
+            values = txn.header_values(b"Subject")
+            edits.append(_set_subject(values[0] if values else None, new_subject, leading_space))
+    if action == "quarantine" and quarantine_ok:
+        reason = (config.quarantine_reason.replace("%score%", f"{score:.2f}")
+                  .replace("%threshold%", f"{threshold:.2f}"))
+        edits.append(Quarantine(reason.encode("ascii", "replace")))
+    if recipients_ok:
+        edits.extend(_mail_policy(config, txn, verdict, sp))
+    final: FinalReply = Continue()
+    label = action if action in ("quarantine",) else ("tag" if verdict.is_spam else "accept")
+    if verdict.is_spam and config.mail_policy != "none" and recipients_ok and action == "tag":
+        label = config.mail_policy
+    return Decision(final, tuple(edits), kind, label)
+
+
+def _action(config: Config, txn: Transaction, verdict: Verdict) -> str:
+    score, threshold = verdict.score, verdict.threshold
+    low_precedence = config.discard_low_precedence and any(
+        _LOW_PRECEDENCE.match(v) for v in txn.header_values(b"Precedence"))
+    if config.discard_score is not None and score >= config.discard_score:
+        return "discard"
+    if config.reject_score is not None and score >= config.reject_score:
+        return "discard" if low_precedence else "reject"
+    if verdict.is_spam:
+        if config.extra_discard >= 0 and score >= threshold + config.extra_discard:
+            return "discard"
+        if config.extra_reject >= 0 and score >= threshold + config.extra_reject:
+            return "discard" if low_precedence else "reject"
+    if config.quarantine_score is not None and score >= config.quarantine_score:
+        return "quarantine"
+    return "tag"
+
+
+def _reject_reply(config: Config, verdict: Verdict) -> ReplyCode:
+    spec = parse_reply_option("reject-reply", config.reject_reply, "5")
+    if not config.smtp_detailed_reply:
+        return smtp_reply(spec.code, spec.enhanced, ["This looks like spam."])
+    lines = [f"{spec.text}, score {verdict.score:.2f}/{verdict.threshold:.2f}"]
+    if verdict.command in ("REPORT", "REPORT_IFSPAM"):
+        lines.extend(report_rule_lines(verdict.body, limit=31))
+    return smtp_reply(spec.code, spec.enhanced, lines)
+
+
+_RULE_LINE = re.compile(rb"^\s*(-?\d+(?:\.\d+)?)\s+(\S+)\s+(.*)$")
+
+
+def report_rule_lines(report: bytes, *, limit: int) -> list[str]:
+    """The rules that hit with a non-zero score, one reply line each (milter-spamc)."""
+    out = []
+    for raw in report.splitlines():
+        m = _RULE_LINE.match(raw)
+        if not m or float(m[1]) == 0:
+            continue
+        text = b" ".join(raw.split()).decode("ascii", "replace")
+        text = "".join(c if 32 <= ord(c) < 127 else "?" for c in text).replace("%", "p")
+        out.append(text[:900])
+        if len(out) == limit:
+            break
+    return out
+
+
+def _verdict_headers(
+    config: Config, txn: Transaction, verdict: Verdict, macros: Macros, now: datetime
+) -> list[tuple[bytes, bytes]]:
+    out: list[tuple[bytes, bytes]] = []
+    if config.add_scanned_by:
+        out.append((b"X-Scanned-By", headers.format_scanned_by(
+            __version__, macros.get("if_name") or macros.get("j"),
+            macros.get("if_addr") or macros.get("daemon_addr"), now)))
+    if config.header_style == "spamassassin":
+        out.extend(headers.spamassassin_headers(verdict.body))
+        return out
+    spam = verdict.is_spam
+    if spam or config.always_add_flag:
+        out.append((b"X-Spam-Flag", headers.format_flag(spam)))
+    out.append((b"X-Spam-Status", headers.format_status(spam, verdict.score, verdict.threshold)))
+    if config.level_character and (spam or config.always_add_level):
+        level = headers.format_level(verdict.score, config.level_character.encode())
+        if level:
+            out.append((b"X-Spam-Level", level))
+    if verdict.command in ("REPORT", "REPORT_IFSPAM") and verdict.body.strip():
+        out.append((b"X-Spam-Report", headers.format_report(verdict.body)))
+    if config.mail_policy == "redirect" and spam:
+        for rcpt in txn.recipients:
+            out.append((b"X-Original-Recipient",
+                        headers.sanitize_value(rcpt.address, len(b"X-Original-Recipient"))))
+    return out
+
+
+def _set_subject(current: bytes | None, new: bytes, leading_space: bool) -> Edit:
+    value = new
+    if leading_space and not value.startswith((b" ", b"\t")):
+        value = b" " + value
+    if not leading_space:
+        value = value.lstrip(b" ")
+    if current is None:
+        return AddHeader(b"Subject", value)
+    return ChangeHeader(1, b"Subject", value)
+
+
+def _mail_policy(config: Config, txn: Transaction, verdict: Verdict, sp: bytes) -> list[Edit]:
+    edits: list[Edit] = []
+    if config.mail_archive:
+        edits.append(AddRecipient(_angle(config.mail_archive)))
+    if not verdict.is_spam:
+        if config.mail_ham:
+            edits.append(AddRecipient(_angle(config.mail_ham)))
+        return edits
+    if config.mail_policy == "none":
+        return edits
+    target = config.mail_spam
+    if (config.extra_low_spam >= 0 and config.mail_low_spam
+            and verdict.score <= verdict.threshold + config.extra_low_spam):
+        target = config.mail_low_spam
+    if config.mail_policy == "copy":
+        edits.append(AddRecipient(_angle(target)))
+        return edits
+    # redirect: every original recipient is replaced
+    all_local = all(not r.host or r.mailer.lower().startswith(b"local") for r in txn.recipients)
+    for rcpt in txn.recipients:
+        edits.append(DeleteRecipient(rcpt.address))
+        if config.mail_format and all_local:
+            edits.append(AddRecipient(_angle(format_recipient(config.mail_format, rcpt.address,
+                                                              txn.sender))))
+    if not (config.mail_format and all_local):
+        edits.append(AddRecipient(_angle(target)))
+    return edits
+
+
+def _angle(address: str | bytes) -> bytes:
+    raw = address.encode() if isinstance(address, str) else address
+    raw = raw.strip()
+    return raw if raw.startswith(b"<") else b"<" + raw + b">"
+
+
+def format_recipient(fmt: str, recipient: bytes, sender: bytes) -> str:
+    """milter-spamc's mail-format: %A address, %D domain, %L local part, %P plus detail,
+    %R recipient as given, %S sender, %T a timestamp-free tag (empty here), %% a percent."""
+    addr = recipient.strip(b"<>").decode("ascii", "replace")
+    local, _, domain = addr.partition("@")
+    base, _, detail = local.partition("+")
+    table = {"A": addr, "D": domain, "L": base, "P": detail, "R": recipient.decode("ascii", "replace"),
+             "S": sender.strip(b"<>").decode("ascii", "replace"), "T": "", "%": "%"}
+    return re.sub(r"%(.)", lambda m: table.get(m[1], m[0]), fmt)
+
+
+def precedence_is_low(values: Sequence[bytes]) -> bool:
+    return any(_LOW_PRECEDENCE.match(v) for v in values)
+
+
+__all__ = [
+    "Accept",
+    "Decision",
+    "decide",
+    "on_error",
+    "on_unscanned",
+    "skip_reason",
+    "spamd_user",
+    "validate",
+]

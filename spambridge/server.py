@@ -1,0 +1,241 @@
+"""Listeners, the connection limit, graceful shutdown and reload.
+
+Socket specs follow Sendmail (`unix:/path`, `local:/path`, `inet:PORT@HOST`,
+`inet6:PORT@HOST`) and Postfix (`inet:HOST:PORT`). With systemd socket activation
+(LISTEN_FDS) the inherited sockets are used instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import os
+import socket
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from spambridge.errors import ConfigError
+from spambridge.log import logger
+from spambridge.session import Services, Session
+
+SD_LISTEN_FDS_START = 3
+
+
+@dataclass(frozen=True, slots=True)
+class SocketSpec:
+    family: socket.AddressFamily
+    host: str = ""
+    port: int = 0
+    path: str = ""
+
+    def __str__(self) -> str:
+        if self.family == socket.AF_UNIX:
+            return f"unix:{self.path}"
+        kind = "inet6" if self.family == socket.AF_INET6 else "inet"
+        return f"{kind}:{self.port}@{self.host or '*'}"
+
+
+def parse_milter_socket(spec: str) -> SocketSpec:
+    """Parse a Sendmail or Postfix milter socket spec."""
+    accepted = ("accepted: unix:/path, local:/path, inet:PORT@HOST, inet6:PORT@HOST, "
+                "inet:HOST:PORT")
+    text = spec.strip()
+    if text.startswith("/"):
+        return SocketSpec(socket.AF_UNIX, path=text)
+    kind, sep, rest = text.partition(":")
+    kind = kind.lower()
+    if not sep or not rest:
+        raise ConfigError("milter-socket", f"{spec!r} is not a socket spec; {accepted}")
+    if kind in ("unix", "local"):
+        if not rest.startswith("/"):
+            raise ConfigError("milter-socket", f"{spec!r}: the unix socket path must be absolute")
+        return SocketSpec(socket.AF_UNIX, path=rest)
+    if kind not in ("inet", "inet6"):
+        raise ConfigError("milter-socket", f"{spec!r}: unknown socket type {kind!r}; {accepted}")
+    family = socket.AF_INET6 if kind == "inet6" else socket.AF_INET
+    if "@" in rest:
+        port_s, _, host = rest.partition("@")
+    elif rest.count(":") == 1 or (rest.startswith("[") and "]:" in rest):
+        host, _, port_s = rest.rpartition(":")  # Postfix's inet:HOST:PORT
+    else:
+        port_s, host = rest, ""
+    host = host.strip("[]")
+    if ":" in host:
+        family = socket.AF_INET6
+    try:
+        port = int(port_s)
+    except ValueError:
+        raise ConfigError("milter-socket", f"{spec!r}: port {port_s!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError("milter-socket", f"{spec!r}: port {port} is out of range")
+    return SocketSpec(family, host=host, port=port)
+
+
+def inherited_sockets() -> list[socket.socket]:
+    """Sockets passed by systemd socket activation (LISTEN_PID/LISTEN_FDS), if any."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return []
+    try:
+        count = int(os.environ.get("LISTEN_FDS", "0"))
+    except ValueError:
+        return []
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    return [socket.socket(fileno=SD_LISTEN_FDS_START + i) for i in range(count)]
+
+
+def bind_unix(path: str, mode: int, group: str, backlog: int) -> socket.socket:
+    """Bind a unix socket with its final mode before anyone can connect.
+
+    A leftover socket file is removed only when nothing answers on it; a live one means a
+    second instance, which must not steal the socket.
+    """
+    if os.path.lexists(path):
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise ConfigError("milter-socket", f"{path} exists and is not a socket")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(1.0)
+        try:
+            probe.connect(path)
+        except OSError:
+            logger.info("removing stale socket %s (nothing answers on it)", path)
+            os.unlink(path)
+        else:
+            raise ConfigError(
+                "milter-socket", f"{path} is in use by a running milter; stop it first or "
+                "choose another socket")
+        finally:
+            probe.close()
+    directory = os.path.dirname(path)
+    if directory and not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o777 & ~mode)
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old)
+    os.chmod(path, mode)
+    if group:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            sock.close()
+            raise ConfigError("socket-group", f"no such group {group!r}") from None
+        os.chown(path, -1, gid)
+    sock.listen(backlog)
+    return sock
+
+
+def bind_inet(spec: SocketSpec, backlog: int) -> socket.socket:
+    host = spec.host or ("::" if spec.family == socket.AF_INET6 else "0.0.0.0")
+    infos = socket.getaddrinfo(host, spec.port, spec.family, socket.SOCK_STREAM)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError("milter-socket", f"cannot listen on {spec}: {exc.strerror}") from None
+    sock.listen(backlog)
+    return sock
+
+
+class Server:
+    """Accepts MTA connections and runs one Session each."""
+
+    def __init__(self, services: Callable[[], Services]) -> None:
+        self.services = services
+        self.sessions: dict[int, Session] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.servers: list[asyncio.Server] = []
+        self.unix_paths: list[str] = []
+        self.next_id = 0
+        self.accepting = True
+
+    def bind(self) -> list[socket.socket]:
+        """Bind the configured socket (or take systemd's). Call before dropping privileges."""
+        inherited = inherited_sockets()
+        if inherited:
+            logger.info("using %d socket(s) passed by systemd", len(inherited))
+            return inherited
+        config = self.services().config
+        spec = parse_milter_socket(config.milter_socket)
+        if spec.family == socket.AF_UNIX:
+            self.unix_paths.append(spec.path)
+            return [bind_unix(spec.path, config.socket_mode, config.socket_group,
+                              config.milter_queue)]
+        return [bind_inet(spec, config.milter_queue)]
+
+    async def start(self, sockets: list[socket.socket]) -> None:
+        for sock in sockets:
+            sock.setblocking(False)
+            if sock.family == socket.AF_UNIX:
+                server = await asyncio.start_unix_server(self._accept, sock=sock)
+            else:
+                server = await asyncio.start_server(self._accept, sock=sock)
+            self.servers.append(server)
+            logger.info("listening on %s", _describe(sock))
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        svc = self.services()
+        if not self.accepting or len(self.sessions) >= svc.config.max_connections:
+            why = "shutting down" if not self.accepting else (
+                f"max-connections={svc.config.max_connections} reached")
+            logger.warning("refusing MTA connection: %s", why)
+            svc.metrics.inc("connections_refused")
+            writer.close()
+            return
+        self.next_id += 1
+        ident = self.next_id
+        session = Session(reader, writer, self.services, ident)
+        self.sessions[ident] = session
+        svc.metrics.inc("connections")
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)
+        try:
+            await session.run()
+        finally:
+            self.sessions.pop(ident, None)
+            if task is not None:
+                self.tasks.discard(task)
+
+    @property
+    def busy(self) -> int:
+        return sum(1 for s in self.sessions.values() if s.in_transaction)
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop accepting, let messages in flight finish within `grace`, then close."""
+        self.accepting = False
+        for server in self.servers:
+            server.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.busy and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if self.busy:
+            logger.warning("shutdown grace of %.0fs over; %d message(s) left to the MTA",
+                           grace, self.busy)
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=5)
+        for server in self.servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1)
+        for path in self.unix_paths:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+def _describe(sock: socket.socket) -> str:
+    name = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{name}"
+    if sock.family == socket.AF_INET6:
+        return f"inet6:{name[1]}@{name[0]}"
+    return f"inet:{name[1]}@{name[0]}"

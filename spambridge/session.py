@@ -1,0 +1,337 @@
+"""One MTA connection: read -> decode -> collect -> scan -> decide -> encode -> write."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from spambridge import policy
+from spambridge.errors import ProtocolError, RemoteProtocolError, SpamdError
+from spambridge.log import conn_id, logger, queue_id
+from spambridge.metrics import Metrics
+from spambridge.milter.codec import CommandDecoder, encode
+from spambridge.milter.flags import ActionFlags, ProtocolFlags, Stage
+from spambridge.milter.messages import (
+    Abort,
+    BodyChunk,
+    Command,
+    Connect,
+    Continue,
+    Data,
+    EndOfHeaders,
+    EndOfMessage,
+    Header,
+    Helo,
+    Macro,
+    MailFrom,
+    Negotiate,
+    Progress,
+    Quit,
+    QuitNewConnection,
+    RcptTo,
+    Reply,
+    Skip,
+    Unknown,
+)
+from spambridge.milter.negotiate import Negotiated, Wanted, check_reply, negotiate
+from spambridge.milter.reply import smtp_reply
+from spambridge.options import Config
+from spambridge.spamd import SpamdPool, Verdict
+from spambridge.transaction import (
+    Client,
+    Macros,
+    Recipient,
+    Transaction,
+    message_for_spamd,
+)
+
+# Macros we read, requested per stage in the negotiation reply (setsymlist).
+MACROS: tuple[tuple[Stage, tuple[str, ...]], ...] = (
+    (Stage.CONNECT, ("j", "_", "{daemon_name}", "{daemon_addr}", "{if_name}", "{if_addr}",
+                     "{client_name}", "{client_addr}", "{client_resolve}")),
+    (Stage.MAIL, ("i", "{auth_type}", "{auth_authen}", "{auth_author}", "{mail_addr}")),
+    (Stage.RCPT, ("i", "{rcpt_mailer}", "{rcpt_host}", "{rcpt_addr}")),
+    (Stage.END_OF_HEADERS, ("i",)),
+    (Stage.END_OF_MESSAGE, ("i", "{msg_id}")),
+)
+
+
+def wanted(config: Config) -> Wanted:
+    """What we ask the MTA for: only the steps we use, no replies where we never answer."""
+    actions = ActionFlags.ADD_HEADERS | ActionFlags.CHANGE_HEADERS
+    if config.quarantine_score is not None:
+        actions |= ActionFlags.QUARANTINE
+    if config.mail_policy != "none" or config.mail_ham or config.mail_archive:
+        actions |= ActionFlags.ADD_RECIPIENT | ActionFlags.DELETE_RECIPIENT
+    protocol = (
+        ProtocolFlags.NO_UNKNOWN
+        | ProtocolFlags.NR_CONNECT
+        | ProtocolFlags.NR_HELO
+        | ProtocolFlags.NR_MAIL
+        | ProtocolFlags.NR_DATA
+        | ProtocolFlags.NR_HEADER
+        | ProtocolFlags.NR_END_OF_HEADERS
+        | ProtocolFlags.HEADER_LEADING_SPACE
+    )
+    if config.max_untrusted < 0:
+        protocol |= ProtocolFlags.NR_RCPT
+    if config.oversize_action == "skip" and config.spamd_max_size:
+        # SKIP needs a reply to body chunks, so no NR_BODY: one round trip per 64 KiB.
+        protocol |= ProtocolFlags.SKIP
+    else:
+        protocol |= ProtocolFlags.NR_BODY
+    return Wanted(actions=actions, protocol=protocol, macros=MACROS)
+
+
+@dataclass(slots=True)
+class Services:
+    """What a session needs from the server; swapped whole on reload."""
+
+    config: Config
+    pool: SpamdPool
+    metrics: Metrics
+
+
+class Session:
+    """Serve one MTA connection until it quits, closes, idles out or breaks the protocol."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        services: Callable[[], Services],
+        ident: int,
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.services = services
+        self.ident = ident
+        self.svc = services()
+        self.decoder = CommandDecoder(self.svc.config.max_frame_size)
+        self.negotiated: Negotiated | None = None
+        self.client = Client()
+        self.macros = Macros()
+        self.txn: Transaction | None = None
+        self.in_transaction = False  # between MAIL and the end-of-message reply
+        self.closing = False
+        self.last: type[Command] = Negotiate
+
+    async def run(self) -> None:
+        conn_id.set(self.ident)
+        peer = self.writer.get_extra_info("peername")
+        logger.debug("connection from %s", peer or "unix socket")
+        try:
+            await self._loop()
+        except RemoteProtocolError as exc:
+            logger.warning("protocol error from MTA, closing connection: %s", exc)
+            self.svc.metrics.inc("protocol_errors")
+        except ProtocolError as exc:
+            logger.error("internal protocol error, closing connection: %s", exc)
+        except TimeoutError:
+            logger.info("MTA idle for %.0fs, closing connection", self.svc.config.milter_timeout)
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            logger.debug("connection lost: %s", exc)
+        finally:
+            if self.in_transaction:
+                logger.info("connection closed during a message; the MTA keeps it")
+            self.writer.close()
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                await self.writer.wait_closed()
+
+    async def _loop(self) -> None:
+        timeout = self.svc.config.milter_timeout
+        while not self.closing:
+            async with asyncio.timeout(timeout):
+                data = await self.reader.read(262144)
+            if not data:
+                return
+            for command in self.decoder.feed(data):
+                await self._dispatch(command)
+                if self.closing:
+                    return
+            await self._drain()
+
+    async def _drain(self) -> None:
+        async with asyncio.timeout(self.svc.config.milter_timeout):
+            await self.writer.drain()
+
+    def _send(self, reply: Reply) -> None:
+        if self.negotiated is not None and not isinstance(reply, Negotiate):
+            check_reply(self.last, reply, self.negotiated)
+        self.writer.write(encode(reply))
+
+    def _answer(self, command: Command, reply: Reply | None = None) -> None:
+        """Reply to a step unless we promised the MTA not to."""
+        if self.negotiated is not None and self.negotiated.expects_reply(command):
+            self._send(reply if reply is not None else Continue())
+
+    async def _dispatch(self, command: Command) -> None:
+        self.last = type(command)
+        match command:
+            case Negotiate():
+                reply, self.negotiated = negotiate(command, wanted(self.svc.config))
+                self._send(reply)
+            case Macro():
+                self.macros.define(command.stage, command.macros)
+            case Connect():
+                self.macros.enter(b"C")
+                self.client = Client(command.hostname, command.family, command.port,
+                                     command.address)
+                self._answer(command)
+            case Helo():
+                self.macros.enter(b"H")
+                self.client.helo = command.name
+                self._answer(command)
+            case MailFrom():
+                self.macros.enter(b"M")
+                self.svc = self.services()  # a reload applies from the next message on
+                self.txn = Transaction(sender=command.address, sender_args=command.esmtp_args)
+                self.in_transaction = True
+                queue_id.set(self.macros.get("i").decode("ascii", "replace") or "-")
+                self._answer(command)
+            case RcptTo():
+                self.macros.enter(b"R")
+                self._rcpt(command)
+            case Data():
+                self._answer(command)
+            case Header():
+                if self.txn is not None:
+                    self.txn.add_header(command.name, command.value)
+                self._answer(command)
+            case EndOfHeaders():
+                self._answer(command)
+            case BodyChunk():
+                self._body(command)
+            case EndOfMessage():
+                if command.data:
+                    self._body(BodyChunk(command.data), reply=False)
+                await self._end_of_message()
+            case Abort():
+                self._reset()
+            case Quit():
+                self.closing = True
+            case QuitNewConnection():
+                self._reset()
+                self.macros.clear()
+                self.client = Client()
+            case Unknown():
+                self._answer(command)
+
+    def _rcpt(self, command: RcptTo) -> None:
+        txn = self.txn
+        if txn is None:
+            self._answer(command)
+            return
+        m = self.macros
+        txn.recipients.append(Recipient(command.address, command.esmtp_args,
+                                        m.get("rcpt_mailer"), m.get("rcpt_host"),
+                                        m.get("rcpt_addr")))
+        limit = self.svc.config.max_untrusted
+        if limit >= 0 and len(txn.recipients) > limit:
+            txn.recipients.pop()
+            self._answer(command, smtp_reply("452", "4.5.3", ["too many untrusted recipients"]))
+            return
+        self._answer(command)
+
+    def _body(self, chunk: BodyChunk, *, reply: bool = True) -> None:
+        txn = self.txn
+        config = self.svc.config
+        if txn is None:
+            if reply:
+                self._answer(chunk)
+            return
+        fits = txn.add_body(chunk.data, config.max_scan_bytes)
+        if (not fits and reply and config.oversize_action == "skip"
+                and self.negotiated is not None and self.negotiated.can_skip
+                and self.negotiated.expects_reply(chunk)):
+            self._send(Skip())  # the MTA stops sending the body: we will not scan it
+            return
+        if reply:
+            self._answer(chunk)
+
+    def _reset(self) -> None:
+        self.txn = None
+        self.in_transaction = False
+        queue_id.set("-")
+
+    async def _end_of_message(self) -> None:
+        txn = self.txn or Transaction()
+        svc = self.svc
+        config = svc.config
+        leading = self.negotiated.leading_space if self.negotiated else False
+        now = datetime.now(UTC).astimezone()
+        queue_id.set(self.macros.get("i").decode("ascii", "replace") or "-")
+        started = time.monotonic()
+        spamd_ms = 0.0
+        host = "-"
+        reason = policy.skip_reason(config, self.client, self.macros)
+        if reason is None and not txn.body_complete and config.oversize_action == "skip":
+            reason = f"message over spamd-max-size ({txn.size} bytes)"
+        if reason is not None:
+            decision = policy.on_unscanned(config, txn, reason)
+        else:
+            authenticated = bool(self.macros.get("auth_authen"))
+            message = message_for_spamd(
+                txn, self.client, self.macros, leading_space=leading,
+                drop=policy.VERDICT_HEADERS, now=now, authenticated=authenticated)
+            user = policy.spamd_user(config, txn)
+            outcome = await self._scan_with_progress(svc, message, user)
+            spamd_ms = (time.monotonic() - started) * 1000
+            if isinstance(outcome, Verdict):
+                host = outcome.host
+                actions = self.negotiated.actions if self.negotiated else ActionFlags(0)
+                decision = policy.decide(
+                    config, txn, outcome, macros=self.macros, now=now, leading_space=leading,
+                    quarantine_ok=bool(actions & ActionFlags.QUARANTINE),
+                    recipients_ok=bool(actions & ActionFlags.ADD_RECIPIENT))
+            else:
+                host = outcome.host or "-"
+                decision = policy.on_error(config, txn, outcome)
+        for edit in decision.edits:
+            self._send(edit)
+        self._send(decision.final)
+        svc.metrics.message(decision, txn.size, spamd_ms / 1000 if spamd_ms else None)
+        score = ""
+        if decision.score is not None:
+            score = f" score={decision.score:.2f}/{decision.threshold:.2f}"
+        logger.info(
+            "verdict=%s%s action=%s client=%s [%s] from=%s rcpts=%s size=%d spamd=%s "
+            "ms=%.0f%s",
+            decision.verdict, score, decision.action,
+            self.client.hostname.decode("ascii", "replace"),
+            self.client.address.decode("ascii", "replace"),
+            txn.sender.decode("ascii", "replace"),
+            ",".join(r.address.decode("ascii", "replace") for r in txn.recipients),
+            txn.size, host, spamd_ms,
+            f" reason={decision.reason!r}" if decision.reason else "",
+        )
+        self._reset()
+
+    async def _scan_with_progress(
+        self, svc: Services, message: bytes, user: str
+    ) -> Verdict | SpamdError:
+        """Scan, sending progress to the MTA every progress-interval while we wait."""
+        scan = asyncio.ensure_future(
+            svc.pool.scan(message, command=svc.config.spamd_command, user=user or None))
+        try:
+            while True:
+                done, _ = await asyncio.wait({scan}, timeout=svc.config.progress_interval)
+                if done:
+                    break
+                self._send(Progress())
+                await self._drain()
+        finally:
+            if not scan.done():
+                scan.cancel()
+                with contextlib.suppress(asyncio.CancelledError, SpamdError):
+                    await scan
+        try:
+            verdict = scan.result()
+        except SpamdError as exc:
+            logger.warning("spamd failed (%s): %s", exc.kind, exc)
+            return exc
+        return verdict

@@ -1,0 +1,200 @@
+"""One SMTP connection and transaction as the MTA showed them to us.
+
+Builds the exact bytes spamd sees: a synthetic Return-Path and Received first (the MTA adds its
+own Received only after the milters ran, so SpamAssassin would otherwise miss the last hop),
+then the headers and body as the MTA will deliver them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import format_datetime
+
+from spambridge.milter.flags import Family
+
+# libmilter's macro scoping: a command clears the macros of every later stage. Postfix also
+# sends 'L' (EOH list, before each header), 'B' (EOM list, before each body chunk) and 'U'.
+_STAGE_ORDER = b"CHMRTLNBEU"
+_CLEARS: dict[bytes, bytes] = {
+    b"C": b"HMRTLNBEU",
+    b"H": b"MRTLNBEU",
+    b"M": b"RTLNBE",
+    b"R": b"TLNBE",
+}
+
+
+def macro_name(name: bytes) -> bytes:
+    """`{x}` and `x` are the same macro (libmilter's smfi_getsymval)."""
+    if name.startswith(b"{") and name.endswith(b"}"):
+        return name[1:-1]
+    return name
+
+
+@dataclass(slots=True)
+class Macros:
+    """Macros by stage, scoped and looked up as libmilter does (latest stage first)."""
+
+    by_stage: dict[int, dict[bytes, bytes]] = dataclasses.field(default_factory=dict)
+
+    def define(self, stage: bytes, pairs: tuple[tuple[bytes, bytes], ...]) -> None:
+        key = stage[0] if stage else 0
+        self.by_stage[key] = {macro_name(n): v for n, v in pairs}
+
+    def enter(self, command: bytes) -> None:
+        """A command of this stage letter arrived: forget the macros of later stages."""
+        for letter in _CLEARS.get(command, b""):
+            self.by_stage.pop(letter, None)
+
+    def clear(self) -> None:
+        self.by_stage.clear()
+
+    def get(self, name: bytes | str, default: bytes = b"") -> bytes:
+        key = macro_name(name.encode() if isinstance(name, str) else name)
+        for letter in reversed(_STAGE_ORDER):
+            stage = self.by_stage.get(letter)
+            if stage is not None and key in stage:
+                return stage[key]
+        for letter, stage in self.by_stage.items():  # stages we do not know the order of
+            if letter not in _STAGE_ORDER and key in stage:
+                return stage[key]
+        return default
+
+
+@dataclass(slots=True)
+class Client:
+    """The SMTP client of this connection (from CONNECT and HELO)."""
+
+    hostname: bytes = b""
+    family: Family = Family.UNKNOWN
+    port: int = 0
+    address: bytes = b""
+    helo: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    address: bytes
+    esmtp_args: tuple[bytes, ...]
+    mailer: bytes  # {rcpt_mailer}
+    host: bytes  # {rcpt_host}
+    addr: bytes  # {rcpt_addr}
+
+
+@dataclass(slots=True)
+class Transaction:
+    """One message: envelope, headers as received, and the body buffered up to a limit."""
+
+    sender: bytes = b""
+    sender_args: tuple[bytes, ...] = ()
+    recipients: list[Recipient] = dataclasses.field(default_factory=list)
+    headers: list[tuple[bytes, bytes]] = dataclasses.field(default_factory=list)
+    header_bytes: int = 0
+    body: bytearray = dataclasses.field(default_factory=bytearray)
+    body_seen: int = 0  # every body byte the MTA sent, buffered or not
+    body_complete: bool = True  # False once we stopped buffering (size limit)
+
+    def header_values(self, name: bytes) -> list[bytes]:
+        lname = name.lower()
+        return [v for n, v in self.headers if n.lower() == lname]
+
+    def add_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+        self.header_bytes += len(name) + len(value) + 4
+
+    def add_body(self, data: bytes, limit: int) -> bool:
+        """Buffer body bytes up to `limit` total message bytes (0: no limit).
+
+        Returns False once the message is over the limit; the caller decides between skipping
+        the scan and scanning the truncated start.
+        """
+        self.body_seen += len(data)
+        if not self.body_complete:
+            return False
+        if limit:
+            room = limit - self.header_bytes - len(self.body)
+            if len(data) > room:
+                self.body += data[: max(room, 0)]
+                self.body_complete = False
+                return False
+        self.body += data
+        return True
+
+    @property
+    def size(self) -> int:
+        return self.header_bytes + self.body_seen
+
+
+def received_header(
+    client: Client, macros: Macros, *, now: datetime, authenticated: bool
+) -> bytes:
+    """A Sendmail-style Received line for the hop the MTA has not recorded yet.
+
+    SpamAssassin's trust path and its Received-based rules parse this format.
+    """
+    addr = client.address.decode("ascii", "replace")
+    if client.family is Family.INET6:
+        addr = f"IPv6:{addr}"
+    name = macros.get("client_name") or client.hostname
+    name_s = name.decode("ascii", "replace")
+    if name_s.startswith("[") or not name_s:
+        name_s = ""
+    helo = (client.helo or client.hostname).decode("ascii", "replace")
+    forged = b"FORGED" in macros.get("client_resolve").upper()
+    by = (macros.get("j") or macros.get("if_name") or macros.get("daemon_name") or b"localhost")
+    qid = macros.get("i").decode("ascii", "replace")
+    parts = [f"from {helo} ({name_s} [{addr}]".replace("( [", "([")]
+    if forged:
+        parts[0] += " (may be forged)"
+    parts[0] += ")"
+    if authenticated:
+        mech = macros.get("auth_type").decode("ascii", "replace") or "unknown"
+        parts.append(f"(authenticated as {_clean(macros.get('auth_authen'))} mech={_clean(mech)})")
+    with_ = "ESMTPA" if authenticated else "ESMTP"
+    by_line = f"by {_clean(by)} (spambridge) with {with_}"
+    if qid:
+        by_line += f" id {_clean(qid)}"
+    parts.append(by_line + ";")
+    parts.append(format_datetime(now))
+    text = "\r\n\t".join(_clean(p) for p in parts)
+    if client.family is Family.UNKNOWN and not client.address:
+        text = text.replace(" []", "")
+    return b"Received: " + text.encode("ascii", "replace")
+
+
+def _clean(value: bytes | str) -> str:
+    text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+    return "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
+
+
+def header_line(name: bytes, value: bytes, *, leading_space: bool) -> bytes:
+    """One header exactly as the MTA will deliver it: folding LF becomes CRLF."""
+    sep = b":" if leading_space else b": "
+    return name + sep + value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + b"\r\n"
+
+
+def message_for_spamd(
+    txn: Transaction,
+    client: Client,
+    macros: Macros,
+    *,
+    leading_space: bool,
+    drop: frozenset[bytes],
+    now: datetime,
+    authenticated: bool,
+) -> bytes:
+    """The bytes spamd scans: synthetic Return-Path and Received, then the message.
+
+    Headers named in `drop` (lower case) are left out because we delete them from the
+    delivered message too, so spamd sees what the recipient will get.
+    """
+    sender = txn.sender if txn.sender.startswith(b"<") else b"<" + txn.sender + b">"
+    out = bytearray(b"Return-Path: " + sender + b"\r\n")
+    out += received_header(client, macros, now=now, authenticated=authenticated) + b"\r\n"
+    for name, value in txn.headers:
+        if name.lower() not in drop:
+            out += header_line(name, value, leading_space=leading_space)
+    out += b"\r\n"
+    out += txn.body
+    return bytes(out)
