@@ -79,7 +79,8 @@ def help_text() -> str:
             group = opt.group
             lines.append(f"\n{group} options:")
         value = {"bool": "", "list": " LIST", "choice": " {" + ",".join(opt.choices) + "}"}.get(
-            opt.kind, " VALUE")
+            opt.kind, " VALUE"
+        )
         lines.append(f"  --{opt.name}{value}")
         default = opt.default if opt.default else "''"
         lines.extend("      " + chunk for chunk in _wrap(f"{opt.help} (default: {default})", 74))
@@ -93,16 +94,20 @@ class Resolved:
     warnings: tuple[str, ...]
 
 
-def resolve(argv: Sequence[str], defaults: Mapping[str, str] | None = None) -> tuple[
-        ParsedArgs, Resolved]:
+def resolve(
+    argv: Sequence[str], defaults: Mapping[str, str] | None = None
+) -> tuple[ParsedArgs, Resolved]:
     """argv (+ option file) -> validated configuration. Raises ConfigError."""
     first = parse_argv(argv)
     settings = Settings()
     file_option = first.settings.values.get("file")
     if isinstance(file_option, list):
         file_option = " ".join(file_option)
-    path = file_option if file_option is not None else (
-        (defaults or {}).get("file") or next(o.default for o in OPTIONS if o.name == "file"))
+    path = (
+        file_option
+        if file_option is not None
+        else ((defaults or {}).get("file") or next(o.default for o in OPTIONS if o.name == "file"))
+    )
     if path and (file_option is not None or os.path.exists(path)):
         read_option_file(path, settings)
     parsed = parse_argv(argv, settings)
@@ -128,20 +133,27 @@ def finish(config: Config, warnings: tuple[str, ...] = ()) -> Resolved:
         notes.append(
             f"spamd end timeout {timeouts.end:.0f}s does not fit the MTA timeouts of the shipped "
             f"snippets (Sendmail E={SNIPPET_SENDMAIL_END:.0f}s, Postfix milter_content_timeout="
-            f"{SNIPPET_POSTFIX_CONTENT:.0f}s): the MTA would give up first")
+            f"{SNIPPET_POSTFIX_CONTENT:.0f}s): the MTA would give up first"
+        )
     if config.progress_interval * 2 > SNIPPET_SENDMAIL_READ:
         notes.append(
             f"progress-interval {config.progress_interval:.0f}s is too long for Sendmail's "
-            f"R={SNIPPET_SENDMAIL_READ:.0f}s in the shipped snippet")
+            f"R={SNIPPET_SENDMAIL_READ:.0f}s in the shipped snippet"
+        )
     return Resolved(config, timeouts, tuple(notes))
 
 
 def build_pool(resolved: Resolved) -> SpamdPool:
     c = resolved.config
     return SpamdPool(
-        parse_spamd_sockets(c.spamd_socket), timeouts=resolved.timeouts, select=c.spamd_select,
-        max_connections=c.spamd_max_connections, connect_retries=c.spamd_connect_retries,
-        cooldown=c.spamd_cooldown, ca_file=c.spamd_ca_file or None)
+        parse_spamd_sockets(c.spamd_socket),
+        timeouts=resolved.timeouts,
+        select=c.spamd_select,
+        max_connections=c.spamd_max_connections,
+        connect_retries=c.spamd_connect_retries,
+        cooldown=c.spamd_cooldown,
+        ca_file=c.spamd_ca_file or None,
+    )
 
 
 def main(argv: Sequence[str] | None = None, *, defaults: Mapping[str, str] | None = None) -> int:
@@ -170,8 +182,9 @@ def main(argv: Sequence[str] | None = None, *, defaults: Mapping[str, str] | Non
         return 0
     if parsed.command == "scan":
         if len(parsed.args) != 1:
-            print("spambridge: error: scan: give one FILE, or - for standard input",
-                  file=sys.stderr)
+            print(
+                "spambridge: error: scan: give one FILE, or - for standard input", file=sys.stderr
+            )
             return 2
         return asyncio.run(scan_file(resolved, parsed.args[0]))
     return run(args, resolved, defaults)
@@ -213,21 +226,30 @@ async def scan_file(resolved: Resolved, path: str) -> int:
     client = Client(b"localhost", Family.INET, 0, b"127.0.0.1", b"localhost")
     macros = Macros()
     now = datetime.now(UTC).astimezone()
-    message = message_for_spamd(txn, client, macros, leading_space=True,
-                                drop=policy.VERDICT_HEADERS, now=now, authenticated=False)
+    message = message_for_spamd(
+        txn,
+        client,
+        macros,
+        leading_space=True,
+        drop=policy.VERDICT_HEADERS,
+        now=now,
+        authenticated=False,
+    )
     pool = build_pool(resolved)
     try:
-        outcome: Verdict | SpamdError = await pool.scan(message, command=config.spamd_command,
-                                                        user=config.spamd_user or None)
+        outcome: Verdict | SpamdError = await pool.scan(
+            message, command=config.spamd_command, user=config.spamd_user or None
+        )
     except SpamdError as exc:
         outcome = exc
     finally:
         await pool.close()
     if isinstance(outcome, Verdict):
-        decision = policy.decide(config, txn, outcome, macros=macros, now=now,
-                                 leading_space=True)
-        print(f"verdict: {decision.verdict} score={outcome.score:.2f}/{outcome.threshold:.2f} "
-              f"spamd={outcome.host} ms={outcome.elapsed * 1000:.0f}")
+        decision = policy.decide(config, txn, outcome, macros=macros, now=now, leading_space=True)
+        print(
+            f"verdict: {decision.verdict} score={outcome.score:.2f}/{outcome.threshold:.2f} "
+            f"spamd={outcome.host} ms={outcome.elapsed * 1000:.0f}"
+        )
     else:
         decision = policy.on_error(config, txn, outcome)
         print(f"verdict: error ({outcome.kind}: {outcome})")
@@ -246,11 +268,15 @@ def drop_privileges(config: Config) -> None:
         return
     try:
         user = pwd.getpwnam(config.run_user) if config.run_user else None
-        gid = (grp.getgrnam(config.run_group).gr_gid if config.run_group
-               else (user.pw_gid if user else os.getgid()))
+        gid = (
+            grp.getgrnam(config.run_group).gr_gid
+            if config.run_group
+            else (user.pw_gid if user else os.getgid())
+        )
     except KeyError as exc:
-        raise ConfigError("run-user" if "user" in str(exc) else "run-group",
-                          f"no such user or group: {exc}") from None
+        raise ConfigError(
+            "run-user" if "user" in str(exc) else "run-group", f"no such user or group: {exc}"
+        ) from None
     os.setgroups([gid])
     os.setgid(gid)
     if user is not None:
@@ -308,8 +334,7 @@ def run(argv: Sequence[str], resolved: Resolved, defaults: Mapping[str, str] | N
                 pass
 
 
-async def serve(argv: Sequence[str], resolved: Resolved,
-                defaults: Mapping[str, str] | None) -> int:
+async def serve(argv: Sequence[str], resolved: Resolved, defaults: Mapping[str, str] | None) -> int:
     from spambridge.server import Server
 
     stats = Metrics()
@@ -339,8 +364,9 @@ async def serve(argv: Sequence[str], resolved: Resolved,
             logger.error("reload failed, keeping the running configuration: %s", exc)
             return
         if fresh.config.milter_socket != current.config.milter_socket:
-            logger.warning("milter-socket changes need a restart; keeping %s",
-                           current.config.milter_socket)
+            logger.warning(
+                "milter-socket changes need a restart; keeping %s", current.config.milter_socket
+            )
         current = Services(fresh.config, build_pool(fresh), stats)
         setup(fresh.config.log, fresh.config.verbose)
         logger.info("configuration reloaded; new messages use it")
@@ -348,13 +374,19 @@ async def serve(argv: Sequence[str], resolved: Resolved,
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
-    logger.info("spambridge %s ready; spamd %s", __version__,
-                " ".join(resolved.config.spamd_socket) or "(none: scanning disabled)")
+    logger.info(
+        "spambridge %s ready; spamd %s",
+        __version__,
+        " ".join(resolved.config.spamd_socket) or "(none: scanning disabled)",
+    )
     notify("READY=1\nSTATUS=serving")
     await stop.wait()
     notify("STOPPING=1")
-    logger.info("stopping: finishing %d message(s) in flight (grace %.0fs)", server.busy,
-                current.config.shutdown_grace)
+    logger.info(
+        "stopping: finishing %d message(s) in flight (grace %.0fs)",
+        server.busy,
+        current.config.shutdown_grace,
+    )
     await server.shutdown(current.config.shutdown_grace)
     if metrics_server is not None:
         metrics_server.close()

@@ -25,7 +25,9 @@ class _ContextFilter(logging.Filter):
         return True
 
 
-STDERR_FORMAT = "%(asctime)s spambridge[%(process)d] %(levelname)s conn=%(conn)s qid=%(qid)s %(message)s"
+STDERR_FORMAT = (
+    "%(asctime)s spambridge[%(process)d] %(levelname)s conn=%(conn)s qid=%(qid)s %(message)s"
+)
 SYSLOG_FORMAT = "spambridge[%(process)d]: %(levelname)s conn=%(conn)s qid=%(qid)s %(message)s"
 
 

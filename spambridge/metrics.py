@@ -109,8 +109,12 @@ async def serve(metrics: Metrics, listen: str) -> asyncio.Server:
                 head = b"HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\n"
             writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
             await writer.drain()
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                ConnectionError) as exc:
+        except (
+            TimeoutError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ConnectionError,
+        ) as exc:
             logger.debug("metrics request failed: %s", exc)
         finally:
             writer.close()

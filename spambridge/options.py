@@ -57,169 +57,425 @@ SPAMD_COMMANDS = ("CHECK", "SYMBOLS", "REPORT", "REPORT_IFSPAM", "HEADERS")
 
 OPTIONS: tuple[Option, ...] = (
     # --- milter side
-    _o("milter-socket", "str", "unix:/run/spambridge/spambridge.sock",
-       "Socket the MTA connects to: unix:/path, local:/path, inet:PORT@HOST, "
-       "inet6:PORT@HOST, or Postfix's inet:HOST:PORT.", group="milter"),
-    _o("milter-timeout", "seconds", "7210",
-       "Idle time allowed between two packets from the MTA before the connection is "
-       "closed (libmilter's default).", group="milter"),
+    _o(
+        "milter-socket",
+        "str",
+        "unix:/run/spambridge/spambridge.sock",
+        "Socket the MTA connects to: unix:/path, local:/path, inet:PORT@HOST, "
+        "inet6:PORT@HOST, or Postfix's inet:HOST:PORT.",
+        group="milter",
+    ),
+    _o(
+        "milter-timeout",
+        "seconds",
+        "7210",
+        "Idle time allowed between two packets from the MTA before the connection is "
+        "closed (libmilter's default).",
+        group="milter",
+    ),
     _o("milter-queue", "int", "20", "Listen backlog of the milter socket.", group="milter"),
-    _o("max-connections", "int", "1000",
-       "Most MTA connections served at once; more are refused and logged.",
-       group="milter", legacy=False),
-    _o("max-frame-size", "int", "1048576",
-       "Largest milter packet accepted, in bytes (Postfix sends headers over 64 KiB "
-       "as one packet).", group="milter", legacy=False),
-    _o("progress-interval", "seconds", "5",
-       "While waiting on spamd after end of message, send a progress packet this often "
-       "so the MTA's read timeout (Sendmail R=, default 10s) never fires.",
-       group="milter", legacy=False),
-    _o("socket-mode", "str", "0660",
-       "Permission bits of a unix milter socket (octal).", group="milter", legacy=False),
-    _o("socket-group", "str", "",
-       "Group owning a unix milter socket (e.g. postfix); empty keeps the default.",
-       group="milter", legacy=False),
+    _o(
+        "max-connections",
+        "int",
+        "1000",
+        "Most MTA connections served at once; more are refused and logged.",
+        group="milter",
+        legacy=False,
+    ),
+    _o(
+        "max-frame-size",
+        "int",
+        "1048576",
+        "Largest milter packet accepted, in bytes (Postfix sends headers over 64 KiB "
+        "as one packet).",
+        group="milter",
+        legacy=False,
+    ),
+    _o(
+        "progress-interval",
+        "seconds",
+        "5",
+        "While waiting on spamd after end of message, send a progress packet this often "
+        "so the MTA's read timeout (Sendmail R=, default 10s) never fires.",
+        group="milter",
+        legacy=False,
+    ),
+    _o(
+        "socket-mode",
+        "str",
+        "0660",
+        "Permission bits of a unix milter socket (octal).",
+        group="milter",
+        legacy=False,
+    ),
+    _o(
+        "socket-group",
+        "str",
+        "",
+        "Group owning a unix milter socket (e.g. postfix); empty keeps the default.",
+        group="milter",
+        legacy=False,
+    ),
     # --- spamd side
-    _o("spamd-socket", "list", "127.0.0.1:783",
-       "spamd hosts: host:port, host,port, [v6addr]:port, /unix/path or ssl:host:port. "
-       "Repeat the option or separate entries with spaces for a pool. Empty disables "
-       "scanning.", group="spamd"),
-    _o("spamd-timeout", "seconds", "120",
-       "milter-spamc's single spamd timeout: when set, it sets all four spamd-timeouts "
-       "fields. 0 means the longest limit (1 hour).", group="spamd"),
-    _o("spamd-timeouts", "str", "C:5s;S:30s;R:110s;E:120s",
-       "spamd timeouts in Sendmail's T= syntax: C connect (per host try), S send, "
-       "R each read, E end (whole scan, failover and slot wait included).",
-       group="spamd", legacy=False),
-    _o("spamd-max-size", "int", "500",
-       "KB of the message given to spamd; 0 means no limit.", group="spamd"),
-    _o("oversize-action", "choice", "skip",
-       "Message over spamd-max-size: skip (deliver unscanned, tell the MTA to stop "
-       "sending the body) or truncate (scan the first spamd-max-size KB, as milter-spamc).",
-       ("skip", "truncate"), group="spamd", legacy=False),
-    _o("spamd-command", "choice", "REPORT",
-       "spamd request: CHECK, SYMBOLS, REPORT, REPORT_IFSPAM (milter-spamc style) or "
-       "HEADERS (header-style=spamassassin).", SPAMD_COMMANDS, group="spamd"),
-    _o("spamd-user", "str", "",
-       "spamd User when no single local recipient is found.", group="spamd"),
-    _o("no-user-config", "bool", "-",
-       "Always send spamd-user; never a per-recipient user.", group="spamd"),
-    _o("is-gateway", "bool", "-",
-       "Treat a recipient at a local-use address literal as local (its local part becomes "
-       "the spamd user).", group="spamd"),
-    _o("spamd-select", "choice", "failover",
-       "How the spamd pool picks a host: failover (in order), round-robin, random.",
-       ("failover", "round-robin", "random"), group="spamd", legacy=False),
-    _o("spamd-connect-retries", "int", "1", "Connect attempts per spamd host and scan.",
-       group="spamd", legacy=False),
-    _o("spamd-cooldown", "seconds", "30",
-       "A spamd host that failed is set aside this long before it is tried again.",
-       group="spamd", legacy=False),
-    _o("spamd-max-connections", "int", "16",
-       "Most concurrent scans (spamd queues silently when overloaded); waiting for a slot "
-       "counts against the E timeout.", group="spamd", legacy=False),
-    _o("spamd-ca-file", "str", "", "CA file to verify ssl: spamd hosts (spamd --ssl).",
-       group="spamd", legacy=False),
-    _o("spamd-error-action", "choice", "accept",
-       "When spamd is down, slow or answers badly: accept (fail open, deliver unchanged), "
-       "tempfail (4xx, like Sendmail F=T) or reject (5xx, like F=R).",
-       ("accept", "tempfail", "reject"), group="spamd", legacy=False),
-    _o("spamd-tempfail-reply", "str", "451 4.7.1 spam scanner unavailable, try again later",
-       "SMTP reply for spamd-error-action=tempfail.", group="spamd", legacy=False),
-    _o("spamd-reject-reply", "str", "550 5.7.1 spam scanner unavailable",
-       "SMTP reply for spamd-error-action=reject.", group="spamd", legacy=False),
+    _o(
+        "spamd-socket",
+        "list",
+        "127.0.0.1:783",
+        "spamd hosts: host:port, host,port, [v6addr]:port, /unix/path or ssl:host:port. "
+        "Repeat the option or separate entries with spaces for a pool. Empty disables "
+        "scanning.",
+        group="spamd",
+    ),
+    _o(
+        "spamd-timeout",
+        "seconds",
+        "120",
+        "milter-spamc's single spamd timeout: when set, it sets all four spamd-timeouts "
+        "fields. 0 means the longest limit (1 hour).",
+        group="spamd",
+    ),
+    _o(
+        "spamd-timeouts",
+        "str",
+        "C:5s;S:30s;R:110s;E:120s",
+        "spamd timeouts in Sendmail's T= syntax: C connect (per host try), S send, "
+        "R each read, E end (whole scan, failover and slot wait included).",
+        group="spamd",
+        legacy=False,
+    ),
+    _o(
+        "spamd-max-size",
+        "int",
+        "500",
+        "KB of the message given to spamd; 0 means no limit.",
+        group="spamd",
+    ),
+    _o(
+        "oversize-action",
+        "choice",
+        "skip",
+        "Message over spamd-max-size: skip (deliver unscanned, tell the MTA to stop "
+        "sending the body) or truncate (scan the first spamd-max-size KB, as milter-spamc).",
+        ("skip", "truncate"),
+        group="spamd",
+        legacy=False,
+    ),
+    _o(
+        "spamd-command",
+        "choice",
+        "REPORT",
+        "spamd request: CHECK, SYMBOLS, REPORT, REPORT_IFSPAM (milter-spamc style) or "
+        "HEADERS (header-style=spamassassin).",
+        SPAMD_COMMANDS,
+        group="spamd",
+    ),
+    _o(
+        "spamd-user",
+        "str",
+        "",
+        "spamd User when no single local recipient is found.",
+        group="spamd",
+    ),
+    _o(
+        "no-user-config",
+        "bool",
+        "-",
+        "Always send spamd-user; never a per-recipient user.",
+        group="spamd",
+    ),
+    _o(
+        "is-gateway",
+        "bool",
+        "-",
+        "Treat a recipient at a local-use address literal as local (its local part becomes "
+        "the spamd user).",
+        group="spamd",
+    ),
+    _o(
+        "spamd-select",
+        "choice",
+        "failover",
+        "How the spamd pool picks a host: failover (in order), round-robin, random.",
+        ("failover", "round-robin", "random"),
+        group="spamd",
+        legacy=False,
+    ),
+    _o(
+        "spamd-connect-retries",
+        "int",
+        "1",
+        "Connect attempts per spamd host and scan.",
+        group="spamd",
+        legacy=False,
+    ),
+    _o(
+        "spamd-cooldown",
+        "seconds",
+        "30",
+        "A spamd host that failed is set aside this long before it is tried again.",
+        group="spamd",
+        legacy=False,
+    ),
+    _o(
+        "spamd-max-connections",
+        "int",
+        "16",
+        "Most concurrent scans (spamd queues silently when overloaded); waiting for a slot "
+        "counts against the E timeout.",
+        group="spamd",
+        legacy=False,
+    ),
+    _o(
+        "spamd-ca-file",
+        "str",
+        "",
+        "CA file to verify ssl: spamd hosts (spamd --ssl).",
+        group="spamd",
+        legacy=False,
+    ),
+    _o(
+        "spamd-error-action",
+        "choice",
+        "accept",
+        "When spamd is down, slow or answers badly: accept (fail open, deliver unchanged), "
+        "tempfail (4xx, like Sendmail F=T) or reject (5xx, like F=R).",
+        ("accept", "tempfail", "reject"),
+        group="spamd",
+        legacy=False,
+    ),
+    _o(
+        "spamd-tempfail-reply",
+        "str",
+        "451 4.7.1 spam scanner unavailable, try again later",
+        "SMTP reply for spamd-error-action=tempfail.",
+        group="spamd",
+        legacy=False,
+    ),
+    _o(
+        "spamd-reject-reply",
+        "str",
+        "550 5.7.1 spam scanner unavailable",
+        "SMTP reply for spamd-error-action=reject.",
+        group="spamd",
+        legacy=False,
+    ),
     # --- headers
-    _o("header-style", "choice", "milter-spamc",
-       "milter-spamc: X-Spam-* headers in milter-spamc's formats; spamassassin: copy "
-       "SpamAssassin's own X-Spam-* headers (spamd-command=HEADERS).",
-       ("milter-spamc", "spamassassin"), group="headers", legacy=False),
+    _o(
+        "header-style",
+        "choice",
+        "milter-spamc",
+        "milter-spamc: X-Spam-* headers in milter-spamc's formats; spamassassin: copy "
+        "SpamAssassin's own X-Spam-* headers (spamd-command=HEADERS).",
+        ("milter-spamc", "spamassassin"),
+        group="headers",
+        legacy=False,
+    ),
     _o("always-add-flag", "bool", "-", "Add X-Spam-Flag: NO to ham too.", group="headers"),
     _o("always-add-level", "bool", "-", "Add X-Spam-Level to ham too.", group="headers"),
-    _o("level-character", "str", "x",
-       "Character repeated in X-Spam-Level; empty disables the header.", group="headers"),
-    _o("subject-tag", "str", "[SPAM]", "Subject prefix for spam; empty disables tagging.",
-       group="headers"),
-    _o("subject-tag-score", "bool", "-", "Add (score/threshold) to the subject tag.",
-       group="headers"),
-    _o("add-scanned-by", "bool", "+", "Add the X-Scanned-By header.", group="headers",
-       legacy=False),
+    _o(
+        "level-character",
+        "str",
+        "x",
+        "Character repeated in X-Spam-Level; empty disables the header.",
+        group="headers",
+    ),
+    _o(
+        "subject-tag",
+        "str",
+        "[SPAM]",
+        "Subject prefix for spam; empty disables tagging.",
+        group="headers",
+    ),
+    _o(
+        "subject-tag-score",
+        "bool",
+        "-",
+        "Add (score/threshold) to the subject tag.",
+        group="headers",
+    ),
+    _o(
+        "add-scanned-by", "bool", "+", "Add the X-Scanned-By header.", group="headers", legacy=False
+    ),
     # --- actions
-    _o("extra-reject", "float", "-1",
-       "Reject spam when score >= threshold + N; -1 disables, 0 rejects all spam.",
-       group="actions"),
-    _o("extra-discard", "float", "-1",
-       "Discard spam when score >= threshold + N; -1 disables.", group="actions"),
-    _o("discard-low-precedence", "bool", "-",
-       "Discard instead of reject when Precedence is list, junk or bulk.", group="actions"),
-    _o("reject-score", "optfloat", "",
-       "Reject when score >= this absolute value; empty disables.", group="actions",
-       legacy=False),
-    _o("discard-score", "optfloat", "",
-       "Discard when score >= this absolute value; empty disables.", group="actions",
-       legacy=False),
-    _o("quarantine-score", "optfloat", "",
-       "Quarantine (Sendmail queue quarantine / Postfix hold queue) when score >= this; "
-       "empty disables.", group="actions", legacy=False),
-    _o("quarantine-reason", "str", "spam score %score%/%threshold%",
-       "Quarantine reason text.", group="actions", legacy=False),
-    _o("reject-reply", "str", "550 5.7.1 message was identified as junk mail",
-       "SMTP reply code, enhanced code and text for a spam reject (the score is appended).",
-       group="actions", legacy=False),
-    _o("smtp-detailed-reply", "bool", "+",
-       "Multi-line reject listing the rules that hit; off gives 'This looks like spam.'",
-       group="actions"),
-    _o("extra-low-spam", "float", "-1",
-       "Spam with score <= threshold + N goes to mail-low-spam instead of mail-spam; "
-       "-1 disables.", group="actions"),
-    _o("mail-policy", "choice", "none",
-       "Spam neither rejected nor discarded: none, copy (bcc mail-spam) or redirect.",
-       ("none", "copy", "redirect"), group="actions"),
-    _o("mail-spam", "str", "", "Spam collection address for copy and redirect.",
-       group="actions"),
-    _o("mail-low-spam", "str", "", "Collection address for low-scoring spam.",
-       group="actions"),
-    _o("mail-format", "str", "",
-       "With redirect and all recipients local: rewrite each recipient with %A %D %L %P "
-       "%R %S %T %%.", group="actions"),
+    _o(
+        "extra-reject",
+        "float",
+        "-1",
+        "Reject spam when score >= threshold + N; -1 disables, 0 rejects all spam.",
+        group="actions",
+    ),
+    _o(
+        "extra-discard",
+        "float",
+        "-1",
+        "Discard spam when score >= threshold + N; -1 disables.",
+        group="actions",
+    ),
+    _o(
+        "discard-low-precedence",
+        "bool",
+        "-",
+        "Discard instead of reject when Precedence is list, junk or bulk.",
+        group="actions",
+    ),
+    _o(
+        "reject-score",
+        "optfloat",
+        "",
+        "Reject when score >= this absolute value; empty disables.",
+        group="actions",
+        legacy=False,
+    ),
+    _o(
+        "discard-score",
+        "optfloat",
+        "",
+        "Discard when score >= this absolute value; empty disables.",
+        group="actions",
+        legacy=False,
+    ),
+    _o(
+        "quarantine-score",
+        "optfloat",
+        "",
+        "Quarantine (Sendmail queue quarantine / Postfix hold queue) when score >= this; "
+        "empty disables.",
+        group="actions",
+        legacy=False,
+    ),
+    _o(
+        "quarantine-reason",
+        "str",
+        "spam score %score%/%threshold%",
+        "Quarantine reason text.",
+        group="actions",
+        legacy=False,
+    ),
+    _o(
+        "reject-reply",
+        "str",
+        "550 5.7.1 message was identified as junk mail",
+        "SMTP reply code, enhanced code and text for a spam reject (the score is appended).",
+        group="actions",
+        legacy=False,
+    ),
+    _o(
+        "smtp-detailed-reply",
+        "bool",
+        "+",
+        "Multi-line reject listing the rules that hit; off gives 'This looks like spam.'",
+        group="actions",
+    ),
+    _o(
+        "extra-low-spam",
+        "float",
+        "-1",
+        "Spam with score <= threshold + N goes to mail-low-spam instead of mail-spam; -1 disables.",
+        group="actions",
+    ),
+    _o(
+        "mail-policy",
+        "choice",
+        "none",
+        "Spam neither rejected nor discarded: none, copy (bcc mail-spam) or redirect.",
+        ("none", "copy", "redirect"),
+        group="actions",
+    ),
+    _o("mail-spam", "str", "", "Spam collection address for copy and redirect.", group="actions"),
+    _o("mail-low-spam", "str", "", "Collection address for low-scoring spam.", group="actions"),
+    _o(
+        "mail-format",
+        "str",
+        "",
+        "With redirect and all recipients local: rewrite each recipient with %A %D %L %P "
+        "%R %S %T %%.",
+        group="actions",
+    ),
     _o("mail-ham", "str", "", "Copy clean mail to this address.", group="actions"),
     _o("mail-archive", "str", "", "Copy every message to this address.", group="actions"),
-    _o("max-untrusted", "int", "-1",
-       "Most recipients that are not white-listed; more get 452 4.5.3. -1 disables.",
-       group="actions"),
-    _o("dry-run", "bool", "-",
-       "Decide and log everything, change nothing (every message is accepted unchanged).",
-       group="actions", legacy=False),
+    _o(
+        "max-untrusted",
+        "int",
+        "-1",
+        "Most recipients that are not white-listed; more get 452 4.5.3. -1 disables.",
+        group="actions",
+    ),
+    _o(
+        "dry-run",
+        "bool",
+        "-",
+        "Decide and log everything, change nothing (every message is accepted unchanged).",
+        group="actions",
+        legacy=False,
+    ),
     # --- what not to scan
-    _o("smtp-auth-ok", "bool", "+", "Do not scan mail from SMTP-authenticated senders.",
-       group="policy"),
-    _o("trusted-networks", "list", "",
-       "Client networks not scanned (CIDR, IPv4 and IPv6; spaces or repeats).",
-       group="policy", legacy=False),
-    _o("access-db", "str", "",
-       "Sendmail access map: text!/path (makemap's input) or /path.db. Empty disables.",
-       group="policy"),
+    _o(
+        "smtp-auth-ok",
+        "bool",
+        "+",
+        "Do not scan mail from SMTP-authenticated senders.",
+        group="policy",
+    ),
+    _o(
+        "trusted-networks",
+        "list",
+        "",
+        "Client networks not scanned (CIDR, IPv4 and IPv6; spaces or repeats).",
+        group="policy",
+        legacy=False,
+    ),
+    _o(
+        "access-db",
+        "str",
+        "",
+        "Sendmail access map: text!/path (makemap's input) or /path.db. Empty disables.",
+        group="policy",
+    ),
     # --- process
-    _o("file", "str", "/etc/spambridge/spambridge.cf",
-       "Option file read before the command line; file='' reads none.", group="process"),
-    _o("daemon", "bool", "-", "Detach and run in the background (SysV init).",
-       group="process"),
+    _o(
+        "file",
+        "str",
+        "/etc/spambridge/spambridge.cf",
+        "Option file read before the command line; file='' reads none.",
+        group="process",
+    ),
+    _o("daemon", "bool", "-", "Detach and run in the background (SysV init).", group="process"),
     _o("pid-file", "str", "", "Write the process id here.", group="process"),
-    _o("run-user", "str", "", "Drop to this user after binding the sockets.",
-       group="process"),
-    _o("run-group", "str", "", "Drop to this group after binding the sockets.",
-       group="process"),
+    _o("run-user", "str", "", "Drop to this user after binding the sockets.", group="process"),
+    _o("run-group", "str", "", "Drop to this group after binding the sockets.", group="process"),
     _o("work-dir", "str", "/", "Working directory.", group="process"),
-    _o("shutdown-grace", "seconds", "30",
-       "On SIGTERM, how long in-flight messages may take to finish.", group="process",
-       legacy=False),
-    _o("log", "choice", "stderr", "Where log lines go: stderr or syslog (facility mail).",
-       ("stderr", "syslog"), group="process", legacy=False),
-    _o("verbose", "str", "info",
-       "Comma list of log categories: info, debug, trace, dialog, state, socket-all, all, 0.",
-       group="process"),
-    _o("metrics-listen", "str", "",
-       "Serve Prometheus metrics on HOST:PORT (needs prometheus-client).", group="process",
-       legacy=False),
+    _o(
+        "shutdown-grace",
+        "seconds",
+        "30",
+        "On SIGTERM, how long in-flight messages may take to finish.",
+        group="process",
+        legacy=False,
+    ),
+    _o(
+        "log",
+        "choice",
+        "stderr",
+        "Where log lines go: stderr or syslog (facility mail).",
+        ("stderr", "syslog"),
+        group="process",
+        legacy=False,
+    ),
+    _o(
+        "verbose",
+        "str",
+        "info",
+        "Comma list of log categories: info, debug, trace, dialog, state, socket-all, all, 0.",
+        group="process",
+    ),
+    _o(
+        "metrics-listen",
+        "str",
+        "",
+        "Serve Prometheus metrics on HOST:PORT (needs prometheus-client).",
+        group="process",
+        legacy=False,
+    ),
 )
 
 BY_NAME: Mapping[str, Option] = {o.name: o for o in OPTIONS}
@@ -228,14 +484,36 @@ BY_NAME: Mapping[str, Option] = {o.name: o for o in OPTIONS}
 IGNORED: Mapping[str, str] = {
     name: "address syntax checks are the MTA's job"
     for name in (
-        "rfc2821-syntax", "rfc2821-local-length", "rfc2821-domain-length",
-        "rfc2821-literal-plus", "reject-percent-relay", "reject-rfc2606", "reject-unknown-tld",
+        "rfc2821-syntax",
+        "rfc2821-local-length",
+        "rfc2821-domain-length",
+        "rfc2821-literal-plus",
+        "reject-percent-relay",
+        "reject-rfc2606",
+        "reject-unknown-tld",
     )
-} | {"sendmail-cf": "not needed", "interface-ip": "taken from {if_addr}",
-     "interface-name": "taken from {if_name}"}
+} | {
+    "sendmail-cf": "not needed",
+    "interface-ip": "taken from {if_addr}",
+    "interface-name": "taken from {if_name}",
+}
 
-VERBOSE_WORDS = ("all", "0", "info", "trace", "parse", "debug", "dialog", "state", "dns",
-                 "cache", "database", "socket-fd", "socket-all", "libmilter")
+VERBOSE_WORDS = (
+    "all",
+    "0",
+    "info",
+    "trace",
+    "parse",
+    "debug",
+    "dialog",
+    "state",
+    "dns",
+    "cache",
+    "database",
+    "socket-fd",
+    "socket-all",
+    "libmilter",
+)
 
 
 # ------------------------------------------------------------------ raw settings
@@ -252,8 +530,9 @@ class Settings:
     def set(self, name: str, value: str, *, append: bool = False) -> None:
         key = name.lower()
         if key in IGNORED:
-            self.warnings.append(f"option {key} is accepted for compatibility and ignored: "
-                                 f"{IGNORED[key]}")
+            self.warnings.append(
+                f"option {key} is accepted for compatibility and ignored: {IGNORED[key]}"
+            )
             return
         opt = BY_NAME.get(key)
         if opt is None:
@@ -295,6 +574,13 @@ def parse_argv(argv: Sequence[str], settings: Settings | None = None) -> ParsedA
     """Parse the command line in both syntaxes. Does not read the option file."""
     parsed = ParsedArgs(settings or Settings())
     s = parsed.settings
+    repeated: set[str] = set()  # GNU list options given again on this command line append
+
+    def gnu(name: str, value: str) -> None:
+        key = name.lower()
+        opt = BY_NAME.get(key)
+        s.set(name, value, append=opt is not None and opt.kind == "list" and key in repeated)
+        repeated.add(key)
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -312,7 +598,7 @@ def parse_argv(argv: Sequence[str], settings: Settings | None = None) -> ParsedA
             body = arg[2:]
             if "=" in body:
                 name, value = body.split("=", 1)
-                s.set(name, value)
+                gnu(name, value)
                 continue
             name = body.lower()
             if name.startswith("no-") and name[3:] in BY_NAME and BY_NAME[name[3:]].kind == "bool":
@@ -326,7 +612,7 @@ def parse_argv(argv: Sequence[str], settings: Settings | None = None) -> ParsedA
                 continue
             if i >= len(argv):
                 raise ConfigError(arg, "needs a value")
-            s.set(name, argv[i])
+            gnu(name, argv[i])
             i += 1
             continue
         m = _MILTER_SPAMC.match(arg)
@@ -556,7 +842,8 @@ def _networks(
             out.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
         except ValueError:
             raise ConfigError(
-                "trusted-networks", f"{entry!r} is not a network: write 192.0.2.0/24 or 2001:db8::/32"
+                "trusted-networks",
+                f"{entry!r} is not a network: write 192.0.2.0/24 or 2001:db8::/32",
             ) from None
     return tuple(out)
 
@@ -565,8 +852,9 @@ def _verbose(value: str) -> frozenset[str]:
     words = {w.strip().lower() for w in value.split(",") if w.strip()}
     bad = words - set(VERBOSE_WORDS)
     if bad:
-        raise ConfigError("verbose", f"unknown categories {sorted(bad)}; accepted: "
-                          f"{', '.join(VERBOSE_WORDS)}")
+        raise ConfigError(
+            "verbose", f"unknown categories {sorted(bad)}; accepted: {', '.join(VERBOSE_WORDS)}"
+        )
     if "all" in words:
         words |= set(VERBOSE_WORDS) - {"0"}
     return frozenset(words - {"0"})

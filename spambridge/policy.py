@@ -64,8 +64,9 @@ def parse_reply_option(option: str, value: str, klass: str) -> ReplySpec:
     """Check a configured SMTP reply ("550 5.7.1 text") once, at start-up."""
     m = _REPLY.match(value)
     if not m or not m[1].startswith(klass):
-        raise ConfigError(option, f"{value!r} must start with a {klass}xx code, "
-                                  f"e.g. '{klass}50 {klass}.7.1 text'")
+        raise ConfigError(
+            option, f"{value!r} must start with a {klass}xx code, e.g. '{klass}50 {klass}.7.1 text'"
+        )
     spec = ReplySpec(m[1], m[2], m[3] or "rejected")
     try:
         smtp_reply(spec.code, spec.enhanced, [spec.text])
@@ -84,7 +85,9 @@ def validate(config: Config) -> None:
     if config.spamd_command == "HEADERS" and config.header_style != "spamassassin":
         raise ConfigError("header-style", "spamd-command=HEADERS needs header-style=spamassassin")
     if config.mail_policy != "none" and not config.mail_spam:
-        raise ConfigError("mail-spam", f"mail-policy={config.mail_policy} needs a mail-spam address")
+        raise ConfigError(
+            "mail-spam", f"mail-policy={config.mail_policy} needs a mail-spam address"
+        )
 
 
 # ------------------------------------------------------------------ whether to scan
@@ -143,8 +146,11 @@ def _local_use_literal(host: bytes) -> bool:
 
 def forged_deletions(txn: Transaction, config: Config) -> list[ChangeHeader]:
     if config.header_style == "spamassassin":
-        names = {n.lower() for n, _ in txn.headers
-                 if n.lower().startswith(b"x-spam-") and not n.lower().startswith(b"x-spam-prev-")}
+        names = {
+            n.lower()
+            for n, _ in txn.headers
+            if n.lower().startswith(b"x-spam-") and not n.lower().startswith(b"x-spam-prev-")
+        }
         return headers.forged_header_deletions(txn.headers, names | VERDICT_HEADERS)
     return headers.forged_header_deletions(txn.headers, VERDICT_HEADERS)
 
@@ -163,12 +169,14 @@ def on_error(config: Config, txn: Transaction, error: SpamdError) -> Decision:
         return Decision(Continue(), (), "error", f"dry-run:{action}", reason)
     if action == "tempfail":
         spec = parse_reply_option("spamd-tempfail-reply", config.spamd_tempfail_reply, "4")
-        return Decision(smtp_reply(spec.code, spec.enhanced, [spec.text]), (), "error",
-                        "tempfail", reason)
+        return Decision(
+            smtp_reply(spec.code, spec.enhanced, [spec.text]), (), "error", "tempfail", reason
+        )
     if action == "reject":
         spec = parse_reply_option("spamd-reject-reply", config.spamd_reject_reply, "5")
-        return Decision(smtp_reply(spec.code, spec.enhanced, [spec.text]), (), "error",
-                        "reject", reason)
+        return Decision(
+            smtp_reply(spec.code, spec.enhanced, [spec.text]), (), "error", "reject", reason
+        )
     return Decision(Continue(), tuple(forged_deletions(txn, config)), "error", "accept", reason)
 
 
@@ -184,8 +192,16 @@ def decide(
     recipients_ok: bool = True,
 ) -> Decision:
     """Apply the score policy to a verdict: header edits plus one final reply."""
-    decision = _decide(config, txn, verdict, macros=macros, now=now, leading_space=leading_space,
-                       quarantine_ok=quarantine_ok, recipients_ok=recipients_ok)
+    decision = _decide(
+        config,
+        txn,
+        verdict,
+        macros=macros,
+        now=now,
+        leading_space=leading_space,
+        quarantine_ok=quarantine_ok,
+        recipients_ok=recipients_ok,
+    )
     return dataclasses.replace(decision, score=verdict.score, threshold=verdict.threshold)
 
 
@@ -228,8 +244,9 @@ def _decide(
             values = txn.header_values(b"Subject")
             edits.append(_set_subject(values[0] if values else None, new_subject, leading_space))
     if action == "quarantine" and quarantine_ok:
-        reason = (config.quarantine_reason.replace("%score%", f"{score:.2f}")
-                  .replace("%threshold%", f"{threshold:.2f}"))
+        reason = config.quarantine_reason.replace("%score%", f"{score:.2f}").replace(
+            "%threshold%", f"{threshold:.2f}"
+        )
         edits.append(Quarantine(reason.encode("ascii", "replace")))
     if recipients_ok:
         edits.extend(_mail_policy(config, txn, verdict, sp))
@@ -243,7 +260,8 @@ def _decide(
 def _action(config: Config, txn: Transaction, verdict: Verdict) -> str:
     score, threshold = verdict.score, verdict.threshold
     low_precedence = config.discard_low_precedence and any(
-        _LOW_PRECEDENCE.match(v) for v in txn.header_values(b"Precedence"))
+        _LOW_PRECEDENCE.match(v) for v in txn.header_values(b"Precedence")
+    )
     if config.discard_score is not None and score >= config.discard_score:
         return "discard"
     if config.reject_score is not None and score >= config.reject_score:
@@ -291,9 +309,17 @@ def _verdict_headers(
 ) -> list[tuple[bytes, bytes]]:
     out: list[tuple[bytes, bytes]] = []
     if config.add_scanned_by:
-        out.append((b"X-Scanned-By", headers.format_scanned_by(
-            __version__, macros.get("if_name") or macros.get("j"),
-            macros.get("if_addr") or macros.get("daemon_addr"), now)))
+        out.append(
+            (
+                b"X-Scanned-By",
+                headers.format_scanned_by(
+                    __version__,
+                    macros.get("if_name") or macros.get("j"),
+                    macros.get("if_addr") or macros.get("daemon_addr"),
+                    now,
+                ),
+            )
+        )
     if config.header_style == "spamassassin":
         out.extend(headers.spamassassin_headers(verdict.body))
         return out
@@ -309,8 +335,12 @@ def _verdict_headers(
         out.append((b"X-Spam-Report", headers.format_report(verdict.body)))
     if config.mail_policy == "redirect" and spam:
         for rcpt in txn.recipients:
-            out.append((b"X-Original-Recipient",
-                        headers.sanitize_value(rcpt.address, len(b"X-Original-Recipient"))))
+            out.append(
+                (
+                    b"X-Original-Recipient",
+                    headers.sanitize_value(rcpt.address, len(b"X-Original-Recipient")),
+                )
+            )
     return out
 
 
@@ -336,8 +366,11 @@ def _mail_policy(config: Config, txn: Transaction, verdict: Verdict, sp: bytes) 
     if config.mail_policy == "none":
         return edits
     target = config.mail_spam
-    if (config.extra_low_spam >= 0 and config.mail_low_spam
-            and verdict.score <= verdict.threshold + config.extra_low_spam):
+    if (
+        config.extra_low_spam >= 0
+        and config.mail_low_spam
+        and verdict.score <= verdict.threshold + config.extra_low_spam
+    ):
         target = config.mail_low_spam
     if config.mail_policy == "copy":
         edits.append(AddRecipient(_angle(target)))
@@ -347,8 +380,9 @@ def _mail_policy(config: Config, txn: Transaction, verdict: Verdict, sp: bytes) 
     for rcpt in txn.recipients:
         edits.append(DeleteRecipient(rcpt.address))
         if config.mail_format and all_local:
-            edits.append(AddRecipient(_angle(format_recipient(config.mail_format, rcpt.address,
-                                                              txn.sender))))
+            edits.append(
+                AddRecipient(_angle(format_recipient(config.mail_format, rcpt.address, txn.sender)))
+            )
     if not (config.mail_format and all_local):
         edits.append(AddRecipient(_angle(target)))
     return edits
@@ -366,8 +400,16 @@ def format_recipient(fmt: str, recipient: bytes, sender: bytes) -> str:
     addr = recipient.strip(b"<>").decode("ascii", "replace")
     local, _, domain = addr.partition("@")
     base, _, detail = local.partition("+")
-    table = {"A": addr, "D": domain, "L": base, "P": detail, "R": recipient.decode("ascii", "replace"),
-             "S": sender.strip(b"<>").decode("ascii", "replace"), "T": "", "%": "%"}
+    table = {
+        "A": addr,
+        "D": domain,
+        "L": base,
+        "P": detail,
+        "R": recipient.decode("ascii", "replace"),
+        "S": sender.strip(b"<>").decode("ascii", "replace"),
+        "T": "",
+        "%": "%",
+    }
     return re.sub(r"%(.)", lambda m: table.get(m[1], m[0]), fmt)
 
 

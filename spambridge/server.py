@@ -39,8 +39,7 @@ class SocketSpec:
 
 def parse_milter_socket(spec: str) -> SocketSpec:
     """Parse a Sendmail or Postfix milter socket spec."""
-    accepted = ("accepted: unix:/path, local:/path, inet:PORT@HOST, inet6:PORT@HOST, "
-                "inet:HOST:PORT")
+    accepted = "accepted: unix:/path, local:/path, inet:PORT@HOST, inet6:PORT@HOST, inet:HOST:PORT"
     text = spec.strip()
     if text.startswith("/"):
         return SocketSpec(socket.AF_UNIX, path=text)
@@ -104,8 +103,9 @@ def bind_unix(path: str, mode: int, group: str, backlog: int) -> socket.socket:
             os.unlink(path)
         else:
             raise ConfigError(
-                "milter-socket", f"{path} is in use by a running milter; stop it first or "
-                "choose another socket")
+                "milter-socket",
+                f"{path} is in use by a running milter; stop it first or choose another socket",
+            )
         finally:
             probe.close()
     directory = os.path.dirname(path)
@@ -166,8 +166,9 @@ class Server:
         spec = parse_milter_socket(config.milter_socket)
         if spec.family == socket.AF_UNIX:
             self.unix_paths.append(spec.path)
-            return [bind_unix(spec.path, config.socket_mode, config.socket_group,
-                              config.milter_queue)]
+            return [
+                bind_unix(spec.path, config.socket_mode, config.socket_group, config.milter_queue)
+            ]
         return [bind_inet(spec, config.milter_queue)]
 
     async def start(self, sockets: list[socket.socket]) -> None:
@@ -183,8 +184,11 @@ class Server:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         svc = self.services()
         if not self.accepting or len(self.sessions) >= svc.config.max_connections:
-            why = "shutting down" if not self.accepting else (
-                f"max-connections={svc.config.max_connections} reached")
+            why = (
+                "shutting down"
+                if not self.accepting
+                else (f"max-connections={svc.config.max_connections} reached")
+            )
             logger.warning("refusing MTA connection: %s", why)
             svc.metrics.inc("connections_refused")
             writer.close()
@@ -199,6 +203,8 @@ class Server:
             self.tasks.add(task)
         try:
             await session.run()
+        except asyncio.CancelledError:
+            pass  # shutdown after the grace period; the session closed its socket
         finally:
             self.sessions.pop(ident, None)
             if task is not None:
@@ -209,17 +215,27 @@ class Server:
         return sum(1 for s in self.sessions.values() if s.in_transaction)
 
     async def shutdown(self, grace: float) -> None:
-        """Stop accepting, let messages in flight finish within `grace`, then close."""
+        """Stop accepting, let messages in flight finish within `grace`, then close.
+
+        Idle connections are closed at once and busy ones as soon as their message is done:
+        the MTA then applies its own F=/default_action, so no message is lost.
+        """
         self.accepting = False
         for server in self.servers:
             server.close()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        while self.busy and loop.time() < deadline:
-            await asyncio.sleep(0.05)
+        while self.tasks:
+            for session in list(self.sessions.values()):
+                if not session.in_transaction:
+                    session.close()
+            if loop.time() >= deadline:
+                break
+            await asyncio.wait(list(self.tasks), timeout=0.05)
         if self.busy:
-            logger.warning("shutdown grace of %.0fs over; %d message(s) left to the MTA",
-                           grace, self.busy)
+            logger.warning(
+                "shutdown grace of %.0fs over; %d message(s) left to the MTA", grace, self.busy
+            )
         for task in list(self.tasks):
             task.cancel()
         if self.tasks:

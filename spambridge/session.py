@@ -51,8 +51,20 @@ from spambridge.transaction import (
 
 # Macros we read, requested per stage in the negotiation reply (setsymlist).
 MACROS: tuple[tuple[Stage, tuple[str, ...]], ...] = (
-    (Stage.CONNECT, ("j", "_", "{daemon_name}", "{daemon_addr}", "{if_name}", "{if_addr}",
-                     "{client_name}", "{client_addr}", "{client_resolve}")),
+    (
+        Stage.CONNECT,
+        (
+            "j",
+            "_",
+            "{daemon_name}",
+            "{daemon_addr}",
+            "{if_name}",
+            "{if_addr}",
+            "{client_name}",
+            "{client_addr}",
+            "{client_resolve}",
+        ),
+    ),
     (Stage.MAIL, ("i", "{auth_type}", "{auth_authen}", "{auth_author}", "{mail_addr}")),
     (Stage.RCPT, ("i", "{rcpt_mailer}", "{rcpt_host}", "{rcpt_addr}")),
     (Stage.END_OF_HEADERS, ("i",)),
@@ -142,6 +154,11 @@ class Session:
             with contextlib.suppress(OSError, asyncio.CancelledError):
                 await self.writer.wait_closed()
 
+    def close(self) -> None:
+        """Close between messages (shutdown): the pending read sees EOF and the loop ends."""
+        self.closing = True
+        self.writer.close()
+
     async def _loop(self) -> None:
         timeout = self.svc.config.milter_timeout
         while not self.closing:
@@ -179,8 +196,9 @@ class Session:
                 self.macros.define(command.stage, command.macros)
             case Connect():
                 self.macros.enter(b"C")
-                self.client = Client(command.hostname, command.family, command.port,
-                                     command.address)
+                self.client = Client(
+                    command.hostname, command.family, command.port, command.address
+                )
                 self._answer(command)
             case Helo():
                 self.macros.enter(b"H")
@@ -227,9 +245,15 @@ class Session:
             self._answer(command)
             return
         m = self.macros
-        txn.recipients.append(Recipient(command.address, command.esmtp_args,
-                                        m.get("rcpt_mailer"), m.get("rcpt_host"),
-                                        m.get("rcpt_addr")))
+        txn.recipients.append(
+            Recipient(
+                command.address,
+                command.esmtp_args,
+                m.get("rcpt_mailer"),
+                m.get("rcpt_host"),
+                m.get("rcpt_addr"),
+            )
+        )
         limit = self.svc.config.max_untrusted
         if limit >= 0 and len(txn.recipients) > limit:
             txn.recipients.pop()
@@ -245,9 +269,14 @@ class Session:
                 self._answer(chunk)
             return
         fits = txn.add_body(chunk.data, config.max_scan_bytes)
-        if (not fits and reply and config.oversize_action == "skip"
-                and self.negotiated is not None and self.negotiated.can_skip
-                and self.negotiated.expects_reply(chunk)):
+        if (
+            not fits
+            and reply
+            and config.oversize_action == "skip"
+            and self.negotiated is not None
+            and self.negotiated.can_skip
+            and self.negotiated.expects_reply(chunk)
+        ):
             self._send(Skip())  # the MTA stops sending the body: we will not scan it
             return
         if reply:
@@ -276,8 +305,14 @@ class Session:
         else:
             authenticated = bool(self.macros.get("auth_authen"))
             message = message_for_spamd(
-                txn, self.client, self.macros, leading_space=leading,
-                drop=policy.VERDICT_HEADERS, now=now, authenticated=authenticated)
+                txn,
+                self.client,
+                self.macros,
+                leading_space=leading,
+                drop=policy.VERDICT_HEADERS,
+                now=now,
+                authenticated=authenticated,
+            )
             user = policy.spamd_user(config, txn)
             outcome = await self._scan_with_progress(svc, message, user)
             spamd_ms = (time.monotonic() - started) * 1000
@@ -285,9 +320,15 @@ class Session:
                 host = outcome.host
                 actions = self.negotiated.actions if self.negotiated else ActionFlags(0)
                 decision = policy.decide(
-                    config, txn, outcome, macros=self.macros, now=now, leading_space=leading,
+                    config,
+                    txn,
+                    outcome,
+                    macros=self.macros,
+                    now=now,
+                    leading_space=leading,
                     quarantine_ok=bool(actions & ActionFlags.QUARANTINE),
-                    recipients_ok=bool(actions & ActionFlags.ADD_RECIPIENT))
+                    recipients_ok=bool(actions & ActionFlags.ADD_RECIPIENT),
+                )
             else:
                 host = outcome.host or "-"
                 decision = policy.on_error(config, txn, outcome)
@@ -299,14 +340,17 @@ class Session:
         if decision.score is not None:
             score = f" score={decision.score:.2f}/{decision.threshold:.2f}"
         logger.info(
-            "verdict=%s%s action=%s client=%s [%s] from=%s rcpts=%s size=%d spamd=%s "
-            "ms=%.0f%s",
-            decision.verdict, score, decision.action,
+            "verdict=%s%s action=%s client=%s [%s] from=%s rcpts=%s size=%d spamd=%s ms=%.0f%s",
+            decision.verdict,
+            score,
+            decision.action,
             self.client.hostname.decode("ascii", "replace"),
             self.client.address.decode("ascii", "replace"),
             txn.sender.decode("ascii", "replace"),
             ",".join(r.address.decode("ascii", "replace") for r in txn.recipients),
-            txn.size, host, spamd_ms,
+            txn.size,
+            host,
+            spamd_ms,
             f" reason={decision.reason!r}" if decision.reason else "",
         )
         self._reset()
@@ -316,7 +360,8 @@ class Session:
     ) -> Verdict | SpamdError:
         """Scan, sending progress to the MTA every progress-interval while we wait."""
         scan = asyncio.ensure_future(
-            svc.pool.scan(message, command=svc.config.spamd_command, user=user or None))
+            svc.pool.scan(message, command=svc.config.spamd_command, user=user or None)
+        )
         try:
             while True:
                 done, _ = await asyncio.wait({scan}, timeout=svc.config.progress_interval)

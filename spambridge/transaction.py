@@ -126,9 +126,7 @@ class Transaction:
         return self.header_bytes + self.body_seen
 
 
-def received_header(
-    client: Client, macros: Macros, *, now: datetime, authenticated: bool
-) -> bytes:
+def received_header(client: Client, macros: Macros, *, now: datetime, authenticated: bool) -> bytes:
     """A Sendmail-style Received line for the hop the MTA has not recorded yet.
 
     SpamAssassin's trust path and its Received-based rules parse this format.
@@ -142,7 +140,7 @@ def received_header(
         name_s = ""
     helo = (client.helo or client.hostname).decode("ascii", "replace")
     forged = b"FORGED" in macros.get("client_resolve").upper()
-    by = (macros.get("j") or macros.get("if_name") or macros.get("daemon_name") or b"localhost")
+    by = macros.get("j") or macros.get("if_name") or macros.get("daemon_name") or b"localhost"
     qid = macros.get("i").decode("ascii", "replace")
     parts = [f"from {helo} ({name_s} [{addr}]".replace("( [", "([")]
     if forged:

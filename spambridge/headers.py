@@ -1,0 +1,440 @@
+"""X-Spam-* header values: formatting, folding, sanitising, subject tagging, forged-header cleanup.
+
+Everything here is pure: bytes in, bytes out.
+
+Leading space: the session negotiates SMFIP_HDR_LEADSPC, so a value we send to the MTA is
+everything after ``Name:`` and must carry its own leading space. The formatters below return
+the value WITHOUT that space; wrap it with `with_leading_space` at the point where the edit is
+built. (When HDR_LEADSPC is not negotiated the MTA adds the space itself; send the bare value.)
+
+Line ends: folded values use a bare LF followed by SP or TAB. libmilter and Postfix add the CR
+themselves; sending CRLF doubles it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import math
+import re
+from collections.abc import Collection, Iterable, Sequence
+from datetime import datetime
+
+from spambridge.milter.messages import ChangeHeader
+
+# RFC 5322 §2.1.1: a line is at most 998 octets, not counting CRLF.
+MAX_LINE = 998
+# milter-spamc: 1000 - sizeof("X-Spam-Level") - 5, so "X-Spam-Level: " + level + CRLF fits.
+MAX_LEVEL = 982
+# Runs of whitespace longer than this are squeezed to one space by `sanitize_value`, so a
+# hard-wrapped line can always be broken with some visible text on it.
+_MAX_WSP_RUN = 64
+
+REPORT_SEPARATOR = b"\n  | "
+
+# The headers milter-spamc writes and therefore deletes when they arrive from outside.
+MILTER_SPAMC_HEADERS: tuple[bytes, ...] = (
+    b"X-Spam-Flag",
+    b"X-Spam-Level",
+    b"X-Spam-Report",
+    b"X-Spam-Status",
+)
+
+_WSP = b" \t"
+_CONTROL = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")  # keeps TAB (\x09) and LF (\x0a)
+_EIGHT_BIT = re.compile(rb"[\x80-\xff]")
+_WSP_RUN = re.compile(rb"[ \t]{%d,}" % (_MAX_WSP_RUN + 1))
+_ENCODED_WORD = re.compile(rb"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+
+
+def with_leading_space(value: bytes) -> bytes:
+    """The value as sent with HDR_LEADSPC: exactly one space after the colon."""
+    return b" " + value
+
+
+# ---------------------------------------------------------------- milter-spamc values
+
+
+def format_status(is_spam: bool, score: float, threshold: float) -> bytes:
+    """milter-spamc's X-Spam-Status: b"YES, hits=1000.00 required=5.00"."""
+    return b"%s, hits=%.2f required=%.2f" % (format_flag(is_spam), score, threshold)
+
+
+def format_flag(is_spam: bool) -> bytes:
+    """X-Spam-Flag: b"YES" or b"NO"."""
+    return b"YES" if is_spam else b"NO"
+
+
+def format_level(score: float, char: bytes = b"x") -> bytes:
+    """X-Spam-Level: the first byte of `char` repeated int(score) times, 0..982 times.
+
+    milter-spamc caps only scores >= 1000; we cap every score at 982 so the header line
+    never passes 1000 octets. An empty `char` or a NaN score gives b"".
+    """
+    if not char or math.isnan(score) or score < 1:
+        return b""
+    count = MAX_LEVEL if score >= MAX_LEVEL else int(score)
+    return char[:1] * count
+
+
+def format_report(report: bytes) -> bytes:
+    """milter-spamc's X-Spam-Report from a spamd REPORT body.
+
+    Each report line (CRLF or LF separated) loses its trailing whitespace, and the lines are
+    joined with LF + "  | ". Blank lines inside the report become "  | " lines, so the
+    header never ends early. Unlike milter-spamc, blank lines at the start and at the end are
+    dropped: the value starts with the first non-blank line (milter-spamc would start with a
+    bare newline). An empty report gives b"": add no header then.
+
+    Control bytes and 8-bit bytes are cleaned as in `sanitize_value`; a line longer than
+    the 998-octet limit (the first counted with "X-Spam-Report: ") is hard-wrapped onto a
+    continuation line that starts with whitespace.
+    """
+    lines = [_clean_bytes(line).rstrip() for line in _split_lines(report)]
+    while lines and not lines[0]:
+        lines.pop(0)
+    while lines and not lines[-1]:
+        lines.pop()
+    if not lines:
+        return b""
+    # The first line counts "X-Spam-Report: "; every later one starts with "  | ".
+    out = _hard_wrap(lines[0].lstrip(), MAX_LINE - len(b"X-Spam-Report: "))
+    for line in lines[1:]:
+        out.extend(_hard_wrap(REPORT_SEPARATOR[1:] + line, MAX_LINE))
+    return b"\n".join(out)
+
+
+def format_scanned_by(
+    version: str,
+    if_name: bytes | None,
+    if_addr: bytes | None,
+    when: datetime,
+    *,
+    product: str = "spambridge",
+) -> bytes:
+    """X-Scanned-By: b"spambridge/0.1.0 (mx.example.com [192.0.2.1]); <RFC 5322 date>".
+
+    Missing (None or empty) macros become "undefined" and "0.0.0.0", as in milter-spamc.
+    A naive `when` is taken as local time.
+    """
+    if when.tzinfo is None:
+        when = when.astimezone()
+    name = _one_line(if_name or b"") or b"undefined"
+    addr = _one_line(if_addr or b"") or b"0.0.0.0"
+    date = email.utils.format_datetime(when).encode("ascii")
+    token = f"{product}/{version}".encode("ascii", "replace")
+    return b"%s (%s [%s]); %s" % (token, name, addr, date)
+
+
+# ---------------------------------------------------------------- sanitising and folding
+
+
+def sanitize_value(value: bytes, name_len: int, *, keep_8bit: bool = False) -> bytes:
+    """Make an untrusted value safe to send as a header value (without the leading space).
+
+    - CR, NUL and every other control byte except TAB and LF are removed (a CRLF pair
+      counts as one line break).
+    - A line break becomes folding: LF followed by SP or TAB (one space is added if the
+      line did not start with whitespace). Continuation lines with no visible text are
+      dropped, and trailing whitespace on each line is removed.
+    - Leading whitespace of the value is removed; `with_leading_space` adds exactly one.
+    - Runs of more than 64 spaces/tabs are squeezed to one space.
+    - No physical line exceeds 998 octets; the first line counts `name_len` + 2 for
+      "Name: ". Longer lines are broken before whitespace when possible, otherwise hard
+      broken with an added space.
+    - 8-bit bytes become "?" (RFC 5322 headers are 7-bit; RFC 2047 encoded words are
+      ASCII and pass unchanged) unless `keep_8bit` is set, e.g. for a Subject that the
+      sender already wrote in raw UTF-8.
+    """
+    lines = [_clean_bytes(line, keep_8bit) for line in _split_lines(value)]
+    lines = [_WSP_RUN.sub(b" ", line).rstrip(_WSP) for line in lines]
+    first = lines[0].lstrip(_WSP) if lines else b""
+    rest = [line if line[:1] in (b" ", b"\t") else b" " + line for line in lines[1:] if line]
+    first_limit = MAX_LINE - name_len - 2
+    if first_limit < 1:  # an absurd name: put the whole value on continuation lines
+        rest = [b" " + first, *rest] if first else rest
+        first = b""
+        first_limit = 1
+    out = _hard_wrap(first, first_limit)
+    for line in rest:
+        out.extend(_hard_wrap(line, MAX_LINE))
+    return b"\n".join(out)
+
+
+def fold(name: bytes, value: bytes, width: int = 78) -> bytes:
+    """Soft-fold a generated value with LF + TAB, breaking after spaces and commas.
+
+    The first line counts `name` + ": ". A break at a space replaces that space; a break
+    after a comma keeps the comma. Existing folding is undone first. A single word longer
+    than `width` stays whole, but no line ever passes 998 octets.
+    """
+    flat = re.sub(rb"\r?\n[ \t]*", b" ", value).strip(_WSP)
+    pieces = re.findall(rb"[^ ,]+,? ?|,+ ?| +", flat)
+    lines: list[bytes] = []
+    current = b""
+    used = len(name) + 2
+    for piece in pieces:
+        if current and used + len(piece.rstrip(b" ")) > width:
+            lines.append(current.rstrip(b" "))
+            current = b""
+            used = 1  # the TAB
+        if not current:
+            piece = piece.lstrip(b" ")
+            if not piece:
+                continue
+        current += piece
+        used += len(piece)
+    lines.append(current.rstrip(b" "))
+    out: list[bytes] = _hard_wrap(lines[0], MAX_LINE - len(name) - 2)
+    for line in lines[1:]:
+        out.extend(_hard_wrap(b"\t" + line, MAX_LINE))
+    return b"\n".join(out)
+
+
+# ---------------------------------------------------------------- Subject
+
+
+def tag_subject(subject: bytes | None, tag: bytes, *, detail: bytes | None = None) -> bytes | None:
+    """The tagged Subject value, or None when nothing should change.
+
+    Result: "<tag> <subject>" or "<tag> <detail> <subject>" (detail is e.g.
+    b"(1000.00/5.00)" for subject-tag-score). Rules:
+
+    - An empty tag disables tagging (None). Control bytes in the tag and detail are
+      removed first.
+    - A subject that already starts with the tag (case-insensitive, after leading
+      whitespace; also when the tag is the start of a leading RFC 2047 encoded word) is
+      not tagged twice (None), as milter-spamc does.
+    - A missing subject gives just the tag (and detail), with no leading space.
+    - A subject value that begins with whitespace (HDR_LEADSPC) keeps exactly one leading
+      space; one that does not gets none.
+    - The tag is a separate token: it is only ever prepended, followed by a space, so an
+      encoded word in the subject is never touched (RFC 2047 §5).
+    - A tag with 8-bit bytes is sent as its own UTF-8 encoded word. When the next token is
+      also an encoded word the separating space goes inside our encoded word, because
+      readers drop whitespace between adjacent encoded words (RFC 2047 §6.2).
+    - CRLF folding inside the subject becomes LF folding (the MTA adds the CR).
+    - If prefixing would push the first line past 998 octets, the tag goes on its own line
+      and the subject follows as a continuation.
+    """
+    tag = _one_line(tag, keep_8bit=True)
+    if not tag:
+        return None
+    prefix = tag if detail is None else tag + b" " + _one_line(detail, keep_8bit=True)
+    if subject is None:
+        return _encode_tag(prefix, next_is_encoded_word=False).rstrip(b" ")
+    lead = b" " if subject[:1] in (b" ", b"\t", b"\r", b"\n") else b""
+    body = subject.lstrip(b" \t\r\n").replace(b"\r\n", b"\n")  # MTA folding, as LF
+    if _starts_with_tag(body, tag):
+        return None
+    next_is_encoded = _ENCODED_WORD.match(body) is not None
+    token = _encode_tag(prefix, next_is_encoded_word=next_is_encoded)
+    first_line = body.split(b"\n", 1)[0]
+    if len(b"Subject: ") + len(token) + len(first_line) > MAX_LINE:
+        return lead + token.rstrip(b" ") + b"\n " + body
+    return lead + token + body
+
+
+def _encode_tag(prefix: bytes, *, next_is_encoded_word: bool) -> bytes:
+    """The tag followed by one space, as an encoded word when it is not plain ASCII."""
+    if not _EIGHT_BIT.search(prefix) and not _CONTROL.search(prefix):
+        return prefix + b" "
+    text = _CONTROL.sub(b"", prefix).decode("utf-8", "replace")
+    if next_is_encoded_word:
+        text += " "
+    encoded = base64.b64encode(text.encode("utf-8"))
+    return b"=?UTF-8?B?" + encoded + b"?= "
+
+
+def _starts_with_tag(body: bytes, tag: bytes) -> bool:
+    if body.lower().startswith(tag.lower()):
+        return True
+    encoded_tag = _encode_tag(tag, next_is_encoded_word=False).rstrip(b" ")
+    if encoded_tag != tag and body.lower().startswith(encoded_tag.lower()):
+        return True
+    decoded = _decode_leading_encoded_words(body)
+    return decoded is not None and decoded.lower().startswith(tag.lower())
+
+
+def _decode_leading_encoded_words(body: bytes) -> bytes | None:
+    """The decoded text of the encoded words at the start of `body`, as UTF-8, or None."""
+    text = b""
+    rest = body
+    while (match := _ENCODED_WORD.match(rest)) is not None:
+        charset, encoding, payload = match.groups()
+        try:
+            if encoding in b"bB":
+                raw = base64.b64decode(payload + b"=" * (-len(payload) % 4))
+            else:
+                raw = binascii.a2b_qp(payload.replace(b"_", b" "), header=True)
+            text += raw.decode(charset.decode("ascii").split("*")[0]).encode("utf-8")
+        except (ValueError, LookupError, UnicodeError):
+            return None
+        rest = rest[match.end() :].lstrip(b" \t\r\n")
+    return text or None
+
+
+# ---------------------------------------------------------------- forged headers
+
+
+def forged_header_deletions(
+    headers: Sequence[tuple[bytes, bytes]],
+    names: Collection[bytes] = (),
+    *,
+    prefixes: Iterable[bytes] = (),
+    exempt_prefixes: Iterable[bytes] = (),
+) -> list[ChangeHeader]:
+    """ChangeHeader edits that delete every incoming header we are about to write ourselves.
+
+    A header is deleted when its name equals one of `names` or starts with one of
+    `prefixes`, and does not start with one of `exempt_prefixes`; all comparisons ignore
+    letter case. header-style=spamassassin uses prefixes=(b"X-Spam-",),
+    exempt_prefixes=(b"X-Spam-Prev-",).
+
+    The index is 1-based among headers of the same name, counted case-insensitively, as
+    the MTAs do (Sendmail compares names with sm_strcasecmp, Postfix with strcasecmp).
+    Deletions run from the last occurrence to the first so earlier indexes stay valid.
+    Unlike milter-spamc, which removes only the first instance, every instance goes.
+    """
+    wanted = {name.lower() for name in names}
+    starts = tuple(prefix.lower() for prefix in prefixes)
+    exempt = tuple(prefix.lower() for prefix in exempt_prefixes)
+    seen: dict[bytes, int] = {}
+    found: list[ChangeHeader] = []
+    for name, _value in headers:
+        key = name.lower()
+        seen[key] = seen.get(key, 0) + 1
+        if (key in wanted or (starts and key.startswith(starts))) and not (
+            exempt and key.startswith(exempt)
+        ):
+            found.append(ChangeHeader(seen[key], name, b""))
+    found.reverse()
+    return found
+
+
+# ---------------------------------------------------------------- spamd HEADERS reply
+
+
+def spamassassin_headers(header_block: bytes) -> list[tuple[bytes, bytes]]:
+    """The X-Spam-* fields (not X-Spam-Prev-*) of a spamd HEADERS reply, ready to add.
+
+    SpamAssassin already folds with LF + TAB (fold_headers 1); that line structure is kept
+    (the X-Spam-Report lines stay readable), line ends become bare LF, and the value is
+    sanitised. A one-line value longer than 78 columns (fold_headers 0) is refolded with
+    `fold`. Values come without the leading space.
+    """
+    result: list[tuple[bytes, bytes]] = []
+    for name, raw in _parse_fields(header_block):
+        lower = name.lower()
+        if not lower.startswith(b"x-spam-") or lower.startswith(b"x-spam-prev-"):
+            continue
+        value = raw
+        if b"\n" not in raw and len(name) + 2 + len(raw.strip()) > 78:
+            value = fold(name, raw.strip())
+        result.append((name, sanitize_value(value, len(name))))
+    return result
+
+
+def spamassassin_subject(header_block: bytes) -> bytes | None:
+    """The rewritten Subject when SpamAssassin rewrote it (X-Spam-Prev-Subject is present).
+
+    8-bit bytes are kept (a raw UTF-8 subject stays as it was); controls are removed and
+    folding made safe. None when the subject was not rewritten.
+    """
+    fields = _parse_fields(header_block)
+    if not any(name.lower() == b"x-spam-prev-subject" for name, _ in fields):
+        return None
+    for name, raw in fields:
+        if name.lower() == b"subject":
+            return sanitize_value(raw, len(name), keep_8bit=True)
+    return None
+
+
+def header_bytes_for_spamd(name: bytes, value: bytes, leading_space: bool) -> bytes:
+    """One header exactly as the MTA will deliver it, CRLF line ends, ending with CRLF.
+
+    With HDR_LEADSPC the value arrived byte for byte after the colon; without it the MTA
+    ate one space, which we put back.
+    """
+    text = value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    separator = b":" if leading_space else b": "
+    return name + separator + text + b"\r\n"
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _split_lines(data: bytes) -> list[bytes]:
+    """Split at CRLF or LF; a final line break does not make an extra empty line."""
+    lines = data.replace(b"\r\n", b"\n").split(b"\n")
+    if len(lines) > 1 and not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def _clean_bytes(line: bytes, keep_8bit: bool = False) -> bytes:
+    """Remove control bytes except TAB (one line, so no LF either); 8-bit to '?'."""
+    line = _CONTROL.sub(b"", line.replace(b"\n", b""))
+    return line if keep_8bit else _EIGHT_BIT.sub(b"?", line)
+
+
+def _one_line(value: bytes, keep_8bit: bool = False) -> bytes:
+    return _clean_bytes(value.replace(b"\n", b" "), keep_8bit).strip()
+
+
+def _hard_wrap(line: bytes, limit: int) -> list[bytes]:
+    """Break `line` into pieces of at most `limit` (first) and MAX_LINE (later) octets.
+
+    Later pieces start with whitespace. We break before a space or tab that has visible
+    text before it; failing that, we cut at the limit and start the next piece with a
+    space.
+    """
+    out: list[bytes] = []
+    limit = max(limit, 1)
+    while len(line) > limit:
+        cut = _break_point(line, limit)
+        if cut > 0:
+            out.append(line[:cut])
+            line = line[cut:]
+        else:
+            out.append(line[:limit])
+            line = b" " + line[limit:]
+        limit = MAX_LINE
+    out.append(line)
+    return out
+
+
+def _break_point(line: bytes, limit: int) -> int:
+    """The last index <= limit where a whitespace run starts between visible text, or 0.
+
+    Breaking at the start of the run leaves no trailing whitespace on the earlier line.
+    """
+    first_visible = len(line) - len(line.lstrip(_WSP))
+    last_visible = len(line.rstrip(_WSP)) - 1
+    index = min(limit, last_visible - 1)
+    while index > first_visible:
+        if line[index] in _WSP and line[index - 1] not in _WSP:
+            return index
+        index -= 1
+    return 0
+
+
+def _parse_fields(block: bytes) -> list[tuple[bytes, bytes]]:
+    """(name, value) pairs of a header block; values keep their folding as LF, no CR.
+
+    Parsing stops at the first empty line. Lines without a colon are skipped.
+    """
+    fields: list[tuple[bytes, bytes]] = []
+    for line in _split_lines(block):
+        if not line:
+            break
+        if line[:1] in (b" ", b"\t"):
+            if fields:
+                name, value = fields[-1]
+                fields[-1] = (name, value + b"\n" + line)
+            continue
+        name, colon, value = line.partition(b":")
+        if colon and name.strip(_WSP):
+            fields.append((name.rstrip(_WSP), value))
+    return fields

@@ -1,0 +1,244 @@
+"""Option negotiation, and the tables of which reply is legal after which command.
+
+We request only bits the MTA offered (Sendmail fails the negotiation otherwise), never the
+MDS bits, and only bits that exist in the version we reply with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spambridge.errors import LocalProtocolError, RemoteProtocolError
+from spambridge.milter.flags import PROTOCOL_VERSION, ActionFlags, ProtocolFlags, Stage
+from spambridge.milter.messages import (
+    FINAL_REPLIES,
+    Abort,
+    AddHeader,
+    AddRecipient,
+    BodyChunk,
+    ChangeFrom,
+    ChangeHeader,
+    Command,
+    Connect,
+    Data,
+    DeleteRecipient,
+    Discard,
+    EndOfHeaders,
+    EndOfMessage,
+    Header,
+    Helo,
+    InsertHeader,
+    Macro,
+    MailFrom,
+    Negotiate,
+    Progress,
+    Quarantine,
+    Quit,
+    QuitNewConnection,
+    RcptTo,
+    ReplaceBody,
+    Reply,
+    Skip,
+    Unknown,
+)
+
+__all__ = ["LEGAL_REPLIES", "Negotiated", "Wanted", "check_reply", "negotiate"]
+
+_V1_ACTIONS = ActionFlags(0x0F)  # SMFI_V1_ACTS: what an offered actions word of 0 means
+_V2_ACTIONS = ActionFlags(0x3F)  # SMFI_V2_ACTS: all that exists before version 6
+_V1_PROTOCOL = ProtocolFlags(0x3F)  # SMFI_V1_PROT: what an offered protocol word of 0 means
+_V2_PROTOCOL = ProtocolFlags(0x7F)  # SMFI_V2_PROT
+_V6_PROTOCOL = ProtocolFlags(0x1FFFFF)  # SMFI_CURR_PROT; excludes MDS and internal bits
+_MIN_VERSION = 2
+
+
+def _protocol_for_version(version: int) -> ProtocolFlags:
+    """The protocol bits that exist in `version` (NR_*, SKIP, HDR_LEADSPC only from 6)."""
+    if version >= 6:
+        return _V6_PROTOCOL
+    bits = _V2_PROTOCOL
+    if version >= 3:
+        bits |= ProtocolFlags.NO_UNKNOWN
+    if version >= 4:
+        bits |= ProtocolFlags.NO_DATA
+    return bits
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """What spambridge would like; negotiate() trims it to what the MTA offers."""
+
+    actions: ActionFlags
+    protocol: ProtocolFlags
+    macros: tuple[tuple[Stage, tuple[str, ...]], ...] = ()
+
+
+# The no-reply flag for each command that is normally replied to.
+_NO_REPLY_FLAG: dict[type, ProtocolFlags] = {
+    Connect: ProtocolFlags.NR_CONNECT,
+    Helo: ProtocolFlags.NR_HELO,
+    MailFrom: ProtocolFlags.NR_MAIL,
+    RcptTo: ProtocolFlags.NR_RCPT,
+    Data: ProtocolFlags.NR_DATA,
+    Unknown: ProtocolFlags.NR_UNKNOWN,
+    Header: ProtocolFlags.NR_HEADER,
+    EndOfHeaders: ProtocolFlags.NR_END_OF_HEADERS,
+    BodyChunk: ProtocolFlags.NR_BODY,
+}
+
+# The flag that asks the MTA not to send a command at all.
+_NOT_SENT_FLAG: dict[type, ProtocolFlags] = {
+    Connect: ProtocolFlags.NO_CONNECT,
+    Helo: ProtocolFlags.NO_HELO,
+    MailFrom: ProtocolFlags.NO_MAIL,
+    RcptTo: ProtocolFlags.NO_RCPT,
+    Data: ProtocolFlags.NO_DATA,
+    Unknown: ProtocolFlags.NO_UNKNOWN,
+    Header: ProtocolFlags.NO_HEADERS,
+    EndOfHeaders: ProtocolFlags.NO_END_OF_HEADERS,
+    BodyChunk: ProtocolFlags.NO_BODY,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Negotiated:
+    """The options in force for one connection."""
+
+    version: int
+    actions: ActionFlags
+    protocol: ProtocolFlags
+
+    def expects_reply(self, command: Command) -> bool:
+        """Whether the MTA waits for a reply to `command`."""
+        return self.expects_reply_to(type(command))
+
+    def expects_reply_to(self, command_type: type[Command]) -> bool:
+        flag = _NO_REPLY_FLAG.get(command_type)
+        if flag is None:
+            return command_type is EndOfMessage
+        # NR flags exist only from version 6; before that every one of these steps is replied to.
+        return self.version < 6 or not self.protocol & flag
+
+    @property
+    def can_skip(self) -> bool:
+        """SMFIP_SKIP negotiated: a Skip reply to a body chunk is allowed."""
+        return self.version >= 6 and bool(self.protocol & ProtocolFlags.SKIP)
+
+    @property
+    def leading_space(self) -> bool:
+        """SMFIP_HDR_LEADSPC negotiated: header values arrive (and go) byte for byte."""
+        return self.version >= 6 and bool(self.protocol & ProtocolFlags.HEADER_LEADING_SPACE)
+
+    def sends(self, command_type: type[Command]) -> bool:
+        """Whether the MTA will send commands of this type at all."""
+        flag = _NOT_SENT_FLAG.get(command_type)
+        return flag is None or not self.protocol & flag
+
+
+def _macro_list(stage: Stage, names: tuple[str, ...]) -> tuple[Stage, bytes]:
+    for name in names:
+        if not name or not name.isascii() or any(c.isspace() or c == "\0" for c in name):
+            raise LocalProtocolError(f"bad macro name {name!r} for stage {stage.name}")
+    return stage, " ".join(names).encode("ascii")
+
+
+def negotiate(offer: Negotiate, wanted: Wanted) -> tuple[Negotiate, Negotiated]:
+    """Answer the MTA's offer: returns the reply to send and the options then in force."""
+    if offer.version < _MIN_VERSION:
+        raise RemoteProtocolError(f"milter protocol version {offer.version} is not supported")
+    version = min(offer.version, PROTOCOL_VERSION)
+    offered_actions = offer.actions or _V1_ACTIONS
+    offered_protocol = offer.protocol or _V1_PROTOCOL
+    actions = wanted.actions & offered_actions
+    if version < 6:
+        actions &= _V2_ACTIONS
+    protocol = wanted.protocol & offered_protocol & _protocol_for_version(version)
+
+    lists: tuple[tuple[Stage, bytes], ...] = ()
+    if wanted.macros and version >= 6 and offered_actions & ActionFlags.SET_MACRO_LIST:
+        stages = dict(wanted.macros)
+        # Sendmail applies a milter's own EOM list only if that milter also sent an EOH list.
+        if Stage.END_OF_MESSAGE in stages and Stage.END_OF_HEADERS not in stages:
+            stages[Stage.END_OF_HEADERS] = stages[Stage.END_OF_MESSAGE]
+        lists = tuple(_macro_list(stage, names) for stage, names in stages.items())
+        actions |= ActionFlags.SET_MACRO_LIST
+
+    reply = Negotiate(version, ActionFlags(actions), ProtocolFlags(protocol), lists)
+    # The MTA leaves out steps the version lacks (Sendmail forces these bits the same way).
+    in_force = ProtocolFlags(protocol)
+    if version <= 2:
+        in_force |= ProtocolFlags.NO_UNKNOWN
+    if version <= 3:
+        in_force |= ProtocolFlags.NO_DATA
+    return reply, Negotiated(version, ActionFlags(actions), in_force)
+
+
+# ------------------------------------------------------------------ legal replies
+
+_FINAL: frozenset[type] = frozenset(FINAL_REPLIES)
+_EDITS: frozenset[type] = frozenset(
+    {
+        Quarantine,
+        AddHeader,
+        InsertHeader,
+        ChangeHeader,
+        AddRecipient,
+        DeleteRecipient,
+        ChangeFrom,
+        ReplaceBody,
+    }
+)
+
+LEGAL_REPLIES: dict[type, frozenset[type]] = {
+    Negotiate: frozenset({Negotiate}),
+    # Discard is meaningless before a transaction (Postfix warns and ignores it).
+    Connect: _FINAL - {Discard},
+    Helo: _FINAL - {Discard},
+    MailFrom: _FINAL,
+    RcptTo: _FINAL,
+    Data: _FINAL,
+    Unknown: _FINAL,
+    Header: _FINAL,
+    EndOfHeaders: _FINAL,
+    BodyChunk: _FINAL | {Skip},
+    # Sendmail treats Progress and Quarantine before end of message as bogus: EOM only.
+    EndOfMessage: _FINAL | _EDITS | {Progress},
+    Macro: frozenset(),
+    Abort: frozenset(),
+    Quit: frozenset(),
+    QuitNewConnection: frozenset(),
+}
+"""For each command type, the reply types that may follow it (empty: never reply)."""
+
+# The action an edit needs to have been negotiated (libmilter checks the same in smfi_*).
+_ACTION_NEEDED: dict[type, ActionFlags] = {
+    AddHeader: ActionFlags.ADD_HEADERS,
+    InsertHeader: ActionFlags.ADD_HEADERS,
+    ChangeHeader: ActionFlags.CHANGE_HEADERS,
+    DeleteRecipient: ActionFlags.DELETE_RECIPIENT,
+    ChangeFrom: ActionFlags.CHANGE_FROM,
+    ReplaceBody: ActionFlags.CHANGE_BODY,
+    Quarantine: ActionFlags.QUARANTINE,
+}
+
+
+def check_reply(after: type[Command], reply: Reply, negotiated: Negotiated) -> None:
+    """Raise LocalProtocolError if `reply` may not be written after a command of type `after`."""
+    kind = type(reply)
+    legal = LEGAL_REPLIES.get(after)
+    if legal is None or kind not in legal:
+        raise LocalProtocolError(f"{kind.__name__} is not a legal reply to {after.__name__}")
+    if after is not Negotiate and not negotiated.expects_reply_to(after):
+        raise LocalProtocolError(f"we promised not to reply to {after.__name__}")
+    if kind is Skip and not negotiated.can_skip:
+        raise LocalProtocolError("Skip was not negotiated")
+    needed = _ACTION_NEEDED.get(kind)
+    if kind is AddRecipient:
+        assert isinstance(reply, AddRecipient)
+        needed = (
+            ActionFlags.ADD_RECIPIENT
+            if reply.esmtp_args is None
+            else ActionFlags.ADD_RECIPIENT_WITH_ARGS
+        )
+    if needed is not None and not negotiated.actions & needed:
+        raise LocalProtocolError(f"{kind.__name__} needs the {needed.name} action")

@@ -1,0 +1,590 @@
+"""The spamd client pool: host list, failover, timeouts and a concurrency cap over aiospamc.
+
+One aiospamc `Client` per endpoint is built at start-up and reused; aiospamc's module-level
+helpers build two TLS contexts per call (tens of ms of CPU) and must not be used here.
+aiospamc only knows total/connect/response timeouts and leaks sockets on error paths, so the
+connection managers below replace its `request()` with one that applies our connect, send and
+read timeouts and always closes the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import getpass
+import ipaddress
+import logging
+import os
+import random
+import re
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from spambridge.errors import (
+    ConfigError,
+    SpamdBadResponse,
+    SpamdError,
+    SpamdTimeout,
+    SpamdUnavailable,
+)
+
+
+def _ensure_user_env() -> None:
+    # aiospamc evaluates getpass.getuser() at import time and crashes (KeyError/OSError) when
+    # the uid has no passwd entry and USER/LOGNAME are unset (containers, random uids).
+    try:
+        getpass.getuser()
+    except (KeyError, OSError):
+        os.environ.setdefault("USER", "spambridge")
+
+
+_ensure_user_env()
+
+import aiospamc.client  # noqa: E402
+import aiospamc.connections  # noqa: E402
+import aiospamc.exceptions  # noqa: E402
+import aiospamc.requests  # noqa: E402
+import aiospamc.responses  # noqa: E402
+from loguru import logger as _loguru_logger  # noqa: E402
+
+# aiospamc logs whole replies (message bodies) through loguru; keep it off.
+_loguru_logger.disable("aiospamc")
+
+__all__ = [
+    "NO_LIMIT_SECONDS",
+    "SpamdEndpoint",
+    "SpamdPool",
+    "SpamdTimeouts",
+    "Verdict",
+    "parse_spamd_socket",
+    "parse_spamd_sockets",
+    "parse_spamd_timeouts",
+    "sanitize_user",
+]
+
+DEFAULT_PORT = 783
+
+# milter-spamc treats a timeout of 0 as "no limit"; nothing here may wait forever, so 0 maps
+# to this finite cap instead.
+NO_LIMIT_SECONDS = 3600.0
+
+COMMANDS = frozenset({"CHECK", "SYMBOLS", "REPORT", "REPORT_IFSPAM", "HEADERS", "PROCESS"})
+
+# EX_* codes that describe this message or this user rather than the host: retrying elsewhere
+# would fail the same way, and the host is healthy.
+_PER_MESSAGE_CODES = frozenset({64, 65, 66, 67, 76, 77})
+
+_READ_CHUNK = 65536
+_CLOSE_WAIT = 1.0  # seconds to wait for an orderly close after a complete reply
+
+
+# --------------------------------------------------------------------------- endpoints
+
+_SOCKET_FORMS = (
+    "accepted forms: host, host:port, host,port, [v6addr], [v6addr]:port, v6addr, "
+    "/path/to/socket, unix:/path/to/socket, ssl:host:port, ssl:[v6addr]:port"
+)
+_HOSTNAME_RE = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?")
+
+
+@dataclass(frozen=True, slots=True)
+class SpamdEndpoint:
+    """One spamd address. `label` is how it is written in logs and metrics."""
+
+    label: str
+    host: str = ""
+    port: int = DEFAULT_PORT
+    path: str = ""
+    tls: bool = False
+
+
+def _socket_error(text: str, why: str) -> ConfigError:
+    return ConfigError("spamd-socket", f"bad entry {text!r}: {why}; {_SOCKET_FORMS}")
+
+
+def _parse_port(text: str, port: str) -> int:
+    if not port.isascii() or not port.isdigit():
+        raise _socket_error(text, f"port {port!r} is not a number")
+    value = int(port)
+    if not 1 <= value <= 65535:
+        raise _socket_error(text, f"port {value} is outside 1-65535")
+    return value
+
+
+def _check_host(text: str, host: str) -> str:
+    if not host:
+        raise _socket_error(text, "the host is empty")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOSTNAME_RE.fullmatch(host) or host.replace(".", "").isdigit():
+            raise _socket_error(text, f"{host!r} is not a host name or IP address") from None
+    return host
+
+
+def _check_v6(text: str, host: str) -> str:
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        raise _socket_error(text, f"{host!r} is not an IPv6 address") from None
+    return host
+
+
+def _tcp_endpoint(text: str, rest: str, tls: bool) -> SpamdEndpoint:
+    port = DEFAULT_PORT
+    if rest.startswith("["):
+        close = rest.find("]")
+        if close < 0:
+            raise _socket_error(text, "missing ']' after the IPv6 address")
+        host = _check_v6(text, rest[1:close])
+        tail = rest[close + 1 :]
+        if tail:
+            if tail[0] not in ":,":
+                raise _socket_error(text, f"unexpected {tail!r} after ']'")
+            port = _parse_port(text, tail[1:])
+    elif "," in rest:
+        host_part, _, port_part = rest.partition(",")
+        host = _check_host(text, host_part)
+        port = _parse_port(text, port_part)
+    elif rest.count(":") > 1:
+        host = _check_v6(text, rest)  # bare IPv6 address, default port
+    elif ":" in rest:
+        host_part, _, port_part = rest.partition(":")
+        host = _check_host(text, host_part)
+        port = _parse_port(text, port_part)
+    else:
+        host = _check_host(text, rest)
+    shown = f"[{host}]" if ":" in host else host
+    label = f"{'ssl:' if tls else ''}{shown}:{port}"
+    return SpamdEndpoint(label=label, host=host, port=port, tls=tls)
+
+
+def parse_spamd_socket(text: str) -> SpamdEndpoint:
+    """Parse one spamd-socket entry (see `_SOCKET_FORMS`)."""
+    entry = text.strip()
+    if not entry:
+        raise _socket_error(text, "the entry is empty")
+    if any(c.isspace() for c in entry):
+        raise _socket_error(text, "contains whitespace")
+    lowered = entry.lower()
+    if entry.startswith("/") or lowered.startswith("unix:"):
+        path = entry[5:] if lowered.startswith("unix:") else entry
+        if not path.startswith("/"):
+            raise _socket_error(text, "a unix socket path must be absolute")
+        if "\x00" in path:
+            raise _socket_error(text, "the path contains a NUL byte")
+        return SpamdEndpoint(label=f"unix:{path}", path=path)
+    if lowered.startswith("ssl:"):
+        return _tcp_endpoint(text, entry[4:], tls=True)
+    return _tcp_endpoint(text, entry, tls=False)
+
+
+def parse_spamd_sockets(values: Sequence[str]) -> tuple[SpamdEndpoint, ...]:
+    """Parse every entry; a value may hold several entries separated by whitespace."""
+    return tuple(parse_spamd_socket(entry) for value in values for entry in value.split())
+
+
+# --------------------------------------------------------------------------- timeouts
+
+_TIMEOUT_FORMS = (
+    "expected 'C:5s;S:10s;R:60s;E:120s' (any subset; units s, m, h or none for seconds; "
+    f"0 means no limit, capped at {NO_LIMIT_SECONDS:.0f}s) or one number for all four"
+)
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([smh]?)", re.IGNORECASE)
+_UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+_TIMEOUT_FIELDS = {"C": "connect", "S": "send", "R": "read", "E": "end"}
+
+
+@dataclass(frozen=True, slots=True)
+class SpamdTimeouts:
+    """Seconds: per connect attempt, writing the request, each read, and the whole scan."""
+
+    connect: float = 5.0
+    send: float = 10.0
+    read: float = 60.0
+    end: float = 120.0
+
+
+def _timeout_error(text: str, why: str) -> ConfigError:
+    return ConfigError("spamd-timeouts", f"bad value {text!r}: {why}; {_TIMEOUT_FORMS}")
+
+
+def _parse_duration(text: str, value: str) -> float:
+    match = _DURATION_RE.fullmatch(value.strip())
+    if match is None:
+        raise _timeout_error(text, f"{value.strip()!r} is not a duration")
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
+    return NO_LIMIT_SECONDS if seconds == 0 else min(seconds, NO_LIMIT_SECONDS)
+
+
+def parse_spamd_timeouts(text: str) -> SpamdTimeouts:
+    """Parse Sendmail T= style `C:5s;S:10s;R:60s;E:120s` or a bare number for all four.
+
+    Missing fields keep their defaults; an empty value gives all defaults. 0 (milter-spamc's
+    "no limit") and anything longer become NO_LIMIT_SECONDS, since nothing may wait forever.
+    """
+    stripped = text.strip()
+    if not stripped:
+        return SpamdTimeouts()
+    if ":" not in stripped:
+        every = _parse_duration(text, stripped)
+        return SpamdTimeouts(connect=every, send=every, read=every, end=every)
+    values: dict[str, float] = {}
+    for field in stripped.split(";"):
+        if not field.strip():
+            continue
+        key, sep, value = field.partition(":")
+        name = _TIMEOUT_FIELDS.get(key.strip().upper())
+        if not sep or name is None:
+            raise _timeout_error(text, f"unknown field {field.strip()!r} (use C, S, R or E)")
+        if name in values:
+            raise _timeout_error(text, f"field {key.strip().upper()} given twice")
+        values[name] = _parse_duration(text, value)
+    return SpamdTimeouts(**values)
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """spamd's answer for one message."""
+
+    is_spam: bool
+    score: float
+    threshold: float
+    body: bytes
+    command: str
+    host: str
+    elapsed: float
+
+
+_USER_DROP_RE = re.compile(r"[^-A-Za-z0-9_.@+]")
+
+
+def sanitize_user(user: str | None) -> str:
+    """Keep only ASCII [-A-Za-z0-9_.@+]: CR/LF would inject protocol headers."""
+    return _USER_DROP_RE.sub("", user or "")
+
+
+# --------------------------------------------------------------------------- transport
+
+
+class _Attempt(Exception):
+    """One try against one host failed. `connecting` says no request bytes were sent."""
+
+    def __init__(self, error: SpamdError, *, connecting: bool, host_fault: bool = True) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.connecting = connecting
+        self.host_fault = host_fault
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _discard(writer: asyncio.StreamWriter) -> None:
+    # abort(), not close(): close() waits to flush a buffer a stuck spamd may never read.
+    writer.transport.abort()
+
+
+class _TimedConnection:
+    """Replaces aiospamc's ConnectionManager.request with connect/send/read timeouts."""
+
+    label: str
+    timeouts: SpamdTimeouts
+
+    async def _open_raw(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        raise NotImplementedError
+
+    async def request(self, data: bytes) -> bytes:
+        label, timeouts = self.label, self.timeouts
+        try:
+            async with asyncio.timeout(timeouts.connect):
+                reader, writer = await self._open_raw()
+        except TimeoutError:
+            raise _Attempt(
+                SpamdTimeout(f"connect to {label} timed out after {timeouts.connect:g}s", label),
+                connecting=True,
+            ) from None
+        except OSError as exc:
+            raise _Attempt(
+                SpamdUnavailable(f"connect to {label} failed: {_describe(exc)}", label),
+                connecting=True,
+            ) from None
+        try:
+            response = await self._exchange(reader, writer, data)
+        except BaseException:
+            _discard(writer)
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            raise
+        writer.close()
+        try:
+            # A TLS close waits for the peer's close_notify; never let that hold the verdict.
+            async with asyncio.timeout(_CLOSE_WAIT):
+                await writer.wait_closed()
+        except (OSError, TimeoutError):
+            _discard(writer)
+        return response
+
+    async def _exchange(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes
+    ) -> bytes:
+        label, timeouts = self.label, self.timeouts
+        phase = "send"
+        try:
+            async with asyncio.timeout(timeouts.send):
+                writer.write(data)
+                if writer.can_write_eof():
+                    writer.write_eof()  # spamd reads to EOF when there is no Content-length
+                await writer.drain()
+            phase = "read"
+            chunks: list[bytes] = []
+            while True:
+                async with asyncio.timeout(timeouts.read):
+                    chunk = await reader.read(_READ_CHUNK)
+                if not chunk:
+                    return b"".join(chunks)
+                chunks.append(chunk)
+        except TimeoutError:
+            limit = timeouts.send if phase == "send" else timeouts.read
+            raise _Attempt(
+                SpamdTimeout(f"{phase} to {label} timed out after {limit:g}s", label),
+                connecting=False,
+            ) from None
+        except OSError as exc:
+            raise _Attempt(
+                SpamdUnavailable(f"{phase} to {label} failed: {_describe(exc)}", label),
+                connecting=False,
+            ) from None
+
+
+class _TcpConnection(_TimedConnection, aiospamc.connections.TcpConnectionManager):  # type: ignore[misc]
+    def __init__(self, endpoint: SpamdEndpoint, timeouts: SpamdTimeouts, ctx: Any) -> None:
+        super().__init__(endpoint.host, endpoint.port, ssl_context=ctx)
+        self.label = endpoint.label
+        self.timeouts = timeouts
+
+    async def _open_raw(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection(self.host, self.port, ssl=self.ssl_context)
+
+
+class _UnixConnection(_TimedConnection, aiospamc.connections.UnixConnectionManager):  # type: ignore[misc]
+    def __init__(self, endpoint: SpamdEndpoint, timeouts: SpamdTimeouts) -> None:
+        super().__init__(endpoint.path)
+        self.label = endpoint.label
+        self.timeouts = timeouts
+
+    async def _open_raw(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_unix_connection(self.path)
+
+
+# --------------------------------------------------------------------------- pool
+
+
+class SpamdPool:
+    """Scans messages on a list of spamd endpoints with failover and a concurrency cap.
+
+    `connect_retries` is the number of connect attempts per host (at least 1). A host that
+    fails is set aside for `cooldown` seconds (0 disables that): it goes to the end of the
+    order, so it is still tried when every other host fails too. Errors after the request was
+    sent also move on to the next host while the end timeout allows, except EX codes that
+    describe the message itself (EX_PROTOCOL, EX_DATAERR, ...), which no other host would fix.
+    """
+
+    def __init__(
+        self,
+        endpoints: Sequence[SpamdEndpoint],
+        *,
+        timeouts: SpamdTimeouts = SpamdTimeouts(),
+        select: Literal["failover", "round-robin", "random"] = "failover",
+        max_connections: int = 10,
+        connect_retries: int = 1,
+        cooldown: float = 30.0,
+        ca_file: str | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if not endpoints:
+            raise ValueError("SpamdPool needs at least one endpoint")
+        if select not in ("failover", "round-robin", "random"):
+            raise ValueError(f"unknown select mode {select!r}")
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        self.endpoints = tuple(endpoints)
+        self.timeouts = timeouts
+        self.select = select
+        self.connect_retries = max(1, connect_retries)  # attempts per host when connect fails
+        self.cooldown = cooldown
+        self.counters: collections.Counter[str] = collections.Counter()
+        self._log = logger or logging.getLogger("spambridge.spamd")
+        self._semaphore = asyncio.Semaphore(max_connections)
+        self._in_flight = 0
+        self._next_start = 0
+        self._set_aside: dict[str, float] = {}  # label -> monotonic time it may be used again
+        ctx: ssl.SSLContext | None = None
+        if any(e.tls for e in self.endpoints):
+            ctx = ssl.create_default_context(cafile=ca_file)  # built once, shared
+        self._clients: dict[str, Any] = {}
+        for endpoint in self.endpoints:
+            conn: _TimedConnection
+            if endpoint.path:
+                conn = _UnixConnection(endpoint, timeouts)
+            else:
+                conn = _TcpConnection(endpoint, timeouts, ctx if endpoint.tls else None)
+            self._clients[endpoint.label] = aiospamc.client.Client(conn)
+
+    @property
+    def in_flight(self) -> int:
+        """Scans currently holding a connection slot."""
+        return self._in_flight
+
+    async def close(self) -> None:
+        """Nothing persistent is held (one connection per request); kept for symmetry."""
+        self._set_aside.clear()
+
+    # ------------------------------------------------------------------ host order
+
+    def _order(self) -> list[SpamdEndpoint]:
+        hosts = list(self.endpoints)
+        if self.select == "round-robin":
+            start = self._next_start % len(hosts)
+            self._next_start = start + 1
+            hosts = hosts[start:] + hosts[:start]
+        elif self.select == "random":
+            random.shuffle(hosts)
+        now = time.monotonic()
+        ready = [h for h in hosts if self._set_aside.get(h.label, 0.0) <= now]
+        cooling = [h for h in hosts if self._set_aside.get(h.label, 0.0) > now]
+        # Cooling hosts go last: skipped while others answer, tried rather than not at all.
+        return ready + cooling
+
+    def _set_host_aside(self, label: str) -> None:
+        if self.cooldown > 0:
+            self._set_aside[label] = time.monotonic() + self.cooldown
+            self.counters["host_set_aside"] += 1
+
+    # ------------------------------------------------------------------ scanning
+
+    async def scan(
+        self, message: bytes, *, command: str = "REPORT", user: str | None = None
+    ) -> Verdict:
+        """Scan `message`; raises SpamdUnavailable, SpamdTimeout or SpamdBadResponse."""
+        command = command.upper()
+        if command not in COMMANDS:
+            raise ValueError(f"unsupported spamd command {command!r}")
+        self.counters["scans"] += 1
+        started = time.monotonic()
+        try:
+            response, label = await self._scan_with_budget(message, command, sanitize_user(user))
+        except SpamdError as exc:
+            self.counters[f"errors.{exc.kind}"] += 1
+            raise
+        spam = response.headers.spam
+        if spam is None:
+            self.counters["errors.bad-response"] += 1
+            raise SpamdBadResponse(f"{label} answered {command} without a Spam header", label)
+        return Verdict(
+            is_spam=bool(spam.value),
+            score=float(spam.score),
+            threshold=float(spam.threshold),
+            body=bytes(response.body),
+            command=command,
+            host=label,
+            elapsed=time.monotonic() - started,
+        )
+
+    async def _scan_with_budget(self, message: bytes, command: str, user: str) -> tuple[Any, str]:
+        tried: list[str] = []
+        try:
+            async with asyncio.timeout(self.timeouts.end):
+                async with self._semaphore:
+                    self._in_flight += 1
+                    try:
+                        return await self._failover(message, command, user, tried)
+                    finally:
+                        self._in_flight -= 1
+        except TimeoutError:
+            last = tried[-1] if tried else None
+            where = f" (last host {last})" if last else " (waiting for a free connection slot)"
+            raise SpamdTimeout(
+                f"spamd scan exceeded the end timeout of {self.timeouts.end:g}s{where}", last
+            ) from None
+
+    async def _failover(
+        self, message: bytes, command: str, user: str, tried: list[str]
+    ) -> tuple[Any, str]:
+        last_error: SpamdError | None = None
+        hosts = self._order()
+        for index, endpoint in enumerate(hosts):
+            label = endpoint.label
+            tried.append(label)
+            try:
+                response = await self._try_host(label, message, command, user)
+            except _Attempt as attempt:
+                last_error = attempt.error
+                if not attempt.host_fault:
+                    raise attempt.error from None
+                self._set_host_aside(label)
+                if index + 1 < len(hosts):
+                    self.counters["failovers"] += 1
+                    self._log.warning(
+                        "spamd %s failed (%s), trying %s",
+                        label,
+                        attempt.error,
+                        hosts[index + 1].label,
+                    )
+                continue
+            self._set_aside.pop(label, None)
+            return response, label
+        assert last_error is not None
+        raise last_error
+
+    async def _try_host(self, label: str, message: bytes, command: str, user: str) -> Any:
+        client = self._clients[label]
+        for attempt in range(self.connect_retries):
+            request = aiospamc.requests.Request(command, body=message)
+            if user:
+                request.headers.user = user
+            try:
+                return await client.request(request)
+            except _Attempt as failed:
+                if not failed.connecting or attempt + 1 >= self.connect_retries:
+                    raise
+            except aiospamc.responses.ResponseException as exc:
+                code = int(exc.code)
+                error = SpamdBadResponse(f"{label} answered EX code {code}: {exc}", label)
+                raise _Attempt(
+                    error, connecting=False, host_fault=code not in _PER_MESSAGE_CODES
+                ) from None
+            except aiospamc.exceptions.ClientException as exc:
+                cause = exc.__cause__
+                why = _describe(cause) if cause is not None else "unparseable reply"
+                error = SpamdBadResponse(f"{label} sent a bad reply ({why})", label)
+                raise _Attempt(error, connecting=False) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def ping(self) -> dict[str, bool]:
+        """Send PING to every endpoint; label -> whether it answered PONG."""
+
+        async def one(label: str) -> bool:
+            try:
+                async with asyncio.timeout(self.timeouts.end):
+                    response = await self._clients[label].request(aiospamc.requests.Request("PING"))
+            except (
+                _Attempt,
+                TimeoutError,
+                aiospamc.exceptions.ClientException,
+                aiospamc.responses.ResponseException,
+            ):
+                return False
+            return str(response.message).strip().upper() == "PONG"
+
+        labels = [e.label for e in self.endpoints]
+        results = await asyncio.gather(*(one(label) for label in labels))
+        return dict(zip(labels, results, strict=True))

@@ -1,0 +1,469 @@
+"""SpamdPool against the fake spamd: verdicts, faults, timeouts, failover and the cap."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import shutil
+import socket
+import ssl
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from spambridge.errors import SpamdBadResponse, SpamdTimeout, SpamdUnavailable
+from spambridge.spamd import (
+    SpamdEndpoint,
+    SpamdPool,
+    SpamdTimeouts,
+    parse_spamd_socket,
+)
+from tests.support.fake_spamd import EX_NAMES, GTUBE, FakeSpamd
+
+pytestmark = pytest.mark.timeout(30)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+FAST = SpamdTimeouts(connect=0.5, send=0.5, read=0.5, end=2.0)
+HAM = b"From: a@example.org\r\nSubject: hello\r\n\r\nJust a normal message.\r\n"
+SPAM = b"From: a@example.org\r\nSubject: buy\r\n\r\n" + GTUBE + b"\r\n"
+SECRET = b"Subject: private\r\n\r\nTOP-SECRET-BODY\r\n"
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage() -> Iterator[None]:
+    # Leaked sockets surface as ResourceWarning at GC; collect inside the test that leaked.
+    yield
+    gc.collect()
+
+
+@pytest.fixture
+async def spamd() -> AsyncIterator[FakeSpamd]:
+    async with FakeSpamd() as server:
+        yield server
+
+
+@pytest.fixture
+async def spamd2() -> AsyncIterator[FakeSpamd]:
+    async with FakeSpamd() as server:
+        yield server
+
+
+@pytest.fixture
+def dead() -> Iterator[SpamdEndpoint]:
+    """A reserved 127.0.0.1 port with nothing listening: connects are refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield parse_spamd_socket(f"127.0.0.1:{sock.getsockname()[1]}")
+
+
+def endpoint(server: FakeSpamd) -> SpamdEndpoint:
+    return parse_spamd_socket(server.address)
+
+
+def make_pool(*targets: FakeSpamd | SpamdEndpoint, **kwargs: object) -> SpamdPool:
+    kwargs.setdefault("timeouts", FAST)
+    eps = [t if isinstance(t, SpamdEndpoint) else endpoint(t) for t in targets]
+    return SpamdPool(eps, **kwargs)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ verdicts
+
+
+@pytest.mark.parametrize("command", ["CHECK", "SYMBOLS", "REPORT", "REPORT_IFSPAM", "HEADERS"])
+async def test_spamd_pool_spam_verdict_per_command(spamd: FakeSpamd, command: str) -> None:
+    verdict = await make_pool(spamd).scan(SPAM, command=command)
+    assert (verdict.is_spam, verdict.score, verdict.threshold) == (True, 1000.0, 5.0)
+    assert verdict.command == command
+    assert verdict.host == spamd.address
+    assert spamd.requests[0].method == command
+    assert spamd.requests[0].body == SPAM
+    expected_body = {
+        "CHECK": b"",
+        "SYMBOLS": b"GTUBE,NO_RECEIVED,NO_RELAYS",
+    }
+    if command in expected_body:
+        assert verdict.body == expected_body[command]
+    elif command == "HEADERS":
+        assert b"X-Spam-Flag: YES\r\n" in verdict.body
+        assert b"X-Spam-Status: Yes, score=1000.0 required=5.0" in verdict.body
+        assert verdict.body.endswith(b"Subject: buy\r\n\r\n")
+    else:
+        assert b"1000 GTUBE" in verdict.body
+        assert b"\n\n" in verdict.body
+
+
+@pytest.mark.parametrize("command", ["CHECK", "SYMBOLS", "REPORT", "REPORT_IFSPAM", "HEADERS"])
+async def test_spamd_pool_ham_verdict_per_command(spamd: FakeSpamd, command: str) -> None:
+    verdict = await make_pool(spamd).scan(HAM, command=command)
+    assert (verdict.is_spam, verdict.score, verdict.threshold) == (False, 0.0, 5.0)
+    if command in ("CHECK", "REPORT_IFSPAM"):
+        assert verdict.body == b""
+    elif command == "HEADERS":
+        assert b"X-Spam-Flag" not in verdict.body
+        assert b"X-Spam-Status: No, score=0.0" in verdict.body
+    else:
+        assert b"GTUBE" not in verdict.body and verdict.body
+
+
+async def test_spamd_pool_forced_score_and_elapsed(spamd: FakeSpamd) -> None:
+    message = b"Subject: x\r\nX-Fake-Score: 7.5\r\n\r\nbody\r\n"
+    verdict = await make_pool(spamd).scan(message, command="check")
+    assert (verdict.is_spam, verdict.score, verdict.command) == (True, 7.5, "CHECK")
+    assert 0 <= verdict.elapsed < FAST.end
+
+
+async def test_spamd_pool_unix_socket() -> None:
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+        async with FakeSpamd(unix_path=str(Path(tmp) / "spamd.sock")) as server:
+            verdict = await make_pool(server).scan(SPAM, command="CHECK")
+    assert verdict.is_spam and verdict.host.startswith("unix:/")
+
+
+async def test_spamd_pool_rejects_unknown_command(spamd: FakeSpamd) -> None:
+    with pytest.raises(ValueError, match="PING"):
+        await make_pool(spamd).scan(HAM, command="PING")
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl tool")
+async def test_spamd_pool_tls_with_ca_file(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = await asyncio.create_subprocess_exec(
+        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+        "-addext", "subjectAltName=IP:127.0.0.1",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert await made.wait() == 0
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    async with FakeSpamd(tls=server_ctx) as server:
+        assert server.address.startswith("ssl:")
+        pool = make_pool(server, ca_file=str(cert))
+        verdict = await pool.scan(SPAM, command="HEADERS")
+        untrusted = make_pool(server)
+        with pytest.raises(SpamdUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+            await untrusted.scan(HAM)
+    assert verdict.is_spam and verdict.host == server.address
+    assert server.requests[0].body == SPAM
+
+
+# ------------------------------------------------------------------ User header
+
+
+async def test_spamd_pool_user_header_is_sanitised(spamd: FakeSpamd) -> None:
+    await make_pool(spamd).scan(HAM, command="CHECK", user="alice\r\nCompress: zlib")
+    recorded = spamd.requests[0]
+    assert recorded.header(b"User") == b"aliceCompresszlib"
+    assert recorded.header(b"Compress") is None
+    assert [n for n, _ in recorded.headers] == [b"User", b"Content-length"]
+
+
+async def test_spamd_pool_empty_user_sends_no_header(spamd: FakeSpamd) -> None:
+    pool = make_pool(spamd)
+    await pool.scan(HAM, command="CHECK", user="\r\n")
+    await pool.scan(HAM, command="CHECK")
+    assert [r.header(b"User") for r in spamd.requests] == [None, None]
+
+
+# ------------------------------------------------------------------ faults
+
+
+async def test_spamd_pool_refused_is_unavailable(dead: SpamdEndpoint) -> None:
+    pool = make_pool(dead)
+    with pytest.raises(SpamdUnavailable) as info:
+        await pool.scan(HAM)
+    assert info.value.host == dead.label
+    assert pool.counters["errors.unavailable"] == 1
+
+
+async def test_spamd_pool_refusing_fake_is_unavailable() -> None:
+    async with FakeSpamd(fault="refuse") as server:
+        with pytest.raises(SpamdUnavailable, match="connect"):
+            await make_pool(server).scan(HAM)
+
+
+async def test_spamd_pool_reset_mid_reply_is_unavailable(spamd: FakeSpamd) -> None:
+    spamd.fault = "reset"
+    with pytest.raises(SpamdUnavailable, match="reset") as info:
+        await make_pool(spamd).scan(SPAM, command="REPORT")
+    assert info.value.host == spamd.address
+
+
+async def test_spamd_pool_garbage_is_bad_response(spamd: FakeSpamd) -> None:
+    pool = make_pool(spamd)
+    with pytest.raises(SpamdBadResponse, match="bad reply"):
+        await pool.scan(HAM, user="fault-garbage")
+    assert pool.counters["errors.bad-response"] == 1
+
+
+async def test_spamd_pool_close_without_reply_is_bad_response(spamd: FakeSpamd) -> None:
+    with pytest.raises(SpamdBadResponse):
+        await make_pool(spamd).scan(HAM, user="fault-close")
+
+
+@pytest.mark.parametrize("code", sorted(EX_NAMES))
+async def test_spamd_pool_ex_status_is_bad_response(spamd: FakeSpamd, code: int) -> None:
+    pool = make_pool(spamd)
+    with pytest.raises(SpamdBadResponse) as info:
+        await pool.scan(HAM, user=f"fault-ex{code}")
+    assert f"EX code {code}" in str(info.value)
+    assert EX_NAMES[code] in str(info.value)  # spamd's message text is kept
+    per_message = code in (64, 65, 66, 67, 76, 77)
+    assert pool.counters["host_set_aside"] == (0 if per_message else 1)
+
+
+async def test_spamd_pool_per_message_ex_does_not_fail_over(
+    spamd: FakeSpamd, spamd2: FakeSpamd
+) -> None:
+    spamd.fault = "ex-76"
+    with pytest.raises(SpamdBadResponse, match="76"):
+        await make_pool(spamd, spamd2).scan(HAM)
+    assert spamd2.requests == []
+
+
+async def test_spamd_pool_host_ex_fails_over(spamd: FakeSpamd, spamd2: FakeSpamd) -> None:
+    spamd.fault = "ex-75"
+    verdict = await make_pool(spamd, spamd2).scan(SPAM)
+    assert verdict.host == spamd2.address
+
+
+# ------------------------------------------------------------------ timeouts
+
+
+async def test_spamd_pool_hang_past_read_timeout(spamd: FakeSpamd) -> None:
+    spamd.fault = "hang"
+    timeouts = SpamdTimeouts(connect=1, send=1, read=0.2, end=5)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    with pytest.raises(SpamdTimeout, match=r"read .* timed out after 0.2s"):
+        await make_pool(spamd, timeouts=timeouts).scan(HAM)
+    assert 0.15 < loop.time() - start < 1.5
+
+
+async def test_spamd_pool_hang_past_end_timeout(spamd: FakeSpamd) -> None:
+    spamd.fault = "hang"
+    timeouts = SpamdTimeouts(connect=1, send=1, read=5, end=0.3)
+    pool = make_pool(spamd, timeouts=timeouts)
+    with pytest.raises(SpamdTimeout, match=r"end timeout of 0.3s") as info:
+        await pool.scan(HAM)
+    assert info.value.host == spamd.address
+    assert pool.counters["errors.timeout"] == 1
+    assert pool.in_flight == 0
+
+
+async def test_spamd_pool_slow_trickle_within_limits(spamd: FakeSpamd) -> None:
+    spamd.fault, spamd.trickle_delay = "trickle", 0.005
+    timeouts = SpamdTimeouts(connect=1, send=1, read=0.3, end=5)
+    verdict = await make_pool(spamd, timeouts=timeouts).scan(SPAM, command="CHECK")
+    assert verdict.is_spam and verdict.score == 1000.0
+
+
+async def test_spamd_pool_slow_trickle_over_read_timeout(spamd: FakeSpamd) -> None:
+    spamd.fault, spamd.trickle_delay = "trickle", 0.5
+    timeouts = SpamdTimeouts(connect=1, send=1, read=0.2, end=5)
+    with pytest.raises(SpamdTimeout, match="read"):
+        await make_pool(spamd, timeouts=timeouts).scan(SPAM, command="CHECK")
+
+
+async def test_spamd_pool_slow_trickle_over_end_timeout(spamd: FakeSpamd) -> None:
+    # Each byte arrives well within R, but the whole reply takes longer than E.
+    spamd.fault, spamd.trickle_delay = "trickle", 0.03
+    timeouts = SpamdTimeouts(connect=1, send=1, read=0.3, end=0.5)
+    with pytest.raises(SpamdTimeout, match="end timeout"):
+        await make_pool(spamd, timeouts=timeouts).scan(SPAM, command="CHECK")
+
+
+async def test_spamd_pool_hang_before_reading_past_send_timeout(spamd: FakeSpamd) -> None:
+    spamd.fault = "hang-before-read"
+    big = b"Subject: big\r\n\r\n" + b"x" * (48 * 1024 * 1024)
+    timeouts = SpamdTimeouts(connect=1, send=0.3, read=5, end=5)
+    with pytest.raises(SpamdTimeout, match=r"send .* timed out after 0.3s"):
+        await make_pool(spamd, timeouts=timeouts).scan(big)
+
+
+async def test_spamd_pool_connect_timeout() -> None:
+    # A listener whose accept queue is full: further SYNs are dropped and connect hangs.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        try:
+            for _ in range(4):
+                filler = socket.socket()
+                filler.setblocking(False)
+                fillers.append(filler)
+                filler.connect_ex(("127.0.0.1", port))
+            timeouts = SpamdTimeouts(connect=0.2, send=1, read=1, end=5)
+            pool = make_pool(parse_spamd_socket(f"127.0.0.1:{port}"), timeouts=timeouts)
+            with pytest.raises(SpamdTimeout, match=r"connect .* timed out after 0.2s"):
+                await pool.scan(HAM)
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
+async def test_spamd_pool_delay_within_read_timeout(spamd: FakeSpamd) -> None:
+    verdict = await make_pool(spamd).scan(SPAM, user="fault-delay-0.2")
+    assert verdict.is_spam and verdict.elapsed >= 0.2
+
+
+# ------------------------------------------------------------------ failover
+
+
+async def test_spamd_pool_fails_over_from_dead_host(
+    spamd: FakeSpamd, dead: SpamdEndpoint, caplog: pytest.LogCaptureFixture
+) -> None:
+    pool = make_pool(dead, spamd)
+    with caplog.at_level(logging.WARNING, logger="spambridge.spamd"):
+        verdict = await pool.scan(SECRET, command="REPORT")
+    assert verdict.host == spamd.address
+    assert pool.counters["failovers"] == 1
+    assert pool.counters["host_set_aside"] == 1
+    assert pool.counters["scans"] == 1
+    assert pool.counters["errors.unavailable"] == 0
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert dead.label in warnings[0].getMessage()
+    assert spamd.address in warnings[0].getMessage()
+    assert "TOP-SECRET" not in caplog.text and "private" not in caplog.text
+
+
+async def test_spamd_pool_fails_over_after_read_timeout(
+    spamd: FakeSpamd, spamd2: FakeSpamd
+) -> None:
+    spamd.fault = "hang"
+    timeouts = SpamdTimeouts(connect=1, send=1, read=0.2, end=3)
+    verdict = await make_pool(spamd, spamd2, timeouts=timeouts).scan(SPAM)
+    assert verdict.host == spamd2.address
+    assert len(spamd.requests) == 1 and len(spamd2.requests) == 1
+
+
+async def test_spamd_pool_all_hosts_dead(dead: SpamdEndpoint) -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        second = parse_spamd_socket(f"127.0.0.1:{other.getsockname()[1]}")
+        pool = make_pool(dead, second, connect_retries=2)
+        with pytest.raises(SpamdUnavailable) as info:
+            await pool.scan(HAM)
+    assert info.value.host == second.label
+    assert pool.counters["failovers"] == 1
+    assert pool.counters["errors.unavailable"] == 1
+
+
+async def test_spamd_pool_cooldown_skips_then_retries(spamd: FakeSpamd, spamd2: FakeSpamd) -> None:
+    spamd.fault = "garbage"
+    pool = make_pool(spamd, spamd2, cooldown=0.3)
+    assert (await pool.scan(HAM)).host == spamd2.address
+    assert len(spamd.requests) == 1
+    assert (await pool.scan(HAM)).host == spamd2.address
+    assert len(spamd.requests) == 1  # set aside: not tried
+    spamd.fault = None
+    await asyncio.sleep(0.35)
+    assert (await pool.scan(HAM)).host == spamd.address
+    assert len(spamd.requests) == 2
+
+
+async def test_spamd_pool_all_set_aside_still_tried(spamd: FakeSpamd) -> None:
+    pool = make_pool(spamd, cooldown=60)
+    with pytest.raises(SpamdBadResponse):
+        await pool.scan(HAM, user="fault-garbage")
+    verdict = await pool.scan(SPAM)
+    assert verdict.is_spam and len(spamd.requests) == 2
+
+
+async def test_spamd_pool_round_robin_distribution() -> None:
+    async with FakeSpamd() as a, FakeSpamd() as b, FakeSpamd() as c:
+        pool = make_pool(a, b, c, select="round-robin")
+        hosts = [(await pool.scan(HAM)).host for _ in range(6)]
+    assert hosts == [a.address, b.address, c.address] * 2
+    assert [len(s.requests) for s in (a, b, c)] == [2, 2, 2]
+
+
+async def test_spamd_pool_failover_mode_sticks_to_first(
+    spamd: FakeSpamd, spamd2: FakeSpamd
+) -> None:
+    pool = make_pool(spamd, spamd2)
+    for _ in range(4):
+        await pool.scan(HAM)
+    assert (len(spamd.requests), len(spamd2.requests)) == (4, 0)
+
+
+async def test_spamd_pool_random_uses_every_host(spamd: FakeSpamd, spamd2: FakeSpamd) -> None:
+    pool = make_pool(spamd, spamd2, select="random")
+    for _ in range(40):
+        await pool.scan(HAM, command="CHECK")
+    assert spamd.requests and spamd2.requests
+    assert len(spamd.requests) + len(spamd2.requests) == 40
+
+
+# ------------------------------------------------------------------ concurrency
+
+
+async def test_spamd_pool_max_connections_cap(spamd: FakeSpamd) -> None:
+    spamd.fault, spamd.delay = "delay", 0.1
+    pool = make_pool(spamd, max_connections=2)
+    seen: list[int] = []
+
+    async def watch() -> None:
+        while True:
+            seen.append(pool.in_flight)
+            await asyncio.sleep(0.01)
+
+    watcher = asyncio.create_task(watch())
+    verdicts = await asyncio.gather(*(pool.scan(HAM, command="CHECK") for _ in range(6)))
+    watcher.cancel()
+    assert len(verdicts) == 6
+    assert spamd.max_active == 2
+    assert max(seen) == 2
+    assert pool.in_flight == 0
+
+
+async def test_spamd_pool_slot_wait_counts_against_end(spamd: FakeSpamd) -> None:
+    spamd.fault, spamd.delay = "delay", 0.3
+    timeouts = SpamdTimeouts(connect=1, send=1, read=1, end=0.45)
+    pool = make_pool(spamd, max_connections=1, timeouts=timeouts)
+    results = await asyncio.gather(
+        *(pool.scan(HAM, command="CHECK") for _ in range(2)), return_exceptions=True
+    )
+    assert sum(isinstance(r, SpamdTimeout) for r in results) == 1
+    assert spamd.max_active == 1
+
+
+# ------------------------------------------------------------------ ping
+
+
+async def test_spamd_pool_ping(spamd: FakeSpamd, dead: SpamdEndpoint) -> None:
+    pool = make_pool(spamd, dead)
+    assert await pool.ping() == {spamd.address: True, dead.label: False}
+    assert spamd.requests[0].method == "PING"
+    await pool.close()
+
+
+# ------------------------------------------------------------------ fake as a process
+
+
+async def test_spamd_pool_against_fake_subprocess() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.support.fake_spamd",
+        "--port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        cwd=REPO_ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        address = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode().strip()
+        assert address.startswith("127.0.0.1:")
+        verdict = await make_pool(parse_spamd_socket(address)).scan(SPAM, command="SYMBOLS")
+        assert verdict.is_spam and verdict.body.startswith(b"GTUBE")
+    finally:
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 10) == 0

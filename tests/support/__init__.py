@@ -1,0 +1,1 @@
+"""Test helpers shared by scenario, e2e and bench code."""

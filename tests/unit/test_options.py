@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spambridge.cli import MILTER_SPAMC_DEFAULTS, main, resolve
+from spambridge.errors import ConfigError
+from spambridge.options import OPTIONS, Config, Settings, build_config, parse_argv
+
+
+def config_of(*argv: str) -> Config:
+    return resolve(["file=", *argv])[1].config
+
+
+def test_options_table_matches_config_fields() -> None:
+    fields = set(Config.__dataclass_fields__) - {"explicit"}
+    assert {o.attr for o in OPTIONS} == fields
+
+
+def test_options_defaults_are_milter_spamc_where_legacy() -> None:
+    c = config_of()
+    assert c.spamd_socket == ("127.0.0.1:783",)
+    assert c.extra_reject == -1
+    assert c.subject_tag == "[SPAM]"
+    assert c.level_character == "x"
+    assert c.smtp_detailed_reply is True
+    assert c.spamd_command == "REPORT"
+    assert c.smtp_auth_ok is True
+    assert c.milter_timeout == 7210
+
+
+def test_options_both_syntaxes_give_the_same_config() -> None:
+    a = config_of("milter-socket=inet:9000@127.0.0.1", "spamd-socket=127.0.0.1:7830",
+                  "extra-reject=0", "+subject-tag-score")
+    b = config_of("--milter-socket", "inet:9000@127.0.0.1", "--spamd-socket=127.0.0.1:7830",
+                  "--extra-reject", "0", "--subject-tag-score")
+    assert a.milter_socket == b.milter_socket == "inet:9000@127.0.0.1"
+    assert a.spamd_socket == b.spamd_socket == ("127.0.0.1:7830",)
+    assert a.extra_reject == b.extra_reject == 0
+    assert a.subject_tag_score and b.subject_tag_score
+
+
+def test_options_boolean_forms() -> None:
+    assert config_of("-smtp-auth-ok").smtp_auth_ok is False
+    assert config_of("--no-smtp-auth-ok").smtp_auth_ok is False
+    assert config_of("smtp-auth-ok=no").smtp_auth_ok is False
+    assert config_of("+dry-run").dry_run is True
+    assert config_of("--dry-run").dry_run is True
+
+
+def test_options_names_are_case_insensitive() -> None:
+    assert config_of("Extra-Reject=2").extra_reject == 2
+
+
+def test_options_list_append_and_repeat() -> None:
+    assert config_of("spamd-socket+=10.0.0.2:783").spamd_socket == (
+        "127.0.0.1:783", "10.0.0.2:783")
+    assert config_of("--spamd-socket", "a:1", "--spamd-socket", "b:2").spamd_socket == (
+        "a:1", "b:2")
+    assert config_of("spamd-socket=a:1 b:2").spamd_socket == ("a:1", "b:2")
+    assert config_of("spamd-socket=").spamd_socket == ()
+
+
+@pytest.mark.parametrize(
+    ("argv", "option", "words"),
+    [
+        (["nonsense=1"], "nonsense", "unknown option"),
+        (["extra-reject=lots"], "extra-reject", "not a number"),
+        (["spamd-command=SCAN"], "spamd-command", "CHECK, SYMBOLS, REPORT"),
+        (["spamd-error-action=maybe"], "spamd-error-action", "accept, tempfail, reject"),
+        (["+extra-reject"], "extra-reject", "takes a value"),
+        (["trusted-networks=10.0.0.300/8"], "trusted-networks", "not a network"),
+        (["verbose=loud"], "verbose", "accepted"),
+        (["max-connections=0"], "max-connections", "at least 1"),
+        (["milter-socket=tcp:25"], "milter-socket", "unknown socket type"),
+        (["spamd-socket=host:port"], "spamd-socket", "host:port"),
+        (["reject-reply=250 ok"], "reject-reply", "5xx"),
+        (["spamd-tempfail-reply=550 5.7.1 no"], "spamd-tempfail-reply", "4xx"),
+        (["mail-policy=copy"], "mail-spam", "mail-spam"),
+        (["socket-mode=999"], "socket-mode", "octal"),
+        (["level-character=xy"], "level-character", "one ASCII character"),
+        (["spamd-timeouts=X:5s"], "spamd-timeouts", "spamd-timeouts"),
+    ],
+)
+def test_options_errors_name_the_option(argv: list[str], option: str, words: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        resolve(["file=", *argv])
+    assert info.value.option.lstrip("-+") == option or option in str(info.value)
+    assert words in str(info.value)
+
+
+def test_options_bad_option_exits_2_with_message(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["file=", "extra-reject=x"]) == 2
+    err = capsys.readouterr().err
+    assert "extra-reject" in err and "not a number" in err
+
+
+def test_options_option_file_then_command_line(tmp_path: Path) -> None:
+    cf = tmp_path / "milter-spamc.cf"
+    cf.write_text(
+        "# a milter-spamc.cf\n"
+        "spamd-socket=127.0.0.1,7830   # trailing comment\n"
+        "extra-reject=5\n"
+        "+subject-tag-score -smtp-auth-ok\n"
+        "subject-tag=[** SPAM **]\n"
+        "reject-reply=\"550 5.7.1 go away\"\n"
+        "\n"
+    )
+    c = resolve([f"file={cf}", "extra-reject=3"])[1].config
+    assert c.spamd_socket == ("127.0.0.1,7830",)
+    assert c.extra_reject == 3  # command line wins
+    assert c.subject_tag_score is True and c.smtp_auth_ok is False
+    assert c.subject_tag == "[** SPAM **]"
+    assert c.reject_reply == "550 5.7.1 go away"
+
+
+def test_options_file_error_names_file_and_line(tmp_path: Path) -> None:
+    cf = tmp_path / "bad.cf"
+    cf.write_text("extra-reject=1\nbogus-option=2\n")
+    with pytest.raises(ConfigError) as info:
+        resolve([f"file={cf}"])
+    assert f"{cf}:2" in str(info.value) and "bogus-option" in str(info.value)
+
+
+def test_options_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        resolve([f"file={tmp_path / 'nope.cf'}"])
+
+
+def test_options_legacy_snert_options_are_accepted_with_warning() -> None:
+    _, resolved = resolve(["file=", "+rfc2821-syntax", "interface-ip=192.0.2.1"])
+    assert any("rfc2821-syntax" in w for w in resolved.warnings)
+
+
+def test_options_spamd_timeout_sets_all_four() -> None:
+    t = resolve(["file=", "spamd-timeout=45"])[1].timeouts
+    assert (t.connect, t.send, t.read, t.end) == (45, 45, 45, 45)
+    t = resolve(["file=", "spamd-timeouts=C:2s;S:3s;R:4s;E:1m"])[1].timeouts
+    assert (t.connect, t.send, t.read, t.end) == (2, 3, 4, 60)
+
+
+def test_options_warns_when_end_timeout_exceeds_mta_budget() -> None:
+    _, resolved = resolve(["file=", "spamd-timeouts=E:10m"])
+    assert any("does not fit" in w for w in resolved.warnings)
+    _, resolved = resolve(["file="])
+    assert not any("does not fit" in w for w in resolved.warnings)
+
+
+def test_options_milter_spamc_name_takes_its_default_paths() -> None:
+    settings = Settings()
+    c = build_config(settings, MILTER_SPAMC_DEFAULTS)
+    assert c.milter_socket == "unix:/var/run/milter/milter-spamc.socket"
+    assert c.file == "/etc/mail/milter-spamc.cf"
+
+
+def test_options_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for opt in OPTIONS:
+        assert f"--{opt.name}" in out
+
+
+def test_options_plus_help_is_option_file_form(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["+help"]) == 0
+    out = capsys.readouterr().out
+    settings = Settings()
+    for line in out.splitlines():
+        if line and not line.startswith("#"):
+            parse_argv([line], settings)  # every line parses back
+    assert "extra-reject=-1" in out and "+smtp-auth-ok" in out
+
+
+def test_options_check_prints_effective_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["file=", "check", "extra-reject=2.5", "spamd-socket=a:1 b:2"]) == 0
+    out = capsys.readouterr().out
+    assert "extra-reject=2.5" in out and "spamd-socket=a:1 b:2" in out
+
+
+def test_options_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("spambridge ")

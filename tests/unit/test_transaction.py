@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from spambridge.milter.flags import Family
+from spambridge.transaction import (
+    Client,
+    Macros,
+    Transaction,
+    header_line,
+    message_for_spamd,
+    received_header,
+)
+
+WHEN = datetime(2026, 11, 25, 10, 0, 0, tzinfo=timezone(timedelta(hours=1)))
+
+
+def test_transaction_macros_scoped_like_libmilter() -> None:
+    m = Macros()
+    m.define(b"C", ((b"j", b"mx"), (b"{client_name}", b"c1")))
+    m.define(b"M", ((b"i", b"Q1"), (b"{auth_authen}", b"bob")))
+    m.define(b"R", ((b"{rcpt_addr}", b"a@x"),))
+    assert m.get("client_name") == b"c1" and m.get("{i}") == b"Q1"
+    m.enter(b"M")  # a new MAIL forgets RCPT macros but keeps its own (sent just before)
+    assert m.get("rcpt_addr") == b"" and m.get("auth_authen") == b"bob"
+    m.enter(b"C")
+    assert m.get("i") == b"" and m.get("j") == b"mx"
+
+
+def test_transaction_macros_latest_stage_wins_and_postfix_letters() -> None:
+    m = Macros()
+    m.define(b"M", ((b"i", b"EARLY"),))
+    m.define(b"E", ((b"i", b"LATE"),))
+    m.define(b"L", ((b"{x}", b"header-stage"),))
+    assert m.get("i") == b"LATE" and m.get("x") == b"header-stage"
+
+
+def test_transaction_body_limit_stops_buffering() -> None:
+    t = Transaction()
+    t.add_header(b"Subject", b" x")
+    assert t.add_body(b"a" * 50, 100)
+    assert not t.add_body(b"b" * 100, 100)
+    assert len(t.body) + t.header_bytes == 100 and not t.body_complete
+    assert not t.add_body(b"c" * 10, 100)
+    assert t.body_seen == 160 and t.size == t.header_bytes + 160
+
+
+def test_transaction_header_line_exact_with_and_without_leading_space() -> None:
+    assert header_line(b"Subject", b"  two spaces", leading_space=True) == (
+        b"Subject:  two spaces\r\n")
+    assert header_line(b"Subject", b"x", leading_space=False) == b"Subject: x\r\n"
+    assert header_line(b"To", b" a,\n\tb", leading_space=True) == b"To: a,\r\n\tb\r\n"
+
+
+def test_transaction_received_ipv4_with_forged_and_auth() -> None:
+    m = Macros()
+    m.define(b"C", ((b"j", b"mx.example.org"), (b"{client_resolve}", b"FORGED")))
+    m.define(b"M", ((b"i", b"4AB12"), (b"{auth_type}", b"PLAIN"), (b"{auth_authen}", b"bob")))
+    c = Client(b"host.example.net", Family.INET, 25, b"192.0.2.7", b"helo.example.net")
+    line = received_header(c, m, now=WHEN, authenticated=True)
+    assert line == (
+        b"Received: from helo.example.net (host.example.net [192.0.2.7] (may be forged))\r\n"
+        b"\t(authenticated as bob mech=PLAIN)\r\n"
+        b"\tby mx.example.org (spambridge) with ESMTPA id 4AB12;\r\n"
+        b"\tWed, 25 Nov 2026 10:00:00 +0100"
+    )
+
+
+def test_transaction_received_ipv6_and_unknown_name() -> None:
+    c = Client(b"[2001:db8::1]", Family.INET6, 25, b"2001:db8::1", b"h")
+    line = received_header(c, Macros(), now=WHEN, authenticated=False)
+    assert line.startswith(b"Received: from h ([IPv6:2001:db8::1])\r\n\tby localhost")
+    assert b" with ESMTP;" in line
+
+
+def test_transaction_message_for_spamd_is_exact() -> None:
+    t = Transaction(sender=b"<a@example.net>")
+    t.add_header(b"Subject", b" hello \xe9")
+    t.add_header(b"X-Spam-Flag", b" YES")
+    t.add_header(b"X-Folded", b" one\n\ttwo")
+    t.add_body(b"line 1\r\n\r\n.line 3  \r\n", 0)
+    c = Client(b"c", Family.INET, 1, b"192.0.2.1", b"c")
+    out = message_for_spamd(t, c, Macros(), leading_space=True,
+                            drop=frozenset({b"x-spam-flag"}), now=WHEN, authenticated=False)
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"Return-Path: <a@example.net>\r\nReceived: from c (c [192.0.2.1])")
+    assert head.endswith(b"\r\nSubject: hello \xe9\r\nX-Folded: one\r\n\ttwo")
+    assert b"X-Spam-Flag" not in out
+    assert body == b"line 1\r\n\r\n.line 3  \r\n"
