@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from spambridge import __version__, metrics, policy
+from spambridge.access import AccessMap
 from spambridge.errors import ConfigError, SpamdError
 from spambridge.log import logger, setup
 from spambridge.metrics import Metrics
@@ -128,6 +129,8 @@ def finish(config: Config, warnings: tuple[str, ...] = ()) -> Resolved:
     from spambridge.server import parse_milter_socket
 
     parse_milter_socket(config.milter_socket)
+    if config.access_db:
+        AccessMap.load(config.access_db)  # a bad map is a start-up error, not a surprise later
     notes = list(warnings)
     if timeouts.end + 10 > min(SNIPPET_SENDMAIL_END, SNIPPET_POSTFIX_CONTENT):
         notes.append(
@@ -141,6 +144,15 @@ def finish(config: Config, warnings: tuple[str, ...] = ()) -> Resolved:
             f"R={SNIPPET_SENDMAIL_READ:.0f}s in the shipped snippet"
         )
     return Resolved(config, timeouts, tuple(notes))
+
+
+def build_services(resolved: Resolved, stats: Metrics) -> Services:
+    access = (
+        AccessMap.load(resolved.config.access_db)
+        if resolved.config.access_db
+        else (AccessMap.empty())
+    )
+    return Services(resolved.config, build_pool(resolved), stats, access)
 
 
 def build_pool(resolved: Resolved) -> SpamdPool:
@@ -338,7 +350,7 @@ async def serve(argv: Sequence[str], resolved: Resolved, defaults: Mapping[str, 
     from spambridge.server import Server
 
     stats = Metrics()
-    current = Services(resolved.config, build_pool(resolved), stats)
+    current = build_services(resolved, stats)
     server = Server(lambda: current)
     stats.sources.append(lambda: current.pool.counters)
     stats.gauges["connections_active"] = lambda: float(len(server.sessions))
@@ -367,7 +379,12 @@ async def serve(argv: Sequence[str], resolved: Resolved, defaults: Mapping[str, 
             logger.warning(
                 "milter-socket changes need a restart; keeping %s", current.config.milter_socket
             )
-        current = Services(fresh.config, build_pool(fresh), stats)
+        try:
+            fresh_services = build_services(fresh, stats)
+        except ConfigError as exc:
+            logger.error("reload failed, keeping the running configuration: %s", exc)
+            return
+        current = fresh_services
         setup(fresh.config.log, fresh.config.verbose)
         logger.info("configuration reloaded; new messages use it")
 

@@ -581,6 +581,7 @@ def parse_argv(argv: Sequence[str], settings: Settings | None = None) -> ParsedA
         opt = BY_NAME.get(key)
         s.set(name, value, append=opt is not None and opt.kind == "list" and key in repeated)
         repeated.add(key)
+
     i = 0
     while i < len(argv):
         arg = argv[i]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from spambridge import __version__, headers
+from spambridge.access import AccessAction, AccessMap, AccessResult
 from spambridge.errors import ConfigError, SpamdError
 from spambridge.milter.messages import (
     Accept,
@@ -141,17 +142,66 @@ def _local_use_literal(host: bytes) -> bool:
     return ip.is_private or ip.is_loopback or ip.is_link_local
 
 
+def access_decision(
+    amap: AccessMap, config: Config, client: Client, macros: Macros, txn: Transaction
+) -> Decision | None:
+    """What the sendmail access map says (milter-spamc's tags first, then the generic ones).
+
+    Connect:, Auth: and From: entries decide for the whole message; To:/Spam: entries skip
+    the scan only when every recipient is white-listed (FRIEND or OK), and one HATER forces it.
+    """
+    if not len(amap):
+        return None
+    addr = client.address
+    name = macros.get("client_name") or client.hostname
+    checks = [("Connect", amap.connect(name, addr))]
+    authen = macros.get("auth_authen")
+    if authen:
+        checks.append(("Auth", amap.auth(authen, addr)))
+    checks.append(("From", amap.sender(txn.sender, addr)))
+    for tag, result in checks:
+        if result is None or result.action is AccessAction.SKIP:
+            continue
+        if result.action is AccessAction.HATER:
+            return None
+        why = f"access {tag}: {result.key} {result.action.value}"
+        if result.action.accepts or result.action is AccessAction.FRIEND:
+            return on_unscanned(config, txn, why)
+        if result.action.rejects:
+            return Decision(_access_reply(result.text), (), "unscanned", "reject", why)
+        if result.action is AccessAction.DISCARD:
+            return Decision(Discard(), (), "unscanned", "discard", why)
+    results = [amap.recipient(r.address, addr) for r in txn.recipients]
+    if any(r is not None and r.action is AccessAction.HATER for r in results):
+        return None
+    if results and all(r is not None and trusted(r) for r in results):
+        keys = ", ".join(r.key for r in results if r is not None)
+        return on_unscanned(config, txn, f"access To: every recipient white-listed ({keys})")
+    return None
+
+
+def trusted(result: AccessResult) -> bool:
+    return result.action.accepts or result.action is AccessAction.FRIEND
+
+
+def _access_reply(text: str) -> ReplyCode:
+    if text:
+        try:
+            spec = parse_reply_option("access-db", text, "5")
+            return smtp_reply(spec.code, spec.enhanced, [spec.text])
+        except ConfigError:
+            pass
+    return smtp_reply("550", "5.7.1", ["access denied"])
+
+
 # ------------------------------------------------------------------ what to do
 
 
 def forged_deletions(txn: Transaction, config: Config) -> list[ChangeHeader]:
     if config.header_style == "spamassassin":
-        names = {
-            n.lower()
-            for n, _ in txn.headers
-            if n.lower().startswith(b"x-spam-") and not n.lower().startswith(b"x-spam-prev-")
-        }
-        return headers.forged_header_deletions(txn.headers, names | VERDICT_HEADERS)
+        return headers.forged_header_deletions(
+            txn.headers, VERDICT_HEADERS, prefixes=(b"X-Spam-",), exempt_prefixes=(b"X-Spam-Prev-",)
+        )
     return headers.forged_header_deletions(txn.headers, VERDICT_HEADERS)
 
 
@@ -331,8 +381,9 @@ def _verdict_headers(
         level = headers.format_level(verdict.score, config.level_character.encode())
         if level:
             out.append((b"X-Spam-Level", level))
-    if verdict.command in ("REPORT", "REPORT_IFSPAM") and verdict.body.strip():
-        out.append((b"X-Spam-Report", headers.format_report(verdict.body)))
+    report = headers.format_report(verdict.body) if verdict.command.startswith("REPORT") else b""
+    if report:
+        out.append((b"X-Spam-Report", report))
     if config.mail_policy == "redirect" and spam:
         for rcpt in txn.recipients:
             out.append(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from spambridge import policy
+from spambridge.access import AccessMap
 from spambridge.errors import ProtocolError, RemoteProtocolError, SpamdError
 from spambridge.log import conn_id, logger, queue_id
 from spambridge.metrics import Metrics
@@ -106,6 +108,7 @@ class Services:
     config: Config
     pool: SpamdPool
     metrics: Metrics
+    access: AccessMap = dataclasses.field(default_factory=AccessMap.empty)
 
 
 class Session:
@@ -255,11 +258,20 @@ class Session:
             )
         )
         limit = self.svc.config.max_untrusted
-        if limit >= 0 and len(txn.recipients) > limit:
+        if limit >= 0 and self._untrusted(txn) > limit:
             txn.recipients.pop()
             self._answer(command, smtp_reply("452", "4.5.3", ["too many untrusted recipients"]))
             return
         self._answer(command)
+
+    def _untrusted(self, txn: Transaction) -> int:
+        amap = self.svc.access
+        count = 0
+        for rcpt in txn.recipients:
+            result = amap.recipient(rcpt.address, self.client.address) if len(amap) else None
+            if result is None or not policy.trusted(result):
+                count += 1
+        return count
 
     def _body(self, chunk: BodyChunk, *, reply: bool = True) -> None:
         txn = self.txn
@@ -297,10 +309,13 @@ class Session:
         started = time.monotonic()
         spamd_ms = 0.0
         host = "-"
-        reason = policy.skip_reason(config, self.client, self.macros)
+        ruled = policy.access_decision(svc.access, config, self.client, self.macros, txn)
+        reason = ruled.reason if ruled else policy.skip_reason(config, self.client, self.macros)
         if reason is None and not txn.body_complete and config.oversize_action == "skip":
             reason = f"message over spamd-max-size ({txn.size} bytes)"
-        if reason is not None:
+        if ruled is not None:
+            decision = ruled
+        elif reason is not None:
             decision = policy.on_unscanned(config, txn, reason)
         else:
             authenticated = bool(self.macros.get("auth_authen"))

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from spambridge.cli import Resolved, build_pool, resolve
+from spambridge.cli import Resolved, build_services, resolve
 from spambridge.metrics import Metrics
 from spambridge.server import Server
 from spambridge.session import Services
@@ -22,7 +22,7 @@ class Running:
     def reconfigure(self, args: Sequence[str]) -> None:
         """What SIGHUP does: new messages use the new options."""
         _, resolved = resolve(["file=", *args])
-        self.services = Services(resolved.config, build_pool(resolved), self.services.metrics)
+        self.services = build_services(resolved, self.services.metrics)
 
 
 @contextlib.asynccontextmanager
@@ -32,7 +32,7 @@ async def running_milter(args: Sequence[str], *, grace: float = 2.0) -> AsyncIte
     argv = ["file=", "milter-socket=inet:0@127.0.0.1", "log=stderr", *args]
     resolved: Resolved = resolve(argv)[1]
     holder: list[Running] = []
-    services = Services(resolved.config, build_pool(resolved), Metrics())
+    services = build_services(resolved, Metrics())
     server = Server(lambda: holder[0].services)
     running = Running(server, services, "")
     holder.append(running)

@@ -248,3 +248,42 @@ def test_policy_spamassassin_style_copies_headers() -> None:
     assert h[b"X-Spam-Status"].startswith(b" Yes, score=1000.0")
     assert ChangeHeader(1, b"X-Spam-Whatever", b"") in d.edits
     assert ChangeHeader(1, b"Subject", b" [SPAM] hi") in d.edits
+
+
+def test_policy_access_map_decisions(tmp_path: pytest.TempPathFactory) -> None:
+    from pathlib import Path
+
+    from spambridge.access import AccessMap
+
+    path = Path(str(tmp_path)) / "access"
+    path.write_text(
+        "milter-spamc-Connect:192.0.2.1 OK\n"
+        "Connect:198.51.100.66 ERROR:550 5.7.1 go away\n"
+        "From:dump@example.com DISCARD\n"
+        "Spam:friend@example.org FRIEND\n"
+        "Spam:hater@example.org HATER\n"
+        "From:example.net OK\n"
+    )
+    amap = AccessMap.load(f"text!{path}")
+    config = cfg()
+
+    def run(addr: bytes, sender: bytes, *rcpts: bytes) -> policy.Decision | None:
+        t = Transaction(sender=sender)
+        for r in rcpts:
+            t.recipients.append(Recipient(r, (), b"local", b"", r.strip(b"<>")))
+        return policy.access_decision(amap, config, Client(b"h", Family.INET, 1, addr), Macros(), t)
+
+    d = run(b"192.0.2.1", b"<x@y.z>", b"<a@b.c>")
+    assert d is not None and d.verdict == "unscanned" and "192.0.2.1" in d.reason
+    d = run(b"198.51.100.66", b"<x@y.z>", b"<a@b.c>")
+    assert d is not None and d.final == ReplyCode(b"550 5.7.1 go away")
+    d = run(b"203.0.113.9", b"<dump@example.com>", b"<a@b.c>")
+    assert d is not None and d.final == Discard()
+    assert run(b"203.0.113.9", b"<x@y.z>", b"<friend@example.org>") is not None
+    assert run(b"203.0.113.9", b"<x@y.z>", b"<friend@example.org>", b"<a@b.c>") is None
+    assert run(b"203.0.113.9", b"<x@y.z>", b"<a@b.c>") is None
+    # a white-listed sender wins before recipients are looked at (milter-spamc accepts at MAIL)
+    d = run(b"203.0.113.9", b"<x@example.net>", b"<hater@example.org>")
+    assert d is not None and "From" in d.reason
+    # a recipient who hates spam keeps the message scanned even beside a friend
+    assert run(b"203.0.113.9", b"<x@y.z>", b"<friend@example.org>", b"<hater@example.org>") is None
