@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import grp
 import os
 import pwd
@@ -198,7 +199,13 @@ def main(argv: Sequence[str] | None = None, *, defaults: Mapping[str, str] | Non
                 "spambridge: error: scan: give one FILE, or - for standard input", file=sys.stderr
             )
             return 2
-        return asyncio.run(scan_file(resolved, parsed.args[0]))
+        path = parsed.args[0]
+        try:
+            raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        except OSError as exc:
+            print(f"spambridge: error: scan: cannot read {path}: {exc.strerror}", file=sys.stderr)
+            return 2
+        return asyncio.run(scan_message(resolved, raw))
     return run(args, resolved, defaults)
 
 
@@ -227,8 +234,7 @@ def split_message(raw: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
     return headers, body.replace(b"\n", b"\r\n")
 
 
-async def scan_file(resolved: Resolved, path: str) -> int:
-    raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+async def scan_message(resolved: Resolved, raw: bytes) -> int:
     config = resolved.config
     headers, body = split_message(raw)
     txn = Transaction(sender=b"<>")
@@ -340,10 +346,8 @@ def run(argv: Sequence[str], resolved: Resolved, defaults: Mapping[str, str] | N
         return 2
     finally:
         if config.pid_file:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(config.pid_file)
-            except OSError:
-                pass
 
 
 async def serve(argv: Sequence[str], resolved: Resolved, defaults: Mapping[str, str] | None) -> int:

@@ -31,10 +31,20 @@ def test_options_defaults_are_milter_spamc_where_legacy() -> None:
 
 
 def test_options_both_syntaxes_give_the_same_config() -> None:
-    a = config_of("milter-socket=inet:9000@127.0.0.1", "spamd-socket=127.0.0.1:7830",
-                  "extra-reject=0", "+subject-tag-score")
-    b = config_of("--milter-socket", "inet:9000@127.0.0.1", "--spamd-socket=127.0.0.1:7830",
-                  "--extra-reject", "0", "--subject-tag-score")
+    a = config_of(
+        "milter-socket=inet:9000@127.0.0.1",
+        "spamd-socket=127.0.0.1:7830",
+        "extra-reject=0",
+        "+subject-tag-score",
+    )
+    b = config_of(
+        "--milter-socket",
+        "inet:9000@127.0.0.1",
+        "--spamd-socket=127.0.0.1:7830",
+        "--extra-reject",
+        "0",
+        "--subject-tag-score",
+    )
     assert a.milter_socket == b.milter_socket == "inet:9000@127.0.0.1"
     assert a.spamd_socket == b.spamd_socket == ("127.0.0.1:7830",)
     assert a.extra_reject == b.extra_reject == 0
@@ -54,10 +64,11 @@ def test_options_names_are_case_insensitive() -> None:
 
 
 def test_options_list_append_and_repeat() -> None:
-    assert config_of("spamd-socket+=10.0.0.2:783").spamd_socket == (
-        "127.0.0.1:783", "10.0.0.2:783")
+    assert config_of("spamd-socket+=10.0.0.2:783").spamd_socket == ("127.0.0.1:783", "10.0.0.2:783")
     assert config_of("--spamd-socket", "a:1", "--spamd-socket", "b:2").spamd_socket == (
-        "a:1", "b:2")
+        "a:1",
+        "b:2",
+    )
     assert config_of("spamd-socket=a:1 b:2").spamd_socket == ("a:1", "b:2")
     assert config_of("spamd-socket=").spamd_socket == ()
 
@@ -104,7 +115,7 @@ def test_options_option_file_then_command_line(tmp_path: Path) -> None:
         "extra-reject=5\n"
         "+subject-tag-score -smtp-auth-ok\n"
         "subject-tag=[** SPAM **]\n"
-        "reject-reply=\"550 5.7.1 go away\"\n"
+        'reject-reply="550 5.7.1 go away"\n'
         "\n"
     )
     c = resolve([f"file={cf}", "extra-reject=3"])[1].config

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -22,12 +22,14 @@ from spambridge.options import Config
 from spambridge.spamd import Verdict
 from spambridge.transaction import Client, Macros, Recipient, Transaction
 
-NOW = datetime(2026, 11, 25, 10, 0, tzinfo=timezone.utc)
-REPORT = (b"Spam detection software\r\n\r\nContent analysis details:   (1000.0 points)\r\n\r\n"
-          b" pts rule name              description\r\n"
-          b"---- ---------------------- ------------------------\r\n"
-          b"1000 GTUBE                  BODY: Generic Test for 100% Unsolicited Bulk Email\r\n"
-          b"-0.0 NO_RELAYS              Informational: message was not relayed\r\n")
+NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+REPORT = (
+    b"Spam detection software\r\n\r\nContent analysis details:   (1000.0 points)\r\n\r\n"
+    b" pts rule name              description\r\n"
+    b"---- ---------------------- ------------------------\r\n"
+    b"1000 GTUBE                  BODY: Generic Test for 100% Unsolicited Bulk Email\r\n"
+    b"-0.0 NO_RELAYS              Informational: message was not relayed\r\n"
+)
 
 
 def cfg(*argv: str) -> Config:
@@ -39,8 +41,9 @@ def txn(*headers: tuple[bytes, bytes], rcpts: int = 1) -> Transaction:
     for name, value in headers:
         t.add_header(name, value)
     for i in range(rcpts):
-        t.recipients.append(Recipient(f"<u{i}@example.org>".encode(), (), b"local", b"",
-                                      f"u{i}".encode()))
+        t.recipients.append(
+            Recipient(f"<u{i}@example.org>".encode(), (), b"local", b"", f"u{i}".encode())
+        )
     return t
 
 
@@ -104,7 +107,9 @@ def test_policy_forged_headers_deleted_last_first() -> None:
     d = decide(cfg(), t, ham())
     deletes = [e for e in d.edits if isinstance(e, ChangeHeader) and e.value == b""]
     assert [(e.index, e.name.lower()) for e in deletes if e.name.lower() == b"x-spam-flag"] == [
-        (2, b"x-spam-flag"), (1, b"x-spam-flag")]
+        (2, b"x-spam-flag"),
+        (1, b"x-spam-flag"),
+    ]
     assert any(e.name == b"X-Spam-Status" for e in deletes)
 
 
@@ -112,7 +117,8 @@ def test_policy_extra_reject_zero_rejects_all_spam_with_detailed_reply() -> None
     d = decide(cfg("extra-reject=0"), txn(), spam())
     assert isinstance(d.final, ReplyCode) and d.action == "reject" and d.edits == ()
     assert d.final.text.startswith(
-        b"550-5.7.1 message was identified as junk mail, score 1000.00/5.00\r\n")
+        b"550-5.7.1 message was identified as junk mail, score 1000.00/5.00\r\n"
+    )
     assert b"550 5.7.1 1000 GTUBE BODY: Generic Test for 100p Unsolicited" in d.final.text
     assert b"NO_RELAYS" not in d.final.text  # zero-score rules are left out
 
@@ -126,7 +132,8 @@ def test_policy_plain_reject_reply_and_threshold_margin() -> None:
 def test_policy_single_line_reject_for_check_command() -> None:
     d = decide(cfg("extra-reject=0", "spamd-command=CHECK"), txn(), spam(command="CHECK"))
     assert d.final == ReplyCode(
-        b"550 5.7.1 message was identified as junk mail, score 1000.00/5.00")
+        b"550 5.7.1 message was identified as junk mail, score 1000.00/5.00"
+    )
 
 
 def test_policy_discard_and_low_precedence() -> None:
@@ -144,11 +151,17 @@ def test_policy_absolute_scores_and_quarantine() -> None:
 
 
 def test_policy_custom_reject_reply() -> None:
-    d = decide(cfg("extra-reject=0", "reject-reply=554 5.7.0 no thanks",
-                   "-smtp-detailed-reply"), txn(), spam())
+    d = decide(
+        cfg("extra-reject=0", "reject-reply=554 5.7.0 no thanks", "-smtp-detailed-reply"),
+        txn(),
+        spam(),
+    )
     assert d.final == ReplyCode(b"554 5.7.0 This looks like spam.")
-    d = decide(cfg("extra-reject=0", "reject-reply=554 5.7.0 no thanks",
-                   "spamd-command=CHECK"), txn(), spam(command="CHECK"))
+    d = decide(
+        cfg("extra-reject=0", "reject-reply=554 5.7.0 no thanks", "spamd-command=CHECK"),
+        txn(),
+        spam(command="CHECK"),
+    )
     assert d.final == ReplyCode(b"554 5.7.0 no thanks, score 1000.00/5.00")
 
 
@@ -161,22 +174,26 @@ def test_policy_dry_run_changes_nothing() -> None:
     ("action", "final", "label"),
     [
         ("accept", Continue(), "accept"),
-        ("tempfail", ReplyCode(b"451 4.7.1 spam scanner unavailable, try again later"),
-         "tempfail"),
+        ("tempfail", ReplyCode(b"451 4.7.1 spam scanner unavailable, try again later"), "tempfail"),
         ("reject", ReplyCode(b"550 5.7.1 spam scanner unavailable"), "reject"),
     ],
 )
 def test_policy_spamd_error_action(action: str, final: object, label: str) -> None:
-    d = policy.on_error(cfg(f"spamd-error-action={action}"), txn(),
-                        SpamdUnavailable("connection refused", "127.0.0.1:783"))
+    d = policy.on_error(
+        cfg(f"spamd-error-action={action}"),
+        txn(),
+        SpamdUnavailable("connection refused", "127.0.0.1:783"),
+    )
     assert d.final == final and d.action == label and d.verdict == "error"
     assert "refused" in d.reason
 
 
 def test_policy_spamd_error_custom_text() -> None:
-    d = policy.on_error(cfg("spamd-error-action=tempfail",
-                            "spamd-tempfail-reply=421 4.3.2 scanner down"), txn(),
-                        SpamdTimeout("read timeout"))
+    d = policy.on_error(
+        cfg("spamd-error-action=tempfail", "spamd-tempfail-reply=421 4.3.2 scanner down"),
+        txn(),
+        SpamdTimeout("read timeout"),
+    )
     assert d.final == ReplyCode(b"421 4.3.2 scanner down")
 
 
@@ -207,8 +224,9 @@ def test_policy_spamd_user_rules() -> None:
     assert policy.spamd_user(cfg("spamd-user=fallback"), txn(rcpts=2)) == "fallback"
     t.recipients[0] = Recipient(b"<nosuchuser9@example.org>", (), b"local", b"", b"nosuchuser9")
     assert policy.spamd_user(cfg("spamd-user=fallback"), t) == "fallback"
-    t.recipients[0] = Recipient(b"<carol@[10.0.0.5]>", (), b"esmtp", b"[10.0.0.5]",
-                                b"carol@[10.0.0.5]")
+    t.recipients[0] = Recipient(
+        b"<carol@[10.0.0.5]>", (), b"esmtp", b"[10.0.0.5]", b"carol@[10.0.0.5]"
+    )
     assert policy.spamd_user(cfg("+is-gateway"), t) == "carol"
     assert policy.spamd_user(cfg("spamd-user=f"), t) == "f"
 
@@ -221,11 +239,15 @@ def test_policy_mail_policy_copy_redirect_and_low_spam() -> None:
     assert DeleteRecipient(b"<u1@example.org>") in d.edits
     assert AddRecipient(b"<trap@example.org>") in d.edits
     assert added(d)[b"X-Original-Recipient"] in (b" <u0@example.org>", b" <u1@example.org>")
-    d = decide(cfg("mail-policy=copy", "mail-spam=hi@x", "mail-low-spam=lo@x",
-                   "extra-low-spam=5"), txn(), spam(8))
+    d = decide(
+        cfg("mail-policy=copy", "mail-spam=hi@x", "mail-low-spam=lo@x", "extra-low-spam=5"),
+        txn(),
+        spam(8),
+    )
     assert AddRecipient(b"<lo@x>") in d.edits
-    d = decide(cfg("mail-policy=redirect", "mail-spam=hi@x", "mail-format=%L+spam@%D"),
-               txn(), spam())
+    d = decide(
+        cfg("mail-policy=redirect", "mail-spam=hi@x", "mail-format=%L+spam@%D"), txn(), spam()
+    )
     assert AddRecipient(b"<u0+spam@example.org>") in d.edits
 
 
@@ -237,9 +259,11 @@ def test_policy_mail_ham_and_archive() -> None:
 
 
 def test_policy_spamassassin_style_copies_headers() -> None:
-    block = (b"Received: from localhost\r\nX-Spam-Flag: YES\r\n"
-             b"X-Spam-Status: Yes, score=1000.0 required=5.0 tests=GTUBE\r\n"
-             b"X-Spam-Prev-Subject: hi\r\nSubject: [SPAM] hi\r\n\r\n")
+    block = (
+        b"Received: from localhost\r\nX-Spam-Flag: YES\r\n"
+        b"X-Spam-Status: Yes, score=1000.0 required=5.0 tests=GTUBE\r\n"
+        b"X-Spam-Prev-Subject: hi\r\nSubject: [SPAM] hi\r\n\r\n"
+    )
     v = Verdict(True, 1000.0, 5.0, block, "HEADERS", "h", 0.1)
     config = cfg("header-style=spamassassin", "spamd-command=HEADERS")
     d = decide(config, txn((b"Subject", b" hi"), (b"X-Spam-Whatever", b" forged")), v)

@@ -47,7 +47,8 @@ def test_transaction_body_limit_stops_buffering() -> None:
 
 def test_transaction_header_line_exact_with_and_without_leading_space() -> None:
     assert header_line(b"Subject", b"  two spaces", leading_space=True) == (
-        b"Subject:  two spaces\r\n")
+        b"Subject:  two spaces\r\n"
+    )
     assert header_line(b"Subject", b"x", leading_space=False) == b"Subject: x\r\n"
     assert header_line(b"To", b" a,\n\tb", leading_space=True) == b"To: a,\r\n\tb\r\n"
 
@@ -80,8 +81,15 @@ def test_transaction_message_for_spamd_is_exact() -> None:
     t.add_header(b"X-Folded", b" one\n\ttwo")
     t.add_body(b"line 1\r\n\r\n.line 3  \r\n", 0)
     c = Client(b"c", Family.INET, 1, b"192.0.2.1", b"c")
-    out = message_for_spamd(t, c, Macros(), leading_space=True,
-                            drop=frozenset({b"x-spam-flag"}), now=WHEN, authenticated=False)
+    out = message_for_spamd(
+        t,
+        c,
+        Macros(),
+        leading_space=True,
+        drop=frozenset({b"x-spam-flag"}),
+        now=WHEN,
+        authenticated=False,
+    )
     head, _, body = out.partition(b"\r\n\r\n")
     assert head.startswith(b"Return-Path: <a@example.net>\r\nReceived: from c (c [192.0.2.1])")
     assert head.endswith(b"\r\nSubject: hello \xe9\r\nX-Folded: one\r\n\ttwo")

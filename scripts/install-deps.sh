@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Install what the test suite needs on Debian 12 (run as root; safe to run again):
+#  - the real mail stack for the end-to-end tests: spamd, Sendmail, m4, the milter tools;
+#  - Postfix, downloaded and unpacked under var/cache (it conflicts with Sendmail as a package);
+#  - the project with its test extras. Debian's own python3 refuses system-wide pip installs
+#    (PEP 668), so outside a virtualenv the project goes into var/venv, which scripts/test.sh
+#    picks up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+    spamassassin spamd spamc
+    sendmail-bin sendmail-cf m4
+    miltertest swaks spamass-milter libmilter-dev lua5.3
+    util-linux bsdutils python3 python3-venv python3-pip ca-certificates
+)
+
+missing=()
+for package in "${APT_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$package")
+    fi
+done
+if ((${#missing[@]})); then
+    echo "install-deps: installing ${missing[*]}"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+fi
+
+# Where a package's postinst started daemons (no policy-rc.d), stop them: the tests start
+# their own on free loopback ports and the system ones would only get in the way.
+if [[ "${CI:-}" == "true" ]]; then
+    for service in sendmail spamass-milter spamd; do
+        if [[ -x "/etc/init.d/$service" ]]; then
+            "/etc/init.d/$service" stop >/dev/null 2>&1 || true
+        fi
+    done
+fi
+
+python=python3
+if [[ -z "${VIRTUAL_ENV:-}" ]] && "$python" -c 'import sys, sysconfig, os
+marker = os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")
+sys.exit(0 if os.path.exists(marker) else 1)'; then
+    if [[ ! -x var/venv/bin/python3 ]]; then
+        python3 -m venv var/venv
+    fi
+    python=var/venv/bin/python3
+fi
+"$python" -m pip install --quiet --root-user-action=ignore -e '.[test]'
+
+# The Postfix e2e tests run an unpacked Postfix 3.7; fetch and unpack it once.
+"$python" -c 'from tests.support.realstack import postfix_root; print("postfix:", postfix_root())'
