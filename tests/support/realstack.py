@@ -54,6 +54,7 @@ DELIVER_SCRIPT = """#!/bin/sh
 set -e
 name="$(date +%s%N).$$"
 cat > "$1/.$name.tmp"
+printf '%s\n' "$2" > "$1/$name.rcpt"
 mv "$1/.$name.tmp" "$1/$name.eml"
 """
 
@@ -319,6 +320,15 @@ class Mta(Daemon):
         files = sorted(self.delivered_dir.glob("*.eml"))
         return [path.read_bytes() for path in files]
 
+    def deliveries(self) -> list[tuple[str, bytes]]:
+        """(recipient, message) for every delivery so far, oldest first (Sendmail only)."""
+        out = []
+        for path in sorted(self.delivered_dir.glob("*.eml")):
+            rcpt = path.with_suffix(".rcpt")
+            name = rcpt.read_text().strip() if rcpt.exists() else ""
+            out.append((name, path.read_bytes()))
+        return out
+
     def wait_delivered(self, count: int, timeout: float = 30.0) -> list[bytes]:
         wait_until(
             lambda: len(list(self.delivered_dir.glob("*.eml"))) >= count,
@@ -328,7 +338,7 @@ class Mta(Daemon):
         return self.delivered()
 
     def clear_delivered(self) -> None:
-        for path in self.delivered_dir.glob("*.eml"):
+        for path in [*self.delivered_dir.glob("*.eml"), *self.delivered_dir.glob("*.rcpt")]:
             path.unlink()
 
 
@@ -744,6 +754,7 @@ def start_spambridge(
     *,
     legacy_syntax: bool = False,
     timeout: float = 20.0,
+    port: int | None = None,
 ) -> Spambridge:
     """``python -m spambridge ARGS`` listening on a free loopback port.
 
@@ -752,7 +763,7 @@ def start_spambridge(
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     spec = f"inet:{port}@127.0.0.1"
     socket_args = [f"milter-socket={spec}"] if legacy_syntax else ["--milter-socket", spec]
     log_path = workdir / f"spambridge-{port}.log"
