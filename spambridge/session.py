@@ -147,7 +147,10 @@ class Session:
         except ProtocolError as exc:
             logger.error("internal protocol error, closing connection: %s", exc)
         except TimeoutError:
-            logger.info("MTA idle for %.0fs, closing connection", self.svc.config.milter_timeout)
+            logger.info(
+                "MTA idle (or a packet left unfinished) for %.0fs, closing connection",
+                self.svc.config.milter_timeout,
+            )
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             logger.debug("connection lost: %s", exc)
         finally:
@@ -164,15 +167,25 @@ class Session:
 
     async def _loop(self) -> None:
         timeout = self.svc.config.milter_timeout
+        loop = asyncio.get_running_loop()
+        # A packet must arrive whole within milter-timeout of its first byte: a peer that
+        # drips one byte at a time (slowloris) never trips a per-read timeout.
+        packet_deadline: float | None = None
         while not self.closing:
-            async with asyncio.timeout(timeout):
+            wait = timeout if packet_deadline is None else packet_deadline - loop.time()
+            async with asyncio.timeout(max(wait, 0.0)):
                 data = await self.reader.read(262144)
             if not data:
                 return
-            for command in self.decoder.feed(data):
+            commands = self.decoder.feed(data)
+            for command in commands:
                 await self._dispatch(command)
                 if self.closing:
                     return
+            if not self.decoder.buffered:
+                packet_deadline = None
+            elif commands or packet_deadline is None:
+                packet_deadline = loop.time() + timeout  # a new packet has begun
             await self._drain()
 
     async def _drain(self) -> None:
@@ -180,9 +193,12 @@ class Session:
             await self.writer.drain()
 
     def _send(self, reply: Reply) -> None:
+        self.writer.write(self._encode_checked(reply))
+
+    def _encode_checked(self, reply: Reply) -> bytes:
         if self.negotiated is not None and not isinstance(reply, Negotiate):
             check_reply(self.last, reply, self.negotiated)
-        self.writer.write(encode(reply))
+        return encode(reply)
 
     def _answer(self, command: Command, reply: Reply | None = None) -> None:
         """Reply to a step unless we promised the MTA not to."""
@@ -210,7 +226,11 @@ class Session:
             case MailFrom():
                 self.macros.enter(b"M")
                 self.svc = self.services()  # a reload applies from the next message on
-                self.txn = Transaction(sender=command.address, sender_args=command.esmtp_args)
+                self.txn = Transaction(
+                    sender=command.address,
+                    sender_args=command.esmtp_args,
+                    leading_space=self.negotiated.leading_space if self.negotiated else False,
+                )
                 self.in_transaction = True
                 queue_id.set(self.macros.get("i").decode("ascii", "replace") or "-")
                 self._answer(command)
@@ -347,9 +367,9 @@ class Session:
             else:
                 host = outcome.host or "-"
                 decision = policy.on_error(config, txn, outcome)
-        for edit in decision.edits:
-            self._send(edit)
-        self._send(decision.final)
+        # One write (one send syscall) for the edits and the final reply together.
+        replies = (*decision.edits, decision.final)
+        self.writer.write(b"".join(self._encode_checked(reply) for reply in replies))
         svc.metrics.message(decision, txn.size, spamd_ms / 1000 if spamd_ms else None)
         score = ""
         if decision.score is not None:

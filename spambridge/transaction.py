@@ -90,7 +90,8 @@ class Transaction:
     sender_args: tuple[bytes, ...] = ()
     recipients: list[Recipient] = dataclasses.field(default_factory=list)
     headers: list[tuple[bytes, bytes]] = dataclasses.field(default_factory=list)
-    header_bytes: int = 0
+    leading_space: bool = True  # HDR_LEADSPC: values arrive with their leading whitespace
+    header_bytes: int = 2  # the header lines as delivered, plus the blank line after them
     body: bytearray = dataclasses.field(default_factory=bytearray)
     body_seen: int = 0  # every body byte the MTA sent, buffered or not
     body_complete: bool = True  # False once we stopped buffering (size limit)
@@ -101,7 +102,9 @@ class Transaction:
 
     def add_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
-        self.header_bytes += len(name) + len(value) + 4
+        # exactly len(header_line(...)): name, ":" or ": ", value with CRLF folding, CRLF
+        separator = 1 if self.leading_space else 2
+        self.header_bytes += len(name) + separator + len(value) + value.count(b"\n") + 2
 
     def add_body(self, data: bytes, limit: int) -> bool:
         """Buffer body bytes up to `limit` total message bytes (0: no limit).

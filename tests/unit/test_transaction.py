@@ -41,6 +41,7 @@ def test_transaction_body_limit_stops_buffering() -> None:
     assert t.add_body(b"a" * 50, 100)
     assert not t.add_body(b"b" * 100, 100)
     assert len(t.body) + t.header_bytes == 100 and not t.body_complete
+    assert t.header_bytes == len(b"Subject: x\r\n") + 2
     assert not t.add_body(b"c" * 10, 100)
     assert t.body_seen == 160 and t.size == t.header_bytes + 160
 

@@ -1,0 +1,78 @@
+"""Connection limit, idle timeout and a slow-drip (slowloris) MTA."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+
+from spambridge.milter.codec import encode
+from spambridge.milter.messages import Continue, Header
+from tests.scenarios.conftest import BODY, HEADERS, ClientFactory, messages, open_session
+from tests.support.controller import Running
+from tests.support.fake_spamd import FakeSpamd
+
+pytestmark = pytest.mark.timeout(20)
+
+
+@pytest.mark.parametrize("milter_args", [["max-connections=2"]])
+async def test_limits_third_connection_refused_and_logged(
+    milter: Running, spamd: FakeSpamd, connect: ClientFactory, logs: pytest.LogCaptureFixture
+) -> None:
+    first = await connect(milter.address)
+    await open_session(first)
+    second = await connect(milter.address)
+    await open_session(second)
+
+    third = await connect(milter.address)
+
+    assert await third.at_eof(read_timeout=2)
+    assert any("max-connections=2" in m for m in messages(logs, logging.WARNING)), messages(logs)
+    result = await first.send_message(HEADERS, BODY)
+    assert result.final == Continue()
+    await second.close()
+    await asyncio.sleep(0.1)  # let the server see the close
+    fourth = await connect(milter.address)
+    await open_session(fourth)
+    assert (await fourth.send_message(HEADERS, BODY)).final == Continue()
+
+
+@pytest.mark.parametrize("milter_args", [["milter-timeout=1"]])
+async def test_limits_idle_connection_closed(
+    milter: Running, spamd: FakeSpamd, connect: ClientFactory, logs: pytest.LogCaptureFixture
+) -> None:
+    client = await connect(milter.address)
+    await open_session(client)
+    started = time.monotonic()
+
+    assert await client.at_eof(read_timeout=5)
+
+    assert 0.8 <= time.monotonic() - started < 3
+    assert any("idle" in m for m in messages(logs)), messages(logs)
+
+
+@pytest.mark.parametrize("milter_args", [["milter-timeout=1"]])
+async def test_limits_slowloris_packet_dripped_is_cut_off(
+    milter: Running, spamd: FakeSpamd, connect: ClientFactory, logs: pytest.LogCaptureFixture
+) -> None:
+    """One byte every 0.2 s never trips a per-read timeout; the packet deadline must."""
+    client = await connect(milter.address)
+    await open_session(client)
+    await client.mail(b"<sender@example.net>")
+    packet = encode(Header(b"Subject", b" " + b"s" * 200))
+    started = time.monotonic()
+    closed = False
+    for byte in packet:
+        try:
+            client.send_raw(bytes([byte]))
+            closed = await client.at_eof(read_timeout=0.2)
+        except TimeoutError:
+            continue
+        except ConnectionError:
+            closed = True
+        break
+    assert closed
+    assert 0.8 < time.monotonic() - started < 3
+    assert any("idle" in m for m in messages(logs)), messages(logs)

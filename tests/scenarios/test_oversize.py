@@ -1,0 +1,103 @@
+"""Messages over spamd-max-size: skip (Skip reply, delivered unscanned) or truncate."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from spambridge.milter.messages import ChangeHeader, Continue, Skip
+from tests.scenarios.conftest import HEADERS, NOW_TEXT, ClientFactory, messages, open_session
+from tests.support.controller import Running
+from tests.support.fake_spamd import FakeSpamd
+
+pytestmark = pytest.mark.timeout(20)
+
+CHUNK = b"z" * 510 + b"\r\n"  # 512 bytes
+
+
+@pytest.mark.parametrize("milter_args", [["spamd-max-size=1", "oversize-action=skip"]])
+async def test_oversize_skip_replies_skip_and_delivers_unscanned(
+    milter: Running, spamd: FakeSpamd, connect: ClientFactory, logs: pytest.LogCaptureFixture
+) -> None:
+    client = await connect(milter.address)
+    await open_session(client)
+    await client.mail(b"<sender@example.net>", macros={"i": "QBIG"})
+    await client.rcpt(b"<rcpt@example.org>")
+    for name, value in [*HEADERS, (b"X-Spam-Flag", b" YES")]:
+        await client.header(name, value)
+    await client.end_of_headers()
+
+    replies: list[object] = []
+    while not replies or replies[-1] == Continue():  # an MTA stops sending at Skip
+        replies.append(await client.body(CHUNK))
+        assert len(replies) < 5
+    result = await client.end_of_message()
+
+    # The headers (~100 bytes) and one 512-byte chunk fit in 1 KB; the second chunk does not.
+    assert replies == [Continue(), Skip()]
+    assert result.edits == [ChangeHeader(1, b"X-Spam-Flag", b"")]  # forged flag still goes
+    assert result.final == Continue()
+    assert spamd.requests == []
+    assert any("spamd-max-size" in m for m in messages(logs, logging.INFO)), messages(logs)
+
+
+@pytest.mark.parametrize("milter_args", [["spamd-max-size=1", "oversize-action=skip"]])
+async def test_oversize_skip_small_message_still_scanned(
+    milter: Running, spamd: FakeSpamd, connect: ClientFactory
+) -> None:
+    client = await connect(milter.address)
+    await open_session(client)
+
+    result = await client.send_message(HEADERS, CHUNK)
+
+    assert result.final == Continue()
+    assert len(spamd.requests) == 1
+
+
+TRUNCATE = ["spamd-max-size=1", "oversize-action=truncate", "spamd-command=CHECK"]
+
+
+@pytest.mark.parametrize("milter_args", [TRUNCATE])
+async def test_oversize_truncate_scans_a_prefix_of_at_most_one_kilobyte(
+    milter: Running, spamd: FakeSpamd, connect: ClientFactory
+) -> None:
+    client = await connect(milter.address)
+    await open_session(client)
+    body = CHUNK * 8
+
+    result = await client.send_message(HEADERS, body)
+
+    assert result.final == Continue()
+    assert result.edits  # scanned and tagged
+    sent = spamd.requests[0].body
+    message = sent[sent.index(b"From: ") :]
+    assert 1000 < len(message) <= 1024
+    assert (b"".join(n + b":" + v + b"\r\n" for n, v in HEADERS) + b"\r\n" + body).startswith(
+        message
+    )
+
+
+@pytest.mark.parametrize("milter_args", [TRUNCATE])
+async def test_oversize_truncate_sends_first_kilobyte(
+    milter: Running, spamd: FakeSpamd, connect: ClientFactory
+) -> None:
+    client = await connect(milter.address)
+    await open_session(client)
+    body = CHUNK * 8
+
+    result = await client.send_message(HEADERS, body, macros={"M": {"i": "QT"}})
+
+    assert result.final == Continue()
+    trace = (
+        b"Return-Path: <sender@example.net>\r\n"
+        b"Received: from client.example.net (client.example.net [192.0.2.1])\r\n"
+        b"\tby mx.example.org (spambridge) with ESMTP id QT;\r\n"
+        b"\t" + NOW_TEXT + b"\r\n"
+    )
+    message = (
+        b"From: Sender <sender@example.net>\r\nTo: rcpt@example.org\r\nSubject: hello\r\n"
+        b"\r\n" + body
+    )
+    # Our own trace headers come on top of the message's first KB.
+    assert spamd.requests[0].body == trace + message[:1024]
