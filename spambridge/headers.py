@@ -87,11 +87,13 @@ def format_report(report: bytes) -> bytes:
     dropped: the value starts with the first non-blank line (milter-spamc would start with a
     bare newline). An empty report gives b"": add no header then.
 
-    Control bytes and 8-bit bytes are cleaned as in `sanitize_value`; a line longer than
-    the 998-octet limit (the first counted with "X-Spam-Report: ") is hard-wrapped onto a
-    continuation line that starts with whitespace.
+    Control bytes, 8-bit bytes and long blank runs are cleaned as in `sanitize_value`; a
+    line longer than the 998-octet limit (the first counted with "X-Spam-Report: ") is
+    hard-wrapped onto a continuation line that starts with whitespace.
     """
-    lines = [_clean_bytes(line).rstrip() for line in _split_lines(report)]
+    # Squeeze long blank runs as sanitize_value does: hard-wrapping a line that is mostly
+    # whitespace would otherwise leave a continuation line with no visible text.
+    lines = [_WSP_RUN.sub(b" ", _clean_bytes(line)).rstrip() for line in _split_lines(report)]
     while lines and not lines[0]:
         lines.pop(0)
     while lines and not lines[-1]:

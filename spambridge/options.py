@@ -315,7 +315,8 @@ OPTIONS: tuple[Option, ...] = (
         "discard-low-precedence",
         "bool",
         "-",
-        "Discard instead of reject when Precedence is list, junk or bulk.",
+        "Discard spam whose Precedence is list, junk or bulk (instead of rejecting or "
+        "tagging it, as milter-spamc does).",
         group="actions",
     ),
     _o(
@@ -397,7 +398,8 @@ OPTIONS: tuple[Option, ...] = (
         "max-untrusted",
         "int",
         "-1",
-        "Most recipients that are not white-listed; more get 452 4.5.3. -1 disables.",
+        "Most recipients that are not white-listed; more get 452 4.5.3. 0 or -1 disables "
+        "(as milter-spamc).",
         group="actions",
     ),
     _o(
@@ -478,7 +480,12 @@ OPTIONS: tuple[Option, ...] = (
     ),
 )
 
-BY_NAME: Mapping[str, Option] = {o.name: o for o in OPTIONS}
+# milter-spamc registers "discard-low-precedence-" (a missing comma in its option table), so
+# option files written from its +help carry that spelling.
+ALIASES: Mapping[str, str] = {"discard-low-precedence-": "discard-low-precedence"}
+BY_NAME: Mapping[str, Option] = {o.name: o for o in OPTIONS} | {
+    alias: next(o for o in OPTIONS if o.name == name) for alias, name in ALIASES.items()
+}
 
 # milter-spamc options kept for compatibility that change nothing here; accepted with a warning.
 IGNORED: Mapping[str, str] = {
@@ -537,6 +544,7 @@ class Settings:
         opt = BY_NAME.get(key)
         if opt is None:
             raise ConfigError(name, f"unknown option (see --help for the {len(OPTIONS)} options)")
+        key = opt.name
         if opt.kind == "list":
             current = self.values.get(key)
             entries = value.split()
@@ -656,7 +664,8 @@ def read_option_file(path: str, settings: Settings) -> None:
         try:
             _apply_file_line(line, settings)
         except ConfigError as exc:
-            raise ConfigError(exc.option, f"{path}:{lineno}: {exc}") from exc
+            detail = str(exc).removeprefix(f"{exc.option}: ")
+            raise ConfigError(exc.option, f"{path}:{lineno}: {detail}") from exc
 
 
 def _apply_file_line(line: str, settings: Settings) -> None:
@@ -669,6 +678,10 @@ def _apply_file_line(line: str, settings: Settings) -> None:
         return
     for word in _strip_comment(line).split():
         if word[0] in "+-" and len(word) > 1:
+            opt = BY_NAME.get(word[1:].lower())
+            if opt is not None and opt.kind != "bool":
+                # as on the command line: +name is only for on/off options
+                raise ConfigError(opt.name, f"takes a value: write {opt.name}=VALUE")
             settings.set(word[1:], word[0])
         else:
             raise ConfigError(word, "expected name=value, +name or -name")

@@ -33,7 +33,7 @@ from spambridge.milter.messages import (
 from spambridge.milter.reply import smtp_reply
 from spambridge.options import Config
 from spambridge.spamd import Verdict
-from spambridge.transaction import Client, Macros, Transaction
+from spambridge.transaction import Client, Macros, Recipient, Transaction
 
 # Headers whose incoming copies are forged by definition: only we set them.
 VERDICT_HEADERS = frozenset({b"x-spam-flag", b"x-spam-status", b"x-spam-level", b"x-spam-report"})
@@ -113,22 +113,34 @@ def skip_reason(config: Config, client: Client, macros: Macros) -> str | None:
 
 
 def spamd_user(config: Config, txn: Transaction) -> str:
-    """milter-spamc's rule: the one local recipient with a passwd entry, else spamd-user."""
-    if config.no_user_config or len(txn.recipients) != 1:
+    """milter-spamc's rule: the last local recipient with a passwd entry, else spamd-user.
+
+    A configured spamd-user wins when there are several recipients (or with no-user-config);
+    with no spamd-user, several recipients still give the last local one, as in milter-spamc.
+    """
+    if config.no_user_config or (config.spamd_user and len(txn.recipients) > 1):
         return config.spamd_user
-    rcpt = txn.recipients[0]
+    found = ""
+    for rcpt in txn.recipients:
+        found = _local_user(config, rcpt) or found
+    return found or config.spamd_user
+
+
+def _local_user(config: Config, rcpt: Recipient) -> str:
+    """The spamd user for one recipient when it is local (passwd entry or is-gateway)."""
     addr = (rcpt.addr or rcpt.address).strip(b"<>")
     local = addr.split(b"@", 1)[0].decode("ascii", "replace")
-    is_local = not rcpt.host or rcpt.mailer.lower().startswith((b"local", b"cyrus"))
+    if not local:
+        return ""
     if config.is_gateway and _local_use_literal(rcpt.host):
-        return local or config.spamd_user
-    if is_local and local:
-        try:
-            pwd.getpwnam(local)
-        except KeyError:
-            return config.spamd_user
         return local
-    return config.spamd_user
+    if rcpt.host and not rcpt.mailer.lower().startswith((b"local", b"cyrus")):
+        return ""
+    try:
+        pwd.getpwnam(local)
+    except KeyError:
+        return ""
+    return local
 
 
 def _local_use_literal(host: bytes) -> bool:
@@ -185,6 +197,10 @@ def trusted(result: AccessResult) -> bool:
 
 
 def _access_reply(text: str) -> ReplyCode:
+    # Sendmail's documented form quotes the reply: ERROR:"550 5.7.1 text".
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1]
     if text:
         try:
             spec = parse_reply_option("access-db", text, "5")
@@ -319,6 +335,8 @@ def _action(config: Config, txn: Transaction, verdict: Verdict) -> str:
     if verdict.is_spam:
         if config.extra_discard >= 0 and score >= threshold + config.extra_discard:
             return "discard"
+        if low_precedence:
+            return "discard"  # milter-spamc discards all low-precedence spam, rejected or not
         if config.extra_reject >= 0 and score >= threshold + config.extra_reject:
             return "discard" if low_precedence else "reject"
     if config.quarantine_score is not None and score >= config.quarantine_score:

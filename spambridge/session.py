@@ -91,7 +91,7 @@ def wanted(config: Config) -> Wanted:
         | ProtocolFlags.NR_END_OF_HEADERS
         | ProtocolFlags.HEADER_LEADING_SPACE
     )
-    if config.max_untrusted < 0:
+    if config.max_untrusted <= 0:
         protocol |= ProtocolFlags.NR_RCPT
     if config.oversize_action == "skip" and config.spamd_max_size:
         # SKIP needs a reply to body chunks, so no NR_BODY: one round trip per 64 KiB.
@@ -278,7 +278,7 @@ class Session:
             )
         )
         limit = self.svc.config.max_untrusted
-        if limit >= 0 and self._untrusted(txn) > limit:
+        if limit > 0 and self._untrusted(txn) > limit:
             txn.recipients.pop()
             self._answer(command, smtp_reply("452", "4.5.3", ["too many untrusted recipients"]))
             return
