@@ -6,7 +6,6 @@ tested without sockets or an event loop.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import pwd
 import re
@@ -233,16 +232,14 @@ def on_error(config: Config, txn: Transaction, error: SpamdError) -> Decision:
     action = config.spamd_error_action
     if config.dry_run:
         return Decision(Continue(), (), "error", f"dry-run:{action}", reason)
-    if action == "tempfail":
-        spec = parse_reply_option("spamd-tempfail-reply", config.spamd_tempfail_reply, "4")
-        return Decision(
-            smtp_reply(spec.code, spec.enhanced, [spec.text]), (), "error", "tempfail", reason
-        )
-    if action == "reject":
-        spec = parse_reply_option("spamd-reject-reply", config.spamd_reject_reply, "5")
-        return Decision(
-            smtp_reply(spec.code, spec.enhanced, [spec.text]), (), "error", "reject", reason
-        )
+    if action != "accept":
+        option, text, klass = {
+            "tempfail": ("spamd-tempfail-reply", config.spamd_tempfail_reply, "4"),
+            "reject": ("spamd-reject-reply", config.spamd_reject_reply, "5"),
+        }[action]
+        spec = parse_reply_option(option, text, klass)
+        reply = smtp_reply(spec.code, spec.enhanced, [spec.text])
+        return Decision(reply, (), "error", action, reason)
     return Decision(Continue(), tuple(forged_deletions(txn, config)), "error", "accept", reason)
 
 
@@ -258,40 +255,19 @@ def decide(
     recipients_ok: bool = True,
 ) -> Decision:
     """Apply the score policy to a verdict: header edits plus one final reply."""
-    decision = _decide(
-        config,
-        txn,
-        verdict,
-        macros=macros,
-        now=now,
-        leading_space=leading_space,
-        quarantine_ok=quarantine_ok,
-        recipients_ok=recipients_ok,
-    )
-    return dataclasses.replace(decision, score=verdict.score, threshold=verdict.threshold)
-
-
-def _decide(
-    config: Config,
-    txn: Transaction,
-    verdict: Verdict,
-    *,
-    macros: Macros,
-    now: datetime,
-    leading_space: bool,
-    quarantine_ok: bool = True,
-    recipients_ok: bool = True,
-) -> Decision:
-    """Apply the score policy to a verdict: header edits plus one final reply."""
     kind = "spam" if verdict.is_spam else "ham"
     score, threshold = verdict.score, verdict.threshold
     action = _action(config, txn, verdict)
+
+    def done(final: FinalReply, edits: tuple[Edit, ...], label: str) -> Decision:
+        return Decision(final, edits, kind, label, score=score, threshold=threshold)
+
     if config.dry_run:
-        return Decision(Continue(), (), kind, f"dry-run:{action}")
+        return done(Continue(), (), f"dry-run:{action}")
     if action == "reject":
-        return Decision(_reject_reply(config, verdict), (), kind, "reject")
+        return done(_reject_reply(config, verdict), (), "reject")
     if action == "discard":
-        return Decision(Discard(), (), kind, "discard")
+        return done(Discard(), (), "discard")
 
     edits: list[Edit] = list(forged_deletions(txn, config))
     sp = b" " if leading_space else b""
@@ -320,7 +296,7 @@ def _decide(
     label = action if action in ("quarantine",) else ("tag" if verdict.is_spam else "accept")
     if verdict.is_spam and config.mail_policy != "none" and recipients_ok and action == "tag":
         label = config.mail_policy
-    return Decision(final, tuple(edits), kind, label)
+    return done(final, tuple(edits), label)
 
 
 def _action(config: Config, txn: Transaction, verdict: Verdict) -> str:

@@ -172,12 +172,14 @@ class Server:
         return [bind_inet(spec, config.milter_queue)]
 
     async def start(self, sockets: list[socket.socket]) -> None:
+        # asyncio calls listen() again: pass milter-queue, or it silently becomes 100.
+        backlog = self.services().config.milter_queue
         for sock in sockets:
             sock.setblocking(False)
             if sock.family == socket.AF_UNIX:
-                server = await asyncio.start_unix_server(self._accept, sock=sock)
+                server = await asyncio.start_unix_server(self._accept, sock=sock, backlog=backlog)
             else:
-                server = await asyncio.start_server(self._accept, sock=sock)
+                server = await asyncio.start_server(self._accept, sock=sock, backlog=backlog)
             self.servers.append(server)
             logger.info("listening on %s", _describe(sock))
 

@@ -109,6 +109,9 @@ class FakeSpamd:
     fault: str | None = None
     delay: float = 0.0
     trickle_delay: float = 0.01
+    # Hostile-output tests: when set, the body of every REPORT / REPORT_IFSPAM / HEADERS
+    # reply (for HEADERS: the header block, blank line and body included) is these bytes.
+    report_override: bytes | None = None
     tls: ssl.SSLContext | None = None  # server-side context: serve SPAMC over TLS
     requests: list[RecordedRequest] = field(default_factory=list)
     connections: int = 0
@@ -250,7 +253,7 @@ class FakeSpamd:
             return False
         if fault == "delay" or (match := _DELAY_RE.fullmatch(fault)):
             await asyncio.sleep(float(match.group(1)) if match else self.delay)
-        reply = build_reply(method, body)
+        reply = build_reply(method, body, report_override=self.report_override)
         if fault == "reset":
             writer.write(reply[: max(1, len(reply) // 2)])
             await writer.drain()
@@ -299,7 +302,7 @@ def scan_message(message: bytes) -> _Scan:
     return _Scan(is_spam=score >= THRESHOLD, score=score, tests=tests)
 
 
-def build_reply(method: str, message: bytes) -> bytes:
+def build_reply(method: str, message: bytes, *, report_override: bytes | None = None) -> bytes:
     """The full spamd reply for `method` (status line, headers, body)."""
     if method == "PING":
         return b"SPAMD/1.5 0 PONG\r\n"
@@ -323,6 +326,8 @@ def build_reply(method: str, message: bytes) -> bytes:
         body = rewrite_message(message, scan, headers_only=method == "HEADERS")
     else:
         return _error(76, f"Bad header line: {method} SPAMC/1.5")
+    if report_override is not None and method in ("REPORT", "REPORT_IFSPAM", "HEADERS"):
+        body = report_override
     length = f"Content-length: {len(body)}\r\n".encode("ascii")
     return b"SPAMD/1.1 0 EX_OK\r\n" + length + spam + b"\r\n" + body
 

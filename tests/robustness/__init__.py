@@ -1,0 +1,1 @@
+"""Robustness: fuzzing, connection storms, security properties and the soak run."""
