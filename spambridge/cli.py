@@ -171,6 +171,8 @@ def build_pool(resolved: Resolved) -> SpamdPool:
 
 def main(argv: Sequence[str] | None = None, *, defaults: Mapping[str, str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if defaults is None and argv is None and os.path.basename(sys.argv[0]) == "milter-spamc":
+        defaults = MILTER_SPAMC_DEFAULTS  # run through a symlink named milter-spamc
     try:
         parsed, resolved = resolve(args, defaults)
     except ConfigError as exc:

@@ -31,14 +31,16 @@ STDERR_FORMAT = (
 SYSLOG_FORMAT = "spambridge[%(process)d]: %(levelname)s conn=%(conn)s qid=%(qid)s %(message)s"
 
 
-def setup(destination: str, verbose: frozenset[str]) -> None:
+def setup(destination: str, verbose: frozenset[str], *, syslog_address: str | None = None) -> None:
     """Configure the 'spambridge' logger. `verbose` holds milter-spamc's categories."""
     for old in list(logger.handlers):
         logger.removeHandler(old)
         old.close()
     handler: logging.Handler
     if destination == "syslog":
-        address = "/dev/log" if os.path.exists("/dev/log") else ("localhost", 514)
+        address: str | tuple[str, int] = syslog_address or (
+            "/dev/log" if os.path.exists("/dev/log") else ("localhost", 514)
+        )
         handler = logging.handlers.SysLogHandler(
             address=address, facility=logging.handlers.SysLogHandler.LOG_MAIL
         )

@@ -191,3 +191,14 @@ def test_options_check_prints_effective_config(capsys: pytest.CaptureFixture[str
 def test_options_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("spambridge ")
+
+
+def test_options_symlink_named_milter_spamc_takes_its_defaults(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.argv", ["/usr/local/sbin/milter-spamc", "file=", "check"])
+    assert main() == 0
+    assert "milter-socket=unix:/var/run/milter/milter-spamc.socket" in capsys.readouterr().out
+    monkeypatch.setattr("sys.argv", ["/usr/local/bin/spambridge", "file=", "check"])
+    assert main() == 0
+    assert "milter-socket=unix:/run/spambridge/spambridge.sock" in capsys.readouterr().out
