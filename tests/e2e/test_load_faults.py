@@ -249,3 +249,29 @@ def test_load_site_option_file_through_sendmail(
     hams = [raw for raw in by_rcpt[RCPT] if header_values(raw, b"X-Spam-Flag") == [b"NO"]]
     assert len(hams) == 1, "always-add-flag: ham carries X-Spam-Flag: NO"
     assert header_values(hams[0], b"X-Spam-Level") == []
+
+
+def test_load_site_redirect_sends_spam_only_to_the_trap(
+    spamd: Spamd, workdir: Path, start_bridge: BridgeFactory, start_sendmail: SendmailFactory
+) -> None:
+    cf = workdir / "site.cf"
+    cf.write_text(
+        "mail-policy=redirect\nmail-spam=spamtrap@example.test\nsubject-tag=[SPAM]\n"
+        f"spamd-socket={spamd.address}\n"
+    )
+    bridge = start_bridge([f"file={cf}", *BRIDGE_ARGS])
+    mta = start_sendmail(bridge.sendmail_socket)
+
+    assert send_smtp(mta.port, SENDER, [RCPT], gtube_message())[0] == 250
+    assert send_smtp(mta.port, SENDER, [RCPT], ham_message())[0] == 250
+    mta.wait_delivered(2)
+    time.sleep(0.5)
+    deliveries = mta.deliveries()
+    assert sorted(rcpt.strip("<>") for rcpt, _ in deliveries) == [RCPT, "spamtrap@example.test"]
+    (trap,) = [raw for rcpt, raw in deliveries if "spamtrap" in rcpt]
+    assert header_values(trap, b"X-Original-Recipient") == [f"<{RCPT}>".encode()]
+    assert header_values(trap, b"X-Spam-Flag") == [b"YES"]
+    (subject,) = header_values(trap, b"Subject")
+    assert subject.startswith(b"[SPAM] ")
+    (ham,) = [raw for rcpt, raw in deliveries if RCPT in rcpt]
+    assert header_values(ham, b"X-Spam-Flag") == []
