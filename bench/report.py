@@ -1,0 +1,354 @@
+"""Medians over passes, the four targets, and the markdown/plot renderings."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+Record = dict[str, Any]
+
+BRIDGE = "spambridge"
+PEER = "spamass-milter"
+NULL = "nullfilter"
+_MEDIAN_FIELDS = ("msgs_per_s", "p50_ms", "p90_ms", "p99_ms", "cpu_s_per_1000")
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.median(present), 3) if present else None
+
+
+def summarise(records: Sequence[Record]) -> list[Record]:
+    """One row per (phase, scenario, subject): medians over passes; memory rows as they are."""
+    groups: dict[tuple[str, str, str], list[Record]] = {}
+    rows: list[Record] = []
+    for record in records:
+        if record["phase"] == "memory":
+            rows.append(dict(record))
+            continue
+        key = (record["phase"], record["scenario"], record["subject"])
+        groups.setdefault(key, []).append(record)
+    for (phase, scenario, subject), runs in groups.items():
+        row: Record = {
+            "phase": phase,
+            "backend": runs[0]["backend"],
+            "scenario": scenario,
+            "subject": subject,
+            "passes": len(runs),
+            "messages": sum(r["messages"] for r in runs),
+            "errors": sum(r["errors"] for r in runs),
+            "nofile": runs[0].get("nofile"),
+        }
+        for name in _MEDIAN_FIELDS:
+            row[name] = _median([r.get(name) for r in runs])
+        row["peak_rss_kb"] = max((r.get("hwm_kb") or 0) for r in runs) or None
+        rows.append(row)
+    return rows
+
+
+def _find(summary: Sequence[Record], phase: str, scenario: str, subject: str) -> Record | None:
+    for row in summary:
+        if (row["phase"], row.get("scenario"), row["subject"]) == (phase, scenario, subject):
+            return row
+    return None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def _target(name: str, measured: float | None, limit: float, *, at_most: bool) -> Record:
+    met = None if measured is None else (measured <= limit if at_most else measured >= limit)
+    sign = "≤" if at_most else "≥"
+    return {"target": name, "measured": measured, "limit": f"{sign} {limit}", "met": met}
+
+
+def targets(summary: Sequence[Record], records: Sequence[Record], max_size_kb: int) -> list[Record]:
+    out: list[Record] = []
+    iso = sorted({r["scenario"] for r in summary if r["phase"] == "isolated"})
+    for scenario in iso:
+        bridge = _find(summary, "isolated", scenario, BRIDGE)
+        peer = _find(summary, "isolated", scenario, PEER)
+        null = _find(summary, "isolated", scenario, NULL)
+        if not bridge:
+            continue
+        cpu = bridge["cpu_s_per_1000"]
+        if peer:
+            out.append(
+                _target(
+                    f"(1) {scenario}: CPU spambridge / spamass-milter",
+                    _ratio(cpu, peer["cpu_s_per_1000"]),
+                    round(1 / 3, 3),
+                    at_most=True,
+                )
+            )
+        if null:
+            out.append(
+                _target(
+                    f"(1) {scenario}: CPU spambridge / null C filter",
+                    _ratio(cpu, null["cpu_s_per_1000"]),
+                    2.0,
+                    at_most=True,
+                )
+            )
+        if peer and scenario.startswith("c=1 "):
+            out.append(
+                _target(
+                    f"(1) {scenario}: p50 spambridge / spamass-milter",
+                    _ratio(bridge["p50_ms"], peer["p50_ms"]),
+                    1.0,
+                    at_most=True,
+                )
+            )
+        if scenario.startswith("c=50 "):
+            out.append(_target(f"(4) {scenario}: p99 ms", bridge["p99_ms"], 10.0, at_most=True))
+    chain = {r["subject"]: r for r in summary if r["phase"] == "chain"}
+    bridge_chain = chain.get(f"sendmail + {BRIDGE}")
+    if bridge_chain:
+        rate = bridge_chain["msgs_per_s"]
+        null_chain = chain.get(f"sendmail + {NULL}")
+        direct = chain.get("spamd directly")
+        peer_chain = chain.get(f"sendmail + {PEER}")
+        if null_chain:
+            out.append(
+                _target(
+                    "(2) chain msg/s: spambridge / null-filter chain",
+                    _ratio(rate, null_chain["msgs_per_s"]),
+                    0.97,
+                    at_most=False,
+                )
+            )
+        if null_chain and direct:
+            ceiling = min(null_chain["msgs_per_s"], direct["msgs_per_s"])
+            out.append(
+                _target(
+                    "(2) chain msg/s: spambridge / min(null-filter chain, spamd directly)",
+                    _ratio(rate, ceiling),
+                    0.97,
+                    at_most=False,
+                )
+            )
+        if peer_chain:
+            out.append(
+                _target(
+                    "(2) chain msg/s: spambridge / spamass-milter chain",
+                    _ratio(rate, peer_chain["msgs_per_s"]),
+                    1.05,
+                    at_most=False,
+                )
+            )
+    for row in summary:
+        if row["phase"] != "memory" or row["subject"] != BRIDGE:
+            continue
+        out.append(
+            _target("(3) idle RSS, MB", round(row["idle_rss_kb"] / 1024, 2), 40.0, at_most=True)
+        )
+        out.append(
+            _target(
+                "(3) KB per idle connection (1,000 open)",
+                row["kb_per_idle_conn"],
+                30.0,
+                at_most=True,
+            )
+        )
+        limit_mb = round((3 * max_size_kb + 10 * 1024) / 1024, 2)
+        out.append(
+            _target(
+                "(3) peak RSS rise for a 50 MB message, MB",
+                round(row["big_peak_rise_kb"] / 1024, 2),
+                limit_mb,
+                at_most=True,
+            )
+        )
+    return out
+
+
+# ------------------------------------------------------------------------------ markdown
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.3f}".rstrip("0").rstrip(".") if abs(value) < 100 else f"{value:,.1f}"
+    return str(value)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    return lines
+
+
+def markdown(
+    meta: Record, summary: Sequence[Record], goals: Sequence[Record], records: Sequence[Record]
+) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Mode **{meta['mode']}**, {meta['plan']['passes']} pass(es), started {meta['started']}, "
+        f"took {meta['duration_s']} s. {meta['machine']}, Python {meta['python']}. "
+        f"Messages {meta['message_size']} bytes. Every milter ran with `ulimit -n` "
+        f"{meta['subject_nofile']} (memory phase: {meta['memory_nofile']}). Figures are medians "
+        "over passes; CPU is the milter's whole process tree (spamass-milter's spamc children "
+        "included); ratios compare subjects measured in this same run.",
+        "",
+    ]
+    iso = [r for r in summary if r["phase"] == "isolated"]
+    if iso:
+        lines += ["## Isolated: milter protocol driven directly, instant fake spamd", ""]
+        rows = []
+        for row in iso:
+            peer = _find(summary, "isolated", row["scenario"], PEER)
+            null = _find(summary, "isolated", row["scenario"], NULL)
+            cpu = row["cpu_s_per_1000"]
+            rows.append(
+                [
+                    row["scenario"],
+                    row["subject"],
+                    row["msgs_per_s"],
+                    row["p50_ms"],
+                    row["p90_ms"],
+                    row["p99_ms"],
+                    cpu,
+                    _ratio(cpu, peer["cpu_s_per_1000"]) if peer else None,
+                    _ratio(cpu, null["cpu_s_per_1000"]) if null else None,
+                    round(row["peak_rss_kb"] / 1024, 1) if row["peak_rss_kb"] else None,
+                    row["errors"],
+                ]
+            )
+        lines += _table(
+            [
+                "scenario",
+                "subject",
+                "msg/s",
+                "p50 ms",
+                "p90 ms",
+                "p99 ms",
+                "CPU s/1000 msgs",
+                "CPU vs spamass-milter",
+                "CPU vs null filter",
+                "peak RSS MB",
+                "errors",
+            ],
+            rows,
+        )
+        lines.append("")
+    chain = [r for r in summary if r["phase"] == "chain"]
+    if chain:
+        lines += ["## Real chain: Sendmail + real spamd over SMTP (one session per message)", ""]
+        by_name = {r["subject"]: r for r in chain}
+        null_rate = by_name.get(f"sendmail + {NULL}", {}).get("msgs_per_s")
+        peer_rate = by_name.get(f"sendmail + {PEER}", {}).get("msgs_per_s")
+        rows = [
+            [
+                r["scenario"],
+                r["subject"],
+                r["msgs_per_s"],
+                r["p50_ms"],
+                r["p90_ms"],
+                r["p99_ms"],
+                r["cpu_s_per_1000"],
+                _ratio(r["msgs_per_s"], null_rate),
+                _ratio(r["msgs_per_s"], peer_rate),
+                r["errors"],
+            ]
+            for r in chain
+        ]
+        lines += _table(
+            [
+                "concurrency",
+                "path",
+                "msg/s",
+                "p50 ms",
+                "p90 ms",
+                "p99 ms",
+                "milter CPU s/1000 msgs",
+                "msg/s vs null-filter chain",
+                "msg/s vs spamass-milter chain",
+                "errors",
+            ],
+            rows,
+        )
+        lines.append("")
+    mem = [r for r in summary if r["phase"] == "memory"]
+    if mem:
+        lines += ["## Memory (fake spamd; spamd-max-size defaults)", ""]
+        rows = [
+            [
+                r["subject"],
+                round(r["idle_rss_kb"] / 1024, 1),
+                round(r["warm_rss_kb"] / 1024, 1),
+                round(r["rss_with_idle_conns_kb"] / 1024, 1),
+                r["kb_per_idle_conn"],
+                round(r["big_peak_rise_kb"] / 1024, 1),
+                r["big_seconds"],
+                r["big_final"],
+            ]
+            for r in mem
+        ]
+        lines += _table(
+            [
+                "subject",
+                "idle RSS MB",
+                "RSS after 200 msgs MB",
+                f"RSS with {mem[0]['idle_conns']} idle conns MB",
+                "KB per idle conn",
+                "peak RSS rise, 50 MB message, MB",
+                "50 MB message s",
+                "50 MB final reply",
+            ],
+            rows,
+        )
+        lines.append("")
+    if goals:
+        lines += ["## Targets", ""]
+        rows = [
+            [
+                g["target"],
+                g["measured"],
+                g["limit"],
+                {True: "met", False: "MISSED"}.get(g["met"], "–"),
+            ]
+            for g in goals
+        ]
+        lines += _table(["target", "measured", "limit", "result"], rows)
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(summary: Sequence[Record], path: Path) -> bool:
+    """Bar charts of CPU per message (isolated) and chain throughput; False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    iso = [r for r in summary if r["phase"] == "isolated"]
+    chain = [r for r in summary if r["phase"] == "chain"]
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5))
+    scenarios = sorted({r["scenario"] for r in iso})
+    subjects = sorted({r["subject"] for r in iso})
+    width = 0.8 / max(1, len(subjects))
+    for i, subject in enumerate(subjects):
+        values = []
+        for scenario in scenarios:
+            row = _find(summary, "isolated", scenario, subject)
+            values.append(row["cpu_s_per_1000"] or 0.0 if row else 0.0)
+        xs = [x + i * width for x in range(len(scenarios))]
+        axes[0].bar(xs, values, width, label=subject)
+    axes[0].set_xticks([x + 0.4 - width / 2 for x in range(len(scenarios))], scenarios)
+    axes[0].set_ylabel("milter CPU seconds per 1,000 messages")
+    axes[0].set_title("Isolated (fake spamd): CPU per message, lower is better")
+    axes[0].legend()
+    axes[1].barh([r["subject"] for r in chain], [r["msgs_per_s"] or 0.0 for r in chain])
+    axes[1].set_xlabel("messages/s")
+    axes[1].set_title("Sendmail + real spamd, SMTP, c=8: throughput")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True

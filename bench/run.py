@@ -1,0 +1,359 @@
+"""Side-by-side benchmark of spambridge and its peers; one command reproduces every figure.
+
+    python -m bench.run            # full run (about 10-12 minutes on 2 cores)
+    python -m bench.run --quick    # one short pass of everything (about 2 minutes)
+
+Phases: "isolated" (milter protocol driven directly, instant fake spamd), "memory" (idle RSS,
+1,000 idle connections, one 50 MB message) and "chain" (Sendmail + real spamd over SMTP).
+Subjects run in alternating passes so that drift hits them all alike. Results go to
+bench/results/{results.json,results.md,plot.png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.loadgen import LoadResult, idle_connections, run_load, send_big
+from bench.procstat import memory, tree_cpu_seconds, tree_rss_kb
+from bench.smtpload import run_smtp, run_spamd
+from bench.subjects import REPO_ROOT, Running, build_nullfilter, start_subject
+
+RESULTS_DIR = Path(__file__).with_name("results")
+MESSAGE_SIZE = 5 * 1024
+SUBJECT_NOFILE = 1024  # ulimit -n of every milter; spamass-milter's cost grows with it
+MEMORY_NOFILE = 4096  # enough for 1,000 idle connections in every subject
+IDLE_CONNECTIONS = 1000
+BIG_MESSAGE = 50 * 1024 * 1024
+SPAMD_MAX_SIZE_KB = 500  # spambridge's default spamd-max-size
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Plan:
+    passes: int
+    iso_total_c1: int
+    iso_total_c50: int
+    chain_total: int
+    chain_concurrency: int = 8
+
+
+FULL = Plan(passes=3, iso_total_c1=300, iso_total_c50=2000, chain_total=100)
+QUICK = Plan(passes=1, iso_total_c1=60, iso_total_c50=400, chain_total=40)
+
+
+def _log(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def _raise_own_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 8192 if hard == resource.RLIM_INFINITY else min(hard, 8192)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+@contextmanager
+def fake_spamd() -> Iterator[int]:
+    """The project's instant fake spamd in its own process; yields its port."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.fake_spamd", "--port", "0"],
+        stdout=subprocess.PIPE,
+        cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode().strip()
+        yield int(line.rsplit(":", 1)[1])
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextmanager
+def subjects(
+    names: Sequence[str], spamd_port: int, workdir: Path, nullfilter: Path, nofile: int
+) -> Iterator[dict[str, Running]]:
+    running: dict[str, Running] = {}
+    try:
+        for name in names:
+            running[name] = start_subject(
+                name, spamd_port, workdir / "logs", nullfilter=nullfilter, nofile=nofile
+            )
+        yield running
+    finally:
+        for subject in running.values():
+            subject.stop()
+
+
+def _rotated(names: Sequence[str], shift: int) -> list[str]:
+    shift %= len(names)
+    return [*names[shift:], *names[:shift]]
+
+
+def _measure(pid: int | None, load: LoadResult, cpu_before: float) -> Record:
+    record: Record = dict(load.summary())
+    if pid is not None:
+        cpu = tree_cpu_seconds(pid) - cpu_before
+        record["cpu_s"] = round(cpu, 4)
+        record["cpu_s_per_1000"] = round(cpu / load.messages * 1000, 3) if load.messages else None
+        record["hwm_kb"] = memory(pid).hwm_kb
+    return record
+
+
+# ------------------------------------------------------------------------------ phases
+
+
+def isolated_phase(
+    plan: Plan, names: Sequence[str], spamd_port: int, workdir: Path, nullfilter: Path
+) -> list[Record]:
+    scenarios = [(1, 1), (1, 20), (50, 1), (50, 20)]
+    records: list[Record] = []
+    with subjects(names, spamd_port, workdir, nullfilter, SUBJECT_NOFILE) as running:
+        for subject in running.values():  # warm-up: imports, caches, thread pools
+            asyncio.run(run_load(subject.address, total=50, concurrency=5, per_connection=5))
+        for pass_no in range(plan.passes):
+            for step, (conc, per_conn) in enumerate(scenarios):
+                total = plan.iso_total_c1 if conc == 1 else plan.iso_total_c50
+                for name in _rotated(names, pass_no + step):
+                    subject = running[name]
+                    before = tree_cpu_seconds(subject.pid)
+                    load = asyncio.run(
+                        run_load(
+                            subject.address,
+                            total=total,
+                            concurrency=conc,
+                            per_connection=per_conn,
+                            size=MESSAGE_SIZE,
+                            spam_ratio=0.1,
+                        )
+                    )
+                    record = _measure(subject.pid, load, before)
+                    record.update(
+                        phase="isolated",
+                        backend="fake spamd",
+                        scenario=f"c={conc} m/conn={per_conn}",
+                        subject=name,
+                        pass_no=pass_no,
+                        nofile=subject.nofile,
+                    )
+                    records.append(record)
+                    _log(
+                        f"isolated {record['scenario']:<16} {name:<18} "
+                        f"{record['msgs_per_s']:>8} msg/s p50 {record['p50_ms']} ms "
+                        f"cpu {record['cpu_s_per_1000']} s/1000"
+                    )
+    return records
+
+
+async def _memory_probe(subject: Running) -> Record:
+    pid = subject.pid
+    await asyncio.sleep(1.0)
+    idle = memory(pid).rss_kb
+    await run_load(subject.address, total=200, concurrency=10, per_connection=5)
+    await asyncio.sleep(0.5)
+    warm = memory(pid).rss_kb
+    async with idle_connections(subject.address, IDLE_CONNECTIONS):
+        await asyncio.sleep(1.0)
+        loaded = memory(pid).rss_kb
+    await asyncio.sleep(1.0)
+    before_big = memory(pid)
+    started = time.perf_counter()
+    final = await send_big(subject.address, BIG_MESSAGE)
+    big_seconds = time.perf_counter() - started
+    after_big = memory(pid)
+    return {
+        "phase": "memory",
+        "subject": subject.name,
+        "nofile": subject.nofile,
+        "idle_rss_kb": idle,
+        "warm_rss_kb": warm,
+        "rss_with_idle_conns_kb": loaded,
+        "idle_conns": IDLE_CONNECTIONS,
+        "kb_per_idle_conn": round((loaded - warm) / IDLE_CONNECTIONS, 2),
+        "big_message_bytes": BIG_MESSAGE,
+        "big_final": final,
+        "big_seconds": round(big_seconds, 2),
+        "rss_before_big_kb": before_big.rss_kb,
+        "hwm_before_big_kb": before_big.hwm_kb,
+        "hwm_after_big_kb": after_big.hwm_kb,
+        # Peak reached while handling the big message, over the RSS just before it.
+        "big_peak_rise_kb": max(0, after_big.hwm_kb - before_big.rss_kb),
+        "tree_rss_kb": tree_rss_kb(pid),
+    }
+
+
+def memory_phase(
+    names: Sequence[str], spamd_port: int, workdir: Path, nullfilter: Path
+) -> list[Record]:
+    records: list[Record] = []
+    for name in names:
+        with subjects([name], spamd_port, workdir, nullfilter, MEMORY_NOFILE) as running:
+            record = asyncio.run(_memory_probe(running[name]))
+        records.append(record)
+        _log(
+            f"memory {name:<18} idle {record['idle_rss_kb']} KB, "
+            f"{record['kb_per_idle_conn']} KB/conn, 50 MB rise {record['big_peak_rise_kb']} KB"
+        )
+    return records
+
+
+def chain_phase(plan: Plan, workdir: Path, nullfilter: Path) -> list[Record]:
+    """Sendmail + real spamd over SMTP, plus spamd reached directly, at concurrency C."""
+    from tests.support.realstack import start_sendmail, start_spamd
+
+    records: list[Record] = []
+    spamd = start_spamd(workdir / "spamd", children=5)
+    try:
+        milter_names = ["nullfilter", "spamass-milter", "spambridge"]
+        with subjects(milter_names, spamd.port, workdir, nullfilter, SUBJECT_NOFILE) as milters:
+            mtas = {"sendmail, no milter": start_sendmail(workdir / "mta-none", None)}
+            try:
+                for name, running in milters.items():
+                    mtas[f"sendmail + {name}"] = start_sendmail(
+                        workdir / f"mta-{name}", running.spec
+                    )
+                paths = [*mtas, "spamd directly"]
+                for mta in mtas.values():  # warm-up: spamd children, Sendmail's first fork
+                    asyncio.run(run_smtp(mta.port, total=4, concurrency=2))
+                for pass_no in range(plan.passes):
+                    for path in _rotated(paths, pass_no):
+                        milter = milters.get(path.removeprefix("sendmail + "))
+                        pid = milter.pid if milter else None
+                        before = tree_cpu_seconds(pid) if pid else 0.0
+                        if path == "spamd directly":
+                            load = asyncio.run(
+                                run_spamd(
+                                    spamd.port,
+                                    total=plan.chain_total,
+                                    concurrency=plan.chain_concurrency,
+                                )
+                            )
+                        else:
+                            load = asyncio.run(
+                                run_smtp(
+                                    mtas[path].port,
+                                    total=plan.chain_total,
+                                    concurrency=plan.chain_concurrency,
+                                )
+                            )
+                            mtas[path].clear_delivered()
+                        record = _measure(pid, load, before)
+                        record.update(
+                            phase="chain",
+                            backend="real spamd",
+                            scenario=f"c={plan.chain_concurrency}",
+                            subject=path,
+                            pass_no=pass_no,
+                            nofile=milter.nofile if milter else None,
+                        )
+                        records.append(record)
+                        _log(
+                            f"chain {path:<30} {record['msgs_per_s']:>7} msg/s "
+                            f"p50 {record['p50_ms']} ms finals {record['finals']}"
+                        )
+            finally:
+                for mta in mtas.values():
+                    mta.stop()
+    finally:
+        spamd.stop()
+    return records
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def _subject_names(with_uvloop: bool) -> list[str]:
+    names = ["spambridge", "spamass-milter", "nullfilter"]
+    if with_uvloop:
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            _log("uvloop is not installed: skipping the spambridge-uvloop subject")
+        else:
+            names.insert(1, "spambridge-uvloop")
+    return names
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
+    parser.add_argument("--quick", action="store_true", help="one short pass (about 2 minutes)")
+    parser.add_argument("--passes", type=int, default=None, help="override the number of passes")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
+    parser.add_argument("--no-uvloop", action="store_true", help="skip the uvloop subject")
+    parser.add_argument(
+        "--phases",
+        default="isolated,memory,chain",
+        help="comma-separated subset of isolated,memory,chain",
+    )
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    if args.passes:
+        plan = Plan(args.passes, plan.iso_total_c1, plan.iso_total_c50, plan.chain_total)
+    phases = set(args.phases.split(","))
+    _raise_own_nofile()
+    names = _subject_names(not args.no_uvloop)
+    started = time.time()
+    records: list[Record] = []
+    workdir = Path(tempfile.mkdtemp(prefix="spambridge-bench-"))
+    try:
+        nullfilter = build_nullfilter(workdir / "build")
+        if phases & {"isolated", "memory"}:
+            with fake_spamd() as port:
+                if "isolated" in phases:
+                    records += isolated_phase(plan, names, port, workdir, nullfilter)
+                if "memory" in phases:
+                    records += memory_phase(names, port, workdir, nullfilter)
+        if "chain" in phases:
+            if shutil.which("spamd") and shutil.which("sendmail-mta"):
+                records += chain_phase(plan, workdir, nullfilter)
+            else:
+                _log("spamd or sendmail-mta missing: skipping the chain phase")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    meta = {
+        "mode": "quick" if args.quick else "full",
+        "plan": plan.__dict__,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
+        "duration_s": round(time.time() - started, 1),
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.release()}",
+        "message_size": MESSAGE_SIZE,
+        "subject_nofile": SUBJECT_NOFILE,
+        "memory_nofile": MEMORY_NOFILE,
+        "spamd_max_size_kb": SPAMD_MAX_SIZE_KB,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    summary = report.summarise(records)
+    targets = report.targets(summary, records, SPAMD_MAX_SIZE_KB)
+    document = {"meta": meta, "summary": summary, "targets": targets, "runs": records}
+    (args.out / "results.json").write_text(json.dumps(document, indent=2) + "\n")
+    (args.out / "results.md").write_text(report.markdown(meta, summary, targets, records))
+    plotted = report.plot(summary, args.out / "plot.png")
+    _log(
+        f"done in {meta['duration_s']} s; results in {args.out}" + ("" if plotted else " (no plot)")
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
