@@ -6,6 +6,7 @@ message is the time from sending end-of-message to receiving the final reply, wh
 a milter does its work.
 
     python -m bench.loadgen inet:PORT@127.0.0.1 --total 2000 --concurrency 50 --per-connection 20
+    python -m bench.loadgen inet:PORT@127.0.0.1 --total 2000 --concurrency 50 --rate 150
 """
 
 from __future__ import annotations
@@ -154,11 +155,20 @@ async def run_load(
     spam_ratio: float = 0.0,
     read_timeout: float = 60.0,
     seed: int = 1,
+    rate: float | None = None,
 ) -> LoadResult:
+    """Closed loop by default (each worker sends as soon as its last reply came back).
+
+    With `rate` (messages/s in all) the load is open loop: message k is due at k / rate
+    seconds after the start, whichever worker takes it, so latency is not just queueing
+    behind the generator's own concurrency. Latency is still end-of-message to final reply.
+    """
     result = LoadResult()
     rng = random.Random(seed)
     ham, spam = make_message(size), make_message(size, spam=True)
     counter = iter(range(total))
+    loop = asyncio.get_running_loop()
+    origin = loop.time()
 
     async def worker() -> None:
         while True:
@@ -170,6 +180,8 @@ async def run_load(
                         return
                     if client is None:
                         client = await open_session(address, read_timeout)
+                    if rate:
+                        await asyncio.sleep(max(0.0, origin + serial / rate - loop.time()))
                     message = spam if rng.random() < spam_ratio else ham
                     try:
                         latency, final = await send_one(client, message, serial)
@@ -234,6 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--per-connection", type=int, default=1)
     parser.add_argument("--size", type=int, default=5 * 1024, help="message bytes")
     parser.add_argument("--spam-ratio", type=float, default=0.0, help="share of GTUBE messages")
+    parser.add_argument(
+        "--rate", type=float, default=None, help="open loop: messages/s over all connections"
+    )
     args = parser.parse_args(argv)
     result = asyncio.run(
         run_load(
@@ -243,6 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             per_connection=args.per_connection,
             size=args.size,
             spam_ratio=args.spam_ratio,
+            rate=args.rate,
         )
     )
     print(json.dumps(result.summary()))

@@ -47,6 +47,8 @@ def hot_spots(raw: Path, top: int = 20) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--per-connection", type=int, default=20)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
     args = parser.parse_args(argv)
     pyspy = shutil.which("py-spy")
@@ -77,13 +79,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            while sampler.poll() is None:  # c=50: the isolated target's heaviest mix
-                asyncio.run(run_load(address, total=1000, concurrency=50, per_connection=20))
+            conc, per_conn = args.concurrency, args.per_connection
+            while sampler.poll() is None:  # default c=50: the isolated target's heaviest mix
+                asyncio.run(
+                    run_load(address, total=20 * conc, concurrency=conc, per_connection=per_conn)
+                )
             text = hot_spots(raw)
         finally:
             bridge.stop()
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "profile.txt").write_text(text)
+    default = (args.concurrency, args.per_connection) == (50, 20)
+    name = "profile.txt" if default else f"profile-c{args.concurrency}-m{args.per_connection}.txt"
+    (args.out / name).write_text(text)
     print(text)
     return 0
 

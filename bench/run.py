@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import platform
@@ -53,9 +54,13 @@ class Plan:
     chain_total: int
     chain_concurrency: int = 8
 
+    open_total: int = 600
+
 
 FULL = Plan(passes=3, iso_total_c1=300, iso_total_c50=2000, chain_total=100)
-QUICK = Plan(passes=1, iso_total_c1=60, iso_total_c50=400, chain_total=40)
+QUICK = Plan(passes=1, iso_total_c1=60, iso_total_c50=400, chain_total=40, open_total=150)
+OPEN_SHARE = 0.5  # open-loop rate: this share of the slowest subject's closed-loop c=50 rate
+OPEN_FALLBACK_RATE = 60.0  # msgs/s when the isolated phase did not run
 
 
 def _log(text: str) -> None:
@@ -160,6 +165,93 @@ def isolated_phase(
                         f"{record['msgs_per_s']:>8} msg/s p50 {record['p50_ms']} ms "
                         f"cpu {record['cpu_s_per_1000']} s/1000"
                     )
+    return records
+
+
+def open_rate(records: Sequence[Record]) -> float:
+    """OPEN_SHARE of the slowest subject's median closed-loop rate at c=50 (all subjects alike)."""
+    rates: dict[tuple[str, str], list[float]] = {}
+    for r in records:
+        if r["phase"] == "isolated" and r["scenario"].startswith("c=50 "):
+            rates.setdefault((r["subject"], r["scenario"]), []).append(r["msgs_per_s"])
+    if not rates:
+        return OPEN_FALLBACK_RATE
+    medians = [sorted(v)[len(v) // 2] for v in rates.values()]
+    return round(max(5.0, OPEN_SHARE * min(medians)))
+
+
+def openloop_phase(
+    plan: Plan,
+    names: Sequence[str],
+    spamd_port: int,
+    workdir: Path,
+    nullfilter: Path,
+    rate: float,
+) -> list[Record]:
+    """Added latency at c=50 under a fixed sustainable rate (open loop), same for all."""
+    records: list[Record] = []
+    with subjects(names, spamd_port, workdir, nullfilter, SUBJECT_NOFILE) as running:
+        for subject in running.values():
+            asyncio.run(run_load(subject.address, total=50, concurrency=5, per_connection=5))
+        for pass_no in range(plan.passes):
+            for step, per_conn in enumerate((1, 20)):
+                for name in _rotated(names, pass_no + step):
+                    subject = running[name]
+                    before = tree_cpu_seconds(subject.pid)
+                    load = asyncio.run(
+                        run_load(
+                            subject.address,
+                            total=plan.open_total,
+                            concurrency=50,
+                            per_connection=per_conn,
+                            size=MESSAGE_SIZE,
+                            spam_ratio=0.1,
+                            rate=rate,
+                        )
+                    )
+                    record = _measure(subject.pid, load, before)
+                    record.update(
+                        phase="openloop",
+                        backend="fake spamd",
+                        scenario=f"c=50 m/conn={per_conn} @ {rate:g}/s",
+                        rate=rate,
+                        subject=name,
+                        pass_no=pass_no,
+                        nofile=subject.nofile,
+                    )
+                    records.append(record)
+                    _log(
+                        f"openloop {record['scenario']:<22} {name:<18} "
+                        f"{record['msgs_per_s']:>7} msg/s p50 {record['p50_ms']} "
+                        f"p99 {record['p99_ms']} ms"
+                    )
+    return records
+
+
+def spamdcost_phase(plan: Plan, spamd_port: int, with_uvloop: bool) -> list[Record]:
+    """CPU of spambridge's spamd client alone (bench.spamdcost), per scan, c=1 and c=50."""
+    records: list[Record] = []
+    loops = ["asyncio", "uvloop"] if with_uvloop else ["asyncio"]
+    for pass_no in range(plan.passes):
+        for loop_name in loops:
+            for conc in (1, 50):
+                total = plan.iso_total_c1 * 2 if conc == 1 else plan.iso_total_c50
+                out = subprocess.run(
+                    [
+                        *(sys.executable, "-m", "bench.spamdcost", "--port", str(spamd_port)),
+                        *("--loop", loop_name, "--total", str(total)),
+                        *("--concurrency", str(conc), "--size", str(MESSAGE_SIZE)),
+                    ],
+                    capture_output=True,
+                    check=True,
+                    cwd=REPO_ROOT,
+                    env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
+                    timeout=300,
+                )
+                record: Record = json.loads(out.stdout)
+                record.update(phase="spamdcost", pass_no=pass_no)
+                records.append(record)
+                _log(f"spamdcost {loop_name} c={conc}: {record['cpu_s_per_1000']} s/1000 scans")
     return records
 
 
@@ -302,13 +394,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-uvloop", action="store_true", help="skip the uvloop subject")
     parser.add_argument(
         "--phases",
-        default="isolated,memory,chain",
-        help="comma-separated subset of isolated,memory,chain",
+        default="isolated,spamdcost,openloop,memory,chain",
+        help="comma-separated subset of isolated,spamdcost,openloop,memory,chain",
     )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     if args.passes:
-        plan = Plan(args.passes, plan.iso_total_c1, plan.iso_total_c50, plan.chain_total)
+        plan = dataclasses.replace(plan, passes=args.passes)
     phases = set(args.phases.split(","))
     _raise_own_nofile()
     names = _subject_names(not args.no_uvloop)
@@ -317,10 +409,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="spambridge-bench-"))
     try:
         nullfilter = build_nullfilter(workdir / "build")
-        if phases & {"isolated", "memory"}:
+        if phases & {"isolated", "spamdcost", "openloop", "memory"}:
             with fake_spamd() as port:
                 if "isolated" in phases:
                     records += isolated_phase(plan, names, port, workdir, nullfilter)
+                if "spamdcost" in phases:
+                    records += spamdcost_phase(plan, port, "spambridge-uvloop" in names)
+                if "openloop" in phases:
+                    rate = open_rate(records)
+                    records += openloop_phase(plan, names, port, workdir, nullfilter, rate)
                 if "memory" in phases:
                     records += memory_phase(names, port, workdir, nullfilter)
         if "chain" in phases:

@@ -98,10 +98,10 @@ def subject_argv(name: str, port: int, spamd_port: int, nullfilter: Path | None)
         "--max-connections",
         "2000",
     ]
-    if name == "spambridge":
-        return [sys.executable, "-m", "spambridge", *bridge_args]
+    if name == "spambridge":  # the plain install: asyncio's own loop
+        return [sys.executable, "-m", "spambridge", *bridge_args, "--event-loop", "asyncio"]
     if name == "spambridge-uvloop":
-        return [sys.executable, "-m", "bench.uvloop_main", *bridge_args]
+        return [sys.executable, "-m", "spambridge", *bridge_args, "--event-loop", "uvloop"]
     if name == "spamass-milter":
         # No -i: Debian's default -i 127.0.0.1 would skip every loopback client.
         return ["spamass-milter", "-p", spec, "--", "-d", "127.0.0.1", "-p", str(spamd_port)]

@@ -10,7 +10,7 @@ import pwd
 import signal
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -120,6 +120,7 @@ def resolve(
 def finish(config: Config, warnings: tuple[str, ...] = ()) -> Resolved:
     """Cross-option validation and derived values."""
     policy.validate(config)
+    loop_factory(config)
     parse_spamd_sockets(config.spamd_socket)
     if "spamd-timeouts" in config.explicit:
         timeouts = parse_spamd_timeouts(config.spamd_timeouts)
@@ -145,6 +146,23 @@ def finish(config: Config, warnings: tuple[str, ...] = ()) -> Resolved:
             f"R={SNIPPET_SENDMAIL_READ:.0f}s in the shipped snippet"
         )
     return Resolved(config, timeouts, tuple(notes))
+
+
+def loop_factory(config: Config) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event-loop option as a loop factory for asyncio.Runner (None: asyncio's own)."""
+    if config.event_loop == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if config.event_loop == "uvloop":
+            raise ConfigError(
+                "event-loop",
+                "uvloop is not installed: pip install uvloop (or the spambridge[uvloop] extra)",
+            ) from None
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def build_services(resolved: Resolved, stats: Metrics) -> Services:
@@ -341,7 +359,8 @@ def run(argv: Sequence[str], resolved: Resolved, defaults: Mapping[str, str] | N
     if config.work_dir:
         os.chdir(config.work_dir)
     try:
-        return asyncio.run(serve(argv, resolved, defaults))
+        with asyncio.Runner(loop_factory=loop_factory(config)) as runner:
+            return runner.run(serve(argv, resolved, defaults))
     except ConfigError as exc:
         logger.error("%s", exc)
         print(f"spambridge: error: {exc}", file=sys.stderr)

@@ -107,6 +107,21 @@ def format_report(report: bytes) -> bytes:
     return b"\n".join(out)
 
 
+_LAST_DATE: list[tuple[datetime, object, str]] = []
+
+
+def format_date(when: datetime) -> str:
+    """email.utils.format_datetime, remembered for the last second (headers and Received
+    of one message, and every message within that second, share it)."""
+    whole = when.replace(microsecond=0)
+    offset = when.utcoffset()
+    if _LAST_DATE and _LAST_DATE[0][0] == whole and _LAST_DATE[0][1] == offset:
+        return _LAST_DATE[0][2]
+    text = email.utils.format_datetime(when)
+    _LAST_DATE[:] = [(whole, offset, text)]
+    return text
+
+
 def format_scanned_by(
     version: str,
     if_name: bytes | None,
@@ -124,7 +139,7 @@ def format_scanned_by(
         when = when.astimezone()
     name = _one_line(if_name or b"") or b"undefined"
     addr = _one_line(if_addr or b"") or b"0.0.0.0"
-    date = email.utils.format_datetime(when).encode("ascii")
+    date = format_date(when).encode("ascii")
     token = f"{product}/{version}".encode("ascii", "replace")
     return b"%s (%s [%s]); %s" % (token, name, addr, date)
 

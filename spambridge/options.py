@@ -455,6 +455,16 @@ OPTIONS: tuple[Option, ...] = (
         legacy=False,
     ),
     _o(
+        "event-loop",
+        "choice",
+        "auto",
+        "asyncio event loop: uvloop (faster; pip install uvloop or the uvloop extra), asyncio, "
+        "or auto = uvloop when installed, else asyncio.",
+        ("auto", "asyncio", "uvloop"),
+        group="process",
+        legacy=False,
+    ),
+    _o(
         "log",
         "choice",
         "stderr",
@@ -763,6 +773,7 @@ class Config:
     run_group: str
     work_dir: str
     shutdown_grace: float
+    event_loop: Literal["auto", "asyncio", "uvloop"]
     log: Literal["stderr", "syslog"]
     verbose: frozenset[str]
     metrics_listen: str

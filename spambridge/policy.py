@@ -9,7 +9,8 @@ from __future__ import annotations
 import ipaddress
 import pwd
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -135,11 +136,41 @@ def _local_user(config: Config, rcpt: Recipient) -> str:
         return local
     if rcpt.host and not rcpt.mailer.lower().startswith((b"local", b"cyrus")):
         return ""
-    try:
-        pwd.getpwnam(local)
-    except KeyError:
-        return ""
-    return local
+    return local if _PASSWD.has_user(local) else ""
+
+
+class PasswdCache:
+    """Whether a passwd entry exists, remembered for `ttl` seconds (misses too).
+
+    getpwnam goes through NSS for every message otherwise, which was the largest hot spot
+    in spambridge's own code under load. Bounded: when full, the whole cache is dropped.
+    """
+
+    def __init__(
+        self, ttl: float = 60.0, max_size: int = 4096, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl = ttl
+        self.max_size = max_size
+        self._clock = clock
+        self._entries: dict[str, tuple[float, bool]] = {}
+
+    def has_user(self, name: str) -> bool:
+        now = self._clock()
+        entry = self._entries.get(name)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        try:
+            pwd.getpwnam(name)
+            found = True
+        except KeyError:
+            found = False
+        if len(self._entries) >= self.max_size:
+            self._entries.clear()
+        self._entries[name] = (now + self.ttl, found)
+        return found
+
+
+_PASSWD = PasswdCache()
 
 
 def _local_use_literal(host: bytes) -> bool:

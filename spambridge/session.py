@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,6 +75,9 @@ MACROS: tuple[tuple[Stage, tuple[str, ...]], ...] = (
 )
 
 
+_CONTINUE = Continue()  # immutable; its wire frame is a pre-encoded constant in the codec
+
+
 def wanted(config: Config) -> Wanted:
     """What we ask the MTA for: only the steps we use, no replies where we never answer."""
     actions = ActionFlags.ADD_HEADERS | ActionFlags.CHANGE_HEADERS
@@ -109,6 +113,10 @@ class Services:
     pool: SpamdPool
     metrics: Metrics
     access: AccessMap = dataclasses.field(default_factory=AccessMap.empty)
+    wanted: Wanted = dataclasses.field(init=False)  # computed once, not per connection
+
+    def __post_init__(self) -> None:
+        self.wanted = wanted(self.config)
 
 
 class Session:
@@ -134,6 +142,7 @@ class Session:
         self.in_transaction = False  # between MAIL and the end-of-message reply
         self.closing = False
         self.last: type[Command] = Negotiate
+        self._expects: dict[type[Command], bool] = {}
 
     async def run(self) -> None:
         conn_id.set(self.ident)
@@ -189,6 +198,8 @@ class Session:
             await self._drain()
 
     async def _drain(self) -> None:
+        if not self.writer.transport.get_write_buffer_size():
+            return  # everything went out in the write itself: no timer, no await
         async with asyncio.timeout(self.svc.config.milter_timeout):
             await self.writer.drain()
 
@@ -200,16 +211,25 @@ class Session:
             check_reply(self.last, reply, self.negotiated)
         return encode(reply)
 
+    def _expects_reply(self, command: Command) -> bool:
+        """negotiated.expects_reply, remembered per command type for this connection."""
+        kind = type(command)
+        known = self._expects.get(kind)
+        if known is None and self.negotiated is not None:
+            known = self._expects[kind] = self.negotiated.expects_reply_to(kind)
+        return bool(known)
+
     def _answer(self, command: Command, reply: Reply | None = None) -> None:
         """Reply to a step unless we promised the MTA not to."""
-        if self.negotiated is not None and self.negotiated.expects_reply(command):
-            self._send(reply if reply is not None else Continue())
+        if self.negotiated is not None and self._expects_reply(command):
+            self._send(reply if reply is not None else _CONTINUE)
 
     async def _dispatch(self, command: Command) -> None:
         self.last = type(command)
         match command:
             case Negotiate():
-                reply, self.negotiated = negotiate(command, wanted(self.svc.config))
+                reply, self.negotiated = negotiate(command, self.svc.wanted)
+                self._expects.clear()
                 self._send(reply)
             case Macro():
                 self.macros.define(command.stage, command.macros)
@@ -307,7 +327,7 @@ class Session:
             and config.oversize_action == "skip"
             and self.negotiated is not None
             and self.negotiated.can_skip
-            and self.negotiated.expects_reply(chunk)
+            and self._expects_reply(chunk)
         ):
             self._send(Skip())  # the MTA stops sending the body: we will not scan it
             return
@@ -371,6 +391,13 @@ class Session:
         replies = (*decision.edits, decision.final)
         self.writer.write(b"".join(self._encode_checked(reply) for reply in replies))
         svc.metrics.message(decision, txn.size, spamd_ms / 1000 if spamd_ms else None)
+        if logger.isEnabledFor(logging.INFO):
+            self._log_verdict(decision, txn, host, spamd_ms)
+        self._reset()
+
+    def _log_verdict(
+        self, decision: policy.Decision, txn: Transaction, host: str, ms: float
+    ) -> None:
         score = ""
         if decision.score is not None:
             score = f" score={decision.score:.2f}/{decision.threshold:.2f}"
@@ -385,10 +412,9 @@ class Session:
             ",".join(r.address.decode("ascii", "replace") for r in txn.recipients),
             txn.size,
             host,
-            spamd_ms,
+            ms,
             f" reason={decision.reason!r}" if decision.reason else "",
         )
-        self._reset()
 
     async def _scan_with_progress(
         self, svc: Services, message: bytes, user: str

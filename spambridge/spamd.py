@@ -324,7 +324,10 @@ class _TimedConnection:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
             raise
+        tls = writer.get_extra_info("ssl_object") is not None
         writer.close()
+        if not tls:
+            return response  # plain socket: close() is final, nothing to wait for
         try:
             # A TLS close waits for the peer's close_notify; never let that hold the verdict.
             async with asyncio.timeout(_CLOSE_WAIT):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
-from email.utils import format_datetime
 
+from spambridge.headers import format_date
 from spambridge.milter.flags import Family
 
 # libmilter's macro scoping: a command clears the macros of every later stage. Postfix also
@@ -157,7 +157,7 @@ def received_header(client: Client, macros: Macros, *, now: datetime, authentica
     if qid:
         by_line += f" id {_clean(qid)}"
     parts.append(by_line + ";")
-    parts.append(format_datetime(now))
+    parts.append(format_date(now))
     text = "\r\n\t".join(_clean(p) for p in parts)
     if client.family is Family.UNKNOWN and not client.address:
         text = text.replace(" []", "")
@@ -166,6 +166,8 @@ def received_header(client: Client, macros: Macros, *, now: datetime, authentica
 
 def _clean(value: bytes | str) -> str:
     text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+    if text.isascii() and text.isprintable():  # the usual case: nothing to replace
+        return text
     return "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
 
 
@@ -191,11 +193,14 @@ def message_for_spamd(
     delivered message too, so spamd sees what the recipient will get.
     """
     sender = txn.sender if txn.sender.startswith(b"<") else b"<" + txn.sender + b">"
-    out = bytearray(b"Return-Path: " + sender + b"\r\n")
-    out += received_header(client, macros, now=now, authenticated=authenticated) + b"\r\n"
-    for name, value in txn.headers:
-        if name.lower() not in drop:
-            out += header_line(name, value, leading_space=leading_space)
-    out += b"\r\n"
-    out += txn.body
-    return bytes(out)
+    parts: list[bytes | bytearray] = [
+        b"Return-Path: " + sender + b"\r\n",
+        received_header(client, macros, now=now, authenticated=authenticated) + b"\r\n",
+    ]
+    parts += (
+        header_line(name, value, leading_space=leading_space)
+        for name, value in txn.headers
+        if name.lower() not in drop
+    )
+    parts += (b"\r\n", txn.body)
+    return b"".join(parts)  # one copy of the body, not two (bytearray, then bytes())

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import email.utils
+from datetime import UTC, datetime, timedelta, timezone
+
+from spambridge import headers, session
+from spambridge.cli import resolve
+from spambridge.transaction import _clean
+
+
+def test_hot_paths_format_date_matches_email_utils_across_offsets() -> None:
+    base = datetime(2026, 11, 25, 11, 0, 0, 123456, tzinfo=UTC)
+    cases = [
+        base,
+        base.replace(microsecond=999999),  # same second: served from the cache
+        base.astimezone(timezone(timedelta(hours=2))),  # same instant, other offset
+        base + timedelta(seconds=1),
+        datetime(2026, 11, 25, 11, 0, 0),  # naive
+    ]
+    for when in cases:
+        assert headers.format_date(when) == email.utils.format_datetime(when)
+
+
+def test_hot_paths_clean_replaces_only_unprintable() -> None:
+    assert _clean("mx.example.test") == "mx.example.test"
+    assert _clean(b"a\tb\x7fc\xffd") == "a?b?c?d"
+    assert _clean("caf\u00e9 \u2603") == "caf? ?"
+
+
+def test_hot_paths_wanted_is_computed_once_per_services() -> None:
+    from spambridge.cli import build_services
+    from spambridge.metrics import Metrics
+
+    first = build_services(resolve(["file="])[1], Metrics())
+    second = build_services(resolve(["file=", "quarantine-score=9"])[1], Metrics())
+    assert first.wanted == session.wanted(first.config)
+    assert second.wanted == session.wanted(second.config)
+    assert second.wanted != first.wanted  # a reload builds new services, so new wants
