@@ -864,7 +864,7 @@ def _networks(
     out = []
     for entry in entries:
         try:
-            out.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+            out.append(ipaddress.ip_network(entry.replace("[", "").replace("]", ""), strict=False))
         except ValueError:
             raise ConfigError(
                 "trusted-networks",
@@ -936,7 +936,7 @@ def format_value(opt: Option, value: object) -> str:
         return " ".join(str(v) for v in value)
     if value is None:
         return ""
-    if isinstance(value, float) and value.is_integer() and opt.kind != "float":
+    if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
 

@@ -202,3 +202,12 @@ def test_options_symlink_named_milter_spamc_takes_its_defaults(
     monkeypatch.setattr("sys.argv", ["/usr/local/bin/spambridge", "file=", "check"])
     assert main() == 0
     assert "milter-socket=unix:/run/spambridge/spambridge.sock" in capsys.readouterr().out
+
+
+def test_options_bracketed_ipv6_networks_and_whole_floats() -> None:
+    c = config_of("trusted-networks=[2001:db8::]/32 [192.0.2.0]/24")
+    assert [str(n) for n in c.trusted_networks] == ["2001:db8::/32", "192.0.2.0/24"]
+    from spambridge.options import BY_NAME, format_value
+
+    assert format_value(BY_NAME["extra-reject"], 3.0) == "3"
+    assert format_value(BY_NAME["extra-reject"], 2.5) == "2.5"
