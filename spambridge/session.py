@@ -340,7 +340,11 @@ class Session:
         queue_id.set("-")
 
     async def _end_of_message(self) -> None:
-        txn = self.txn or Transaction()
+        if self.txn is None:  # no MAIL (or aborted): nothing to scan, nothing to change
+            logger.debug("end of message outside a transaction; answering continue")
+            self._send(_CONTINUE)
+            return
+        txn = self.txn
         svc = self.svc
         config = svc.config
         leading = self.negotiated.leading_space if self.negotiated else False

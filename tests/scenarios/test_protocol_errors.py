@@ -87,3 +87,13 @@ async def test_protocol_errors_unknown_code_mid_message_keeps_other_sessions(
     result = await busy.end_of_message()
     assert result.final == Continue()
     assert len(spamd.requests) == 1
+
+
+async def test_protocol_errors_end_of_message_without_mail_is_not_scanned(
+    milter: Running, spamd: FakeSpamd, connect: ClientFactory
+) -> None:
+    client = await connect(milter.address)
+    await open_session(client)
+    result = await client.end_of_message()
+    assert result.final == Continue() and result.edits == []
+    assert spamd.requests == []
