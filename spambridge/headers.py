@@ -368,17 +368,6 @@ def spamassassin_subject(header_block: bytes) -> bytes | None:
     return None
 
 
-def header_bytes_for_spamd(name: bytes, value: bytes, leading_space: bool) -> bytes:
-    """One header exactly as the MTA will deliver it, CRLF line ends, ending with CRLF.
-
-    With HDR_LEADSPC the value arrived byte for byte after the colon; without it the MTA
-    ate one space, which we put back.
-    """
-    text = value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    separator = b":" if leading_space else b": "
-    return name + separator + text + b"\r\n"
-
-
 # ---------------------------------------------------------------- helpers
 
 

@@ -57,7 +57,3 @@ def setup(destination: str, verbose: frozenset[str], *, syslog_address: str | No
         logger.setLevel(logging.INFO)
     else:
         logger.setLevel(logging.WARNING)
-
-
-def wants(verbose: frozenset[str], category: str) -> bool:
-    return category in verbose

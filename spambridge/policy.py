@@ -18,7 +18,6 @@ from spambridge import __version__, headers
 from spambridge.access import AccessAction, AccessMap, AccessResult
 from spambridge.errors import ConfigError, SpamdError
 from spambridge.milter.messages import (
-    Accept,
     AddHeader,
     AddRecipient,
     ChangeHeader,
@@ -36,7 +35,7 @@ from spambridge.spamd import Verdict
 from spambridge.transaction import Client, Macros, Recipient, Transaction
 
 # Headers whose incoming copies are forged by definition: only we set them.
-VERDICT_HEADERS = frozenset({b"x-spam-flag", b"x-spam-status", b"x-spam-level", b"x-spam-report"})
+VERDICT_HEADERS = frozenset(name.lower() for name in headers.MILTER_SPAMC_HEADERS)
 _LOW_PRECEDENCE = re.compile(rb"^\s*(list|junk|bulk)\b", re.I)
 _REPLY = re.compile(r"^\s*([45]\d\d)(?:\s+([245]\.\d{1,3}\.\d{1,3}))?\s*(.*?)\s*$", re.S)
 
@@ -332,8 +331,8 @@ def decide(
 
 def _action(config: Config, txn: Transaction, verdict: Verdict) -> str:
     score, threshold = verdict.score, verdict.threshold
-    low_precedence = config.discard_low_precedence and any(
-        _LOW_PRECEDENCE.match(v) for v in txn.header_values(b"Precedence")
+    low_precedence = config.discard_low_precedence and precedence_is_low(
+        txn.header_values(b"Precedence")
     )
     if config.discard_score is not None and score >= config.discard_score:
         return "discard"
@@ -491,15 +490,3 @@ def format_recipient(fmt: str, recipient: bytes, sender: bytes) -> str:
 
 def precedence_is_low(values: Sequence[bytes]) -> bool:
     return any(_LOW_PRECEDENCE.match(v) for v in values)
-
-
-__all__ = [
-    "Accept",
-    "Decision",
-    "decide",
-    "on_error",
-    "on_unscanned",
-    "skip_reason",
-    "spamd_user",
-    "validate",
-]

@@ -102,9 +102,7 @@ class Transaction:
 
     def add_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
-        # exactly len(header_line(...)): name, ":" or ": ", value with CRLF folding, CRLF
-        separator = 1 if self.leading_space else 2
-        self.header_bytes += len(name) + separator + len(value) + value.count(b"\n") + 2
+        self.header_bytes += len(header_line(name, value, leading_space=self.leading_space))
 
     def add_body(self, data: bytes, limit: int) -> bool:
         """Buffer body bytes up to `limit` total message bytes (0: no limit).

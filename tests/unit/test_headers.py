@@ -16,7 +16,6 @@ from spambridge.headers import (
     format_report,
     format_scanned_by,
     format_status,
-    header_bytes_for_spamd,
     sanitize_value,
     spamassassin_headers,
     spamassassin_subject,
@@ -372,19 +371,3 @@ def test_headers_spamassassin_subject() -> None:
 def test_headers_spamassassin_subject_keeps_8bit() -> None:
     reply = "Subject: [SPAM] caf\u00e9\nX-Spam-Prev-Subject: caf\u00e9\n\n".encode()
     assert spamassassin_subject(reply) == "[SPAM] caf\u00e9".encode()
-
-
-# ---------------------------------------------------------------- bytes for spamd
-
-
-def test_headers_bytes_for_spamd_with_leading_space() -> None:
-    assert (
-        header_bytes_for_spamd(b"Subject", b" hi\n\tthere", True) == b"Subject: hi\r\n\tthere\r\n"
-    )
-    assert header_bytes_for_spamd(b"X-A", b"\tv", True) == b"X-A:\tv\r\n"
-
-
-def test_headers_bytes_for_spamd_without_leading_space() -> None:
-    assert header_bytes_for_spamd(b"Subject", b"hi\r\n there", False) == (
-        b"Subject: hi\r\n there\r\n"
-    )

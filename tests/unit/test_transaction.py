@@ -52,6 +52,20 @@ def test_transaction_header_line_exact_with_and_without_leading_space() -> None:
     )
     assert header_line(b"Subject", b"x", leading_space=False) == b"Subject: x\r\n"
     assert header_line(b"To", b" a,\n\tb", leading_space=True) == b"To: a,\r\n\tb\r\n"
+    assert header_line(b"X-A", b"\tv", leading_space=True) == b"X-A:\tv\r\n"
+    assert header_line(b"Subject", b"hi\r\n there", leading_space=False) == (
+        b"Subject: hi\r\n there\r\n"
+    )
+
+
+def test_transaction_header_bytes_equal_the_lines_spamd_gets() -> None:
+    t = Transaction(leading_space=False)
+    t.add_header(b"Subject", b"hi\r\n there")  # CRLF inside a value counted once
+    t.add_header(b"To", b"a,\n\tb")
+    expected = header_line(b"Subject", b"hi\r\n there", leading_space=False) + header_line(
+        b"To", b"a,\n\tb", leading_space=False
+    )
+    assert t.header_bytes == len(expected) + 2  # + the blank line
 
 
 def test_transaction_received_ipv4_with_forged_and_auth() -> None:
