@@ -235,15 +235,7 @@ def start_spamd(workdir: Path, *, children: int = 3, timeout: float = 30.0) -> S
         argv[1:1] = ["-u", user]
     spamd = _spawn(argv, workdir / "spamd.out")
     result = Spamd(spamd.proc, workdir / "spamd.log", port=port)
-    try:
-        wait_until(
-            lambda: _alive_or_raise(result, "spamd") and result.ping(),
-            timeout,
-            "spamd to answer spamc -K",
-        )
-    except Exception:
-        result.stop()
-        raise
+    _await_ready(result, "spamd", result.ping, timeout, "spamd to answer spamc -K")
     return result
 
 
@@ -261,6 +253,17 @@ def _alive_or_raise(process: Daemon, name: str) -> bool:
             f"{name} exited with status {process.proc.returncode}:\n{_tail(process.log_path)}"
         )
     return True
+
+
+def _await_ready(
+    process: Daemon, name: str, ready: Callable[[], bool], timeout: float, what: str
+) -> None:
+    """Wait until `ready()` while the process lives; stop it if it never gets there."""
+    try:
+        wait_until(lambda: _alive_or_raise(process, name) and ready(), timeout, what)
+    except Exception:
+        process.stop()
+        raise
 
 
 @dataclass
@@ -284,18 +287,13 @@ def start_fake_spamd(
     fake = FakeSpamdProcess(process.proc, log_path)
 
     def announced() -> bool:
-        _alive_or_raise(fake, "fake spamd")
         first = fake.log_text().split("\n", 1)
         if len(first) < 2 or not first[0]:
             return False
         fake.address = first[0].strip()
         return True
 
-    try:
-        wait_until(announced, timeout, "the fake spamd to print its address")
-    except Exception:
-        fake.stop()
-        raise
+    _await_ready(fake, "fake spamd", announced, timeout, "the fake spamd to print its address")
     return fake
 
 
@@ -493,15 +491,7 @@ def start_sendmail(
     mta = Mta(_spawn(argv, workdir / "sendmail.log").proc, workdir / "sendmail.log")
     mta.port = port
     mta.delivered_dir = delivered
-    try:
-        wait_until(
-            lambda: _alive_or_raise(mta, "sendmail") and _smtp_greets(port),
-            timeout,
-            "sendmail to greet",
-        )
-    except Exception:
-        mta.stop()
-        raise
+    _await_ready(mta, "sendmail", lambda: _smtp_greets(port), timeout, "sendmail to greet")
     return mta
 
 
@@ -719,15 +709,7 @@ default_process_limit = 20
     )
     mta.port = port
     mta.delivered_dir = delivered
-    try:
-        wait_until(
-            lambda: _alive_or_raise(mta, "postfix") and _smtp_greets(port),
-            timeout,
-            "postfix to greet",
-        )
-    except Exception:
-        mta.stop()
-        raise
+    _await_ready(mta, "postfix", lambda: _smtp_greets(port), timeout, "postfix to greet")
     return mta
 
 
@@ -770,15 +752,7 @@ def start_spambridge(
     argv = [sys.executable, "-m", "spambridge", *socket_args, *args]
     process = _spawn(argv, log_path, _python_env())
     bridge = Spambridge(process.proc, log_path, port=port)
-    try:
-        wait_until(
-            lambda: _alive_or_raise(bridge, "spambridge") and port_accepts(port),
-            timeout,
-            "spambridge to listen",
-        )
-    except Exception:
-        bridge.stop()
-        raise
+    _await_ready(bridge, "spambridge", lambda: port_accepts(port), timeout, "spambridge to listen")
     return bridge
 
 
