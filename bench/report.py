@@ -12,7 +12,10 @@ Record = dict[str, Any]
 BRIDGE = "spambridge"  # event-loop asyncio: the plain install
 BRIDGES = (BRIDGE, "spambridge-uvloop")  # event-loop uvloop: the default when uvloop is present
 PEER = "spamass-milter"
-NULL = "nullfilter"
+NULL = "nullfilter"  # the floor as the targets are written: never calls spamd
+# The scanning floor: the same spamd round trip as spambridge (REPORT, one TCP connection per
+# message), in C. Ratios against it are measured like for like; against NULL they are not.
+NULLSCAN = "nullscan"
 _MEDIAN_FIELDS = ("msgs_per_s", "p50_ms", "p90_ms", "p99_ms", "cpu_s_per_1000")
 
 
@@ -75,10 +78,19 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a is not None and b else None
 
 
-def _target(name: str, measured: float | None, limit: float, *, at_most: bool) -> Record:
+def _target(
+    name: str, measured: float | None, limit: float, *, at_most: bool, basis: str | None = None
+) -> Record:
     met = None if measured is None else (measured <= limit if at_most else measured >= limit)
     sign = "≤" if at_most else "≥"
-    return {"target": name, "measured": measured, "limit": f"{sign} {limit}", "met": met}
+    record: Record = {"target": name, "measured": measured, "limit": f"{sign} {limit}", "met": met}
+    if basis is not None:  # which floor a 1b/2a ratio is against, for readers of the JSON
+        record["basis"] = basis
+    return record
+
+
+AS_WRITTEN = "as written: nullfilter, which never calls spamd"
+MEASURED_FLOOR = "measured: nullscan, a C filter with the same spamd round trip"
 
 
 def targets(summary: Sequence[Record], records: Sequence[Record], max_size_kb: int) -> list[Record]:
@@ -88,6 +100,7 @@ def targets(summary: Sequence[Record], records: Sequence[Record], max_size_kb: i
         bridge = _find(summary, "isolated", scenario, who)
         peer = _find(summary, "isolated", scenario, PEER)
         null = _find(summary, "isolated", scenario, NULL)
+        scan = _find(summary, "isolated", scenario, NULLSCAN)
         if not bridge:
             continue
         cpu = bridge["cpu_s_per_1000"]
@@ -107,6 +120,17 @@ def targets(summary: Sequence[Record], records: Sequence[Record], max_size_kb: i
                     _ratio(cpu, null["cpu_s_per_1000"]),
                     2.0,
                     at_most=True,
+                    basis=AS_WRITTEN,
+                )
+            )
+        if scan:
+            out.append(
+                _target(
+                    f"(1) {scenario}: CPU {who} / nullscan (scanning C floor)",
+                    _ratio(cpu, scan["cpu_s_per_1000"]),
+                    2.0,
+                    at_most=True,
+                    basis=MEASURED_FLOOR,
                 )
             )
         if peer and scenario.startswith("c=1 "):
@@ -133,6 +157,7 @@ def targets(summary: Sequence[Record], records: Sequence[Record], max_size_kb: i
     if bridge_chain:
         rate = bridge_chain["msgs_per_s"]
         null_chain = chain.get(f"sendmail + {NULL}")
+        scan_chain = chain.get(f"sendmail + {NULLSCAN}")
         direct = chain.get("spamd directly")
         peer_chain = chain.get(f"sendmail + {PEER}")
         if null_chain:
@@ -142,6 +167,17 @@ def targets(summary: Sequence[Record], records: Sequence[Record], max_size_kb: i
                     _ratio(rate, null_chain["msgs_per_s"]),
                     0.97,
                     at_most=False,
+                    basis=AS_WRITTEN,
+                )
+            )
+        if scan_chain:
+            out.append(
+                _target(
+                    "(2) chain msg/s: spambridge / nullscan chain",
+                    _ratio(rate, scan_chain["msgs_per_s"]),
+                    0.97,
+                    at_most=False,
+                    basis=MEASURED_FLOOR,
                 )
             )
         if null_chain and direct:
@@ -152,6 +188,7 @@ def targets(summary: Sequence[Record], records: Sequence[Record], max_size_kb: i
                     _ratio(rate, ceiling),
                     0.97,
                     at_most=False,
+                    basis=AS_WRITTEN + ", capped at spamd's own rate",
                 )
             )
         if peer_chain:
@@ -222,11 +259,19 @@ def markdown(
     ]
     iso = [r for r in summary if r["phase"] == "isolated"]
     if iso:
-        lines += ["## Isolated: milter protocol driven directly, instant fake spamd", ""]
+        lines += [
+            "## Isolated: milter protocol driven directly, instant fake spamd",
+            "",
+            "Two C floors: the null filter never calls spamd (target 1b as written); nullscan "
+            "buffers the message and makes the same REPORT round trip to spamd as spambridge, "
+            "so CPU vs nullscan is the like-for-like ratio.",
+            "",
+        ]
         rows = []
         for row in iso:
             peer = _find(summary, "isolated", row["scenario"], PEER)
             null = _find(summary, "isolated", row["scenario"], NULL)
+            scan = _find(summary, "isolated", row["scenario"], NULLSCAN)
             cpu = row["cpu_s_per_1000"]
             rows.append(
                 [
@@ -239,6 +284,7 @@ def markdown(
                     cpu,
                     _ratio(cpu, peer["cpu_s_per_1000"]) if peer else None,
                     _ratio(cpu, null["cpu_s_per_1000"]) if null else None,
+                    _ratio(cpu, scan["cpu_s_per_1000"]) if scan else None,
                     round(row["peak_rss_kb"] / 1024, 1) if row["peak_rss_kb"] else None,
                     row["errors"],
                 ]
@@ -254,6 +300,7 @@ def markdown(
                 "CPU s/1000 msgs",
                 "CPU vs spamass-milter",
                 "CPU vs null filter",
+                "CPU vs nullscan",
                 "peak RSS MB",
                 "errors",
             ],
@@ -267,7 +314,8 @@ def markdown(
             "",
             "CPU per scan of a process that only calls spambridge's spamd client: the share of "
             "spambridge's isolated CPU per message that a filter which never calls spamd (the "
-            "null filter) does not pay.",
+            "null filter) does not pay. nullscan pays its C counterpart; these figures stay "
+            "as a breakdown, not as a floor.",
             "",
         ]
         lines += _table(
@@ -307,6 +355,7 @@ def markdown(
         lines += ["## Real chain: Sendmail + real spamd over SMTP (one session per message)", ""]
         by_name = {r["subject"]: r for r in chain}
         null_rate = by_name.get(f"sendmail + {NULL}", {}).get("msgs_per_s")
+        scan_rate = by_name.get(f"sendmail + {NULLSCAN}", {}).get("msgs_per_s")
         peer_rate = by_name.get(f"sendmail + {PEER}", {}).get("msgs_per_s")
         rows = [
             [
@@ -318,6 +367,7 @@ def markdown(
                 r["p99_ms"],
                 r["cpu_s_per_1000"],
                 _ratio(r["msgs_per_s"], null_rate),
+                _ratio(r["msgs_per_s"], scan_rate),
                 _ratio(r["msgs_per_s"], peer_rate),
                 r["errors"],
             ]
@@ -333,6 +383,7 @@ def markdown(
                 "p99 ms",
                 "milter CPU s/1000 msgs",
                 "msg/s vs null-filter chain",
+                "msg/s vs nullscan chain",
                 "msg/s vs spamass-milter chain",
                 "errors",
             ],
@@ -377,10 +428,11 @@ def markdown(
                 g["measured"],
                 g["limit"],
                 {True: "met", False: "MISSED"}.get(g["met"], "–"),
+                g.get("basis"),
             ]
             for g in goals
         ]
-        lines += _table(["target", "measured", "limit", "result"], rows)
+        lines += _table(["target", "measured", "limit", "result", "floor"], rows)
         lines.append("")
     return "\n".join(lines)
 

@@ -33,7 +33,7 @@ from bench import report
 from bench.loadgen import LoadResult, idle_connections, run_load, send_big
 from bench.procstat import memory, tree_cpu_seconds, tree_rss_kb
 from bench.smtpload import run_smtp, run_spamd
-from bench.subjects import REPO_ROOT, Running, build_nullfilter, start_subject
+from bench.subjects import REPO_ROOT, Running, build_c_filters, start_subject
 
 RESULTS_DIR = Path(__file__).with_name("results")
 MESSAGE_SIZE = 5 * 1024
@@ -94,13 +94,13 @@ def fake_spamd() -> Iterator[int]:
 
 @contextmanager
 def subjects(
-    names: Sequence[str], spamd_port: int, workdir: Path, nullfilter: Path, nofile: int
+    names: Sequence[str], spamd_port: int, workdir: Path, binaries: dict[str, Path], nofile: int
 ) -> Iterator[dict[str, Running]]:
     running: dict[str, Running] = {}
     try:
         for name in names:
             running[name] = start_subject(
-                name, spamd_port, workdir / "logs", nullfilter=nullfilter, nofile=nofile
+                name, spamd_port, workdir / "logs", binaries=binaries, nofile=nofile
             )
         yield running
     finally:
@@ -127,11 +127,11 @@ def _measure(pid: int | None, load: LoadResult, cpu_before: float) -> Record:
 
 
 def isolated_phase(
-    plan: Plan, names: Sequence[str], spamd_port: int, workdir: Path, nullfilter: Path
+    plan: Plan, names: Sequence[str], spamd_port: int, workdir: Path, binaries: dict[str, Path]
 ) -> list[Record]:
     scenarios = [(1, 1), (1, 20), (50, 1), (50, 20)]
     records: list[Record] = []
-    with subjects(names, spamd_port, workdir, nullfilter, SUBJECT_NOFILE) as running:
+    with subjects(names, spamd_port, workdir, binaries, SUBJECT_NOFILE) as running:
         for subject in running.values():  # warm-up: imports, caches, thread pools
             asyncio.run(run_load(subject.address, total=50, concurrency=5, per_connection=5))
         for pass_no in range(plan.passes):
@@ -185,12 +185,12 @@ def openloop_phase(
     names: Sequence[str],
     spamd_port: int,
     workdir: Path,
-    nullfilter: Path,
+    binaries: dict[str, Path],
     rate: float,
 ) -> list[Record]:
     """Added latency at c=50 under a fixed sustainable rate (open loop), same for all."""
     records: list[Record] = []
-    with subjects(names, spamd_port, workdir, nullfilter, SUBJECT_NOFILE) as running:
+    with subjects(names, spamd_port, workdir, binaries, SUBJECT_NOFILE) as running:
         for subject in running.values():
             asyncio.run(run_load(subject.address, total=50, concurrency=5, per_connection=5))
         for pass_no in range(plan.passes):
@@ -293,11 +293,11 @@ async def _memory_probe(subject: Running) -> Record:
 
 
 def memory_phase(
-    names: Sequence[str], spamd_port: int, workdir: Path, nullfilter: Path
+    names: Sequence[str], spamd_port: int, workdir: Path, binaries: dict[str, Path]
 ) -> list[Record]:
     records: list[Record] = []
     for name in names:
-        with subjects([name], spamd_port, workdir, nullfilter, MEMORY_NOFILE) as running:
+        with subjects([name], spamd_port, workdir, binaries, MEMORY_NOFILE) as running:
             record = asyncio.run(_memory_probe(running[name]))
         records.append(record)
         _log(
@@ -307,15 +307,15 @@ def memory_phase(
     return records
 
 
-def chain_phase(plan: Plan, workdir: Path, nullfilter: Path) -> list[Record]:
+def chain_phase(plan: Plan, workdir: Path, binaries: dict[str, Path]) -> list[Record]:
     """Sendmail + real spamd over SMTP, plus spamd reached directly, at concurrency C."""
     from tests.support.realstack import start_sendmail, start_spamd
 
     records: list[Record] = []
     spamd = start_spamd(workdir / "spamd", children=5)
     try:
-        milter_names = ["nullfilter", "spamass-milter", "spambridge"]
-        with subjects(milter_names, spamd.port, workdir, nullfilter, SUBJECT_NOFILE) as milters:
+        milter_names = ["nullfilter", "nullscan", "spamass-milter", "spambridge"]
+        with subjects(milter_names, spamd.port, workdir, binaries, SUBJECT_NOFILE) as milters:
             mtas = {"sendmail, no milter": start_sendmail(workdir / "mta-none", None)}
             try:
                 for name, running in milters.items():
@@ -373,7 +373,7 @@ def chain_phase(plan: Plan, workdir: Path, nullfilter: Path) -> list[Record]:
 
 
 def _subject_names(with_uvloop: bool) -> list[str]:
-    names = ["spambridge", "spamass-milter", "nullfilter"]
+    names = ["spambridge", "spamass-milter", "nullscan", "nullfilter"]
     if with_uvloop:
         try:
             import uvloop  # noqa: F401
@@ -408,21 +408,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     records: list[Record] = []
     workdir = Path(tempfile.mkdtemp(prefix="spambridge-bench-"))
     try:
-        nullfilter = build_nullfilter(workdir / "build")
+        binaries = build_c_filters(workdir / "build")
         if phases & {"isolated", "spamdcost", "openloop", "memory"}:
             with fake_spamd() as port:
                 if "isolated" in phases:
-                    records += isolated_phase(plan, names, port, workdir, nullfilter)
+                    records += isolated_phase(plan, names, port, workdir, binaries)
                 if "spamdcost" in phases:
                     records += spamdcost_phase(plan, port, "spambridge-uvloop" in names)
                 if "openloop" in phases:
                     rate = open_rate(records)
-                    records += openloop_phase(plan, names, port, workdir, nullfilter, rate)
+                    records += openloop_phase(plan, names, port, workdir, binaries, rate)
                 if "memory" in phases:
-                    records += memory_phase(names, port, workdir, nullfilter)
+                    records += memory_phase(names, port, workdir, binaries)
         if "chain" in phases:
             if shutil.which("spamd") and shutil.which("sendmail-mta"):
-                records += chain_phase(plan, workdir, nullfilter)
+                records += chain_phase(plan, workdir, binaries)
             else:
                 _log("spamd or sendmail-mta missing: skipping the chain phase")
     finally:

@@ -11,12 +11,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-NULLFILTER_SOURCE = Path(__file__).with_name("nullfilter.c")
+# The C floors, each built from bench/NAME.c: nullfilter never calls spamd, nullscan does
+# what any scanning milter must (buffer, one REPORT round trip to spamd, one header).
+C_FILTERS = ("nullfilter", "nullscan")
 
 
 def free_port() -> int:
@@ -71,20 +73,31 @@ class Running:
         self.proc.wait(10)
 
 
-def build_nullfilter(build_dir: Path) -> Path:
-    """Compile the do-nothing libmilter filter into build_dir (never into the source tree)."""
+def build_c_filter(name: str, build_dir: Path) -> Path:
+    """Compile bench/NAME.c into build_dir (never into the source tree)."""
+    if name not in C_FILTERS:
+        raise ValueError(f"unknown C filter {name!r}")
     build_dir.mkdir(parents=True, exist_ok=True)
-    binary = build_dir / "nullfilter"
+    binary = build_dir / name
+    source = Path(__file__).with_name(f"{name}.c")
     compiler = shutil.which("cc") or shutil.which("gcc") or "cc"
     subprocess.run(
-        [compiler, "-O2", "-o", str(binary), str(NULLFILTER_SOURCE), "-lmilter", "-lpthread"],
+        [compiler, "-O2", "-o", str(binary), str(source), "-lmilter", "-lpthread"],
         check=True,
         timeout=120,
     )
     return binary
 
 
-def subject_argv(name: str, port: int, spamd_port: int, nullfilter: Path | None) -> list[str]:
+def build_c_filters(build_dir: Path) -> dict[str, Path]:
+    """Every C floor, by subject name."""
+    return {name: build_c_filter(name, build_dir) for name in C_FILTERS}
+
+
+def subject_argv(
+    name: str, port: int, spamd_port: int, binaries: Mapping[str, Path] | None = None
+) -> list[str]:
+    """The command line of subject `name`; the C floors need their built `binaries`."""
     spec = f"inet:{port}@127.0.0.1"
     bridge_args = [
         "--milter-socket",
@@ -105,10 +118,13 @@ def subject_argv(name: str, port: int, spamd_port: int, nullfilter: Path | None)
     if name == "spamass-milter":
         # No -i: Debian's default -i 127.0.0.1 would skip every loopback client.
         return ["spamass-milter", "-p", spec, "--", "-d", "127.0.0.1", "-p", str(spamd_port)]
-    if name == "nullfilter":
-        if nullfilter is None:
-            raise ValueError("nullfilter needs a built binary")
-        return [str(nullfilter), spec]
+    if name in C_FILTERS:
+        binary = (binaries or {}).get(name)
+        if binary is None:
+            raise ValueError(f"{name} needs a built binary")
+        if name == "nullscan":  # spamd is on loopback in every phase (fake or real)
+            return [str(binary), spec, "127.0.0.1", str(spamd_port)]
+        return [str(binary), spec]
     raise ValueError(f"unknown subject {name!r}")
 
 
@@ -117,12 +133,12 @@ def start_subject(
     spamd_port: int,
     log_dir: Path,
     *,
-    nullfilter: Path | None = None,
+    binaries: Mapping[str, Path] | None = None,
     nofile: int = 1024,
     timeout: float = 20.0,
 ) -> Running:
     port = free_port()
-    argv = subject_argv(name, port, spamd_port, nullfilter)
+    argv = subject_argv(name, port, spamd_port, binaries)
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     log_dir.mkdir(parents=True, exist_ok=True)
     with (log_dir / f"{name}-{port}.log").open("ab") as log:

@@ -18,9 +18,10 @@ import logging
 import os
 import random
 import re
+import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -44,9 +45,9 @@ def _ensure_user_env() -> None:
 
 _ensure_user_env()
 
-import aiospamc.client  # noqa: E402
 import aiospamc.connections  # noqa: E402
 import aiospamc.exceptions  # noqa: E402
+import aiospamc.incremental_parser  # noqa: E402
 import aiospamc.requests  # noqa: E402
 import aiospamc.responses  # noqa: E402
 from loguru import logger as _loguru_logger  # noqa: E402
@@ -77,9 +78,6 @@ COMMANDS = frozenset({"CHECK", "SYMBOLS", "REPORT", "REPORT_IFSPAM", "HEADERS", 
 # EX_* codes that describe this message or this user rather than the host: retrying elsewhere
 # would fail the same way, and the host is healthy.
 _PER_MESSAGE_CODES = frozenset({64, 65, 66, 67, 76, 77})
-
-_READ_CHUNK = 65536
-_CLOSE_WAIT = 1.0  # seconds to wait for an orderly close after a complete reply
 
 
 # --------------------------------------------------------------------------- endpoints
@@ -288,9 +286,67 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def _discard(writer: asyncio.StreamWriter) -> None:
-    # abort(), not close(): close() waits to flush a buffer a stuck spamd may never read.
-    writer.transport.abort()
+class _Exchange(asyncio.Protocol):
+    """One SPAMC request/response on a fresh connection (SPAMC has no keep-alive).
+
+    A bare Protocol rather than streams: no reader/writer objects, no future per read.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.done: asyncio.Future[bytes] = loop.create_future()
+        self.chunks: list[bytes] = []
+        self.sending = False  # request bytes still queued in our transport
+        self.last = 0.0  # loop time of the last progress (send finished, bytes read)
+        self.timer: asyncio.TimerHandle | None = None
+
+    def pause_writing(self) -> None:
+        self.sending = True
+
+    def resume_writing(self) -> None:
+        self.sending = False
+        self.last = self.loop.time()
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.last = self.loop.time()
+
+    def eof_received(self) -> bool:
+        if not self.done.done():
+            self.done.set_result(b"".join(self.chunks))
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc or ConnectionResetError("connection closed"))
+
+    def watch(
+        self, transport: asyncio.Transport, start: float, timeouts: SpamdTimeouts, label: str
+    ) -> None:
+        """Fail with the send or read timeout. One timer per request, re-armed only when it
+        fires early: cheaper than a timeout context per read for the common, fast reply."""
+        send_by = start + timeouts.send
+
+        def check() -> None:
+            if self.done.done():
+                return
+            if self.sending:
+                due, phase, limit = send_by, "send", timeouts.send
+            else:
+                due, phase, limit = self.last + timeouts.read, "read", timeouts.read
+            if self.loop.time() < due:
+                self.timer = self.loop.call_at(due, check)
+                return
+            error = SpamdTimeout(f"{phase} to {label} timed out after {limit:g}s", label)
+            self.done.set_exception(_Attempt(error, connecting=False))
+            transport.abort()
+
+        # Neither deadline can fall before this; check() moves on to the real one.
+        self.timer = self.loop.call_at(start + min(timeouts.send, timeouts.read), check)
+
+    def unwatch(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
 
 
 class _TimedConnection:
@@ -299,14 +355,16 @@ class _TimedConnection:
     label: str
     timeouts: SpamdTimeouts
 
-    async def _open_raw(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _connect(self, factory: Callable[[], _Exchange]) -> asyncio.Transport:
         raise NotImplementedError
 
     async def request(self, data: bytes) -> bytes:
         label, timeouts = self.label, self.timeouts
+        loop = asyncio.get_running_loop()
+        exchange = _Exchange(loop)
         try:
             async with asyncio.timeout(timeouts.connect):
-                reader, writer = await self._open_raw()
+                transport = await self._connect(lambda: exchange)
         except TimeoutError:
             raise _Attempt(
                 SpamdTimeout(f"connect to {label} timed out after {timeouts.connect:g}s", label),
@@ -317,55 +375,28 @@ class _TimedConnection:
                 SpamdUnavailable(f"connect to {label} failed: {_describe(exc)}", label),
                 connecting=True,
             ) from None
+        # High-water mark 0: pause_writing fires while any byte waits in user space and
+        # resume_writing once the kernel has taken the whole request: the send phase.
+        transport.set_write_buffer_limits(0)
+        start = exchange.last = loop.time()
+        transport.write(data)
+        if transport.can_write_eof():
+            transport.write_eof()  # spamd reads to EOF when there is no Content-length
+        exchange.watch(transport, start, timeouts, label)
         try:
-            response = await self._exchange(reader, writer, data)
-        except BaseException:
-            _discard(writer)
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-            raise
-        tls = writer.get_extra_info("ssl_object") is not None
-        writer.close()
-        if not tls:
-            return response  # plain socket: close() is final, nothing to wait for
-        try:
-            # A TLS close waits for the peer's close_notify; never let that hold the verdict.
-            async with asyncio.timeout(_CLOSE_WAIT):
-                await writer.wait_closed()
-        except (OSError, TimeoutError):
-            _discard(writer)
-        return response
-
-    async def _exchange(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes
-    ) -> bytes:
-        label, timeouts = self.label, self.timeouts
-        phase = "send"
-        try:
-            async with asyncio.timeout(timeouts.send):
-                writer.write(data)
-                if writer.can_write_eof():
-                    writer.write_eof()  # spamd reads to EOF when there is no Content-length
-                await writer.drain()
-            phase = "read"
-            chunks: list[bytes] = []
-            while True:
-                async with asyncio.timeout(timeouts.read):
-                    chunk = await reader.read(_READ_CHUNK)
-                if not chunk:
-                    return b"".join(chunks)
-                chunks.append(chunk)
-        except TimeoutError:
-            limit = timeouts.send if phase == "send" else timeouts.read
-            raise _Attempt(
-                SpamdTimeout(f"{phase} to {label} timed out after {limit:g}s", label),
-                connecting=False,
-            ) from None
+            return await exchange.done
         except OSError as exc:
+            phase = "send" if exchange.sending else "read"
             raise _Attempt(
                 SpamdUnavailable(f"{phase} to {label} failed: {_describe(exc)}", label),
                 connecting=False,
             ) from None
+        except BaseException:
+            transport.abort()  # never close(): that would flush to a spamd that may not read
+            raise
+        finally:
+            exchange.unwatch()
+            transport.close()  # plain TCP: already closed at EOF; TLS: sends close_notify
 
 
 class _TcpConnection(_TimedConnection, aiospamc.connections.TcpConnectionManager):  # type: ignore[misc]
@@ -373,9 +404,54 @@ class _TcpConnection(_TimedConnection, aiospamc.connections.TcpConnectionManager
         super().__init__(endpoint.host, endpoint.port, ssl_context=ctx)
         self.label = endpoint.label
         self.timeouts = timeouts
+        # A literal address without TLS is connected by hand: create_connection would
+        # resolve it twice per scan (the resolver short-cuts literals, but not cheaply).
+        self._literal: tuple[socket.AddressFamily, tuple[str, int]] | None = None
+        if ctx is None and "%" not in endpoint.host:  # scoped IPv6 goes the long way
+            with contextlib.suppress(ValueError):
+                ip = ipaddress.ip_address(endpoint.host)
+                family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+                self._literal = (family, (str(ip), endpoint.port))
 
-    async def _open_raw(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        return await asyncio.open_connection(self.host, self.port, ssl=self.ssl_context)
+    async def _connect(self, factory: Callable[[], _Exchange]) -> asyncio.Transport:
+        loop = asyncio.get_running_loop()
+        if self._literal is None:
+            transport, _ = await loop.create_connection(
+                factory, self.host, self.port, ssl=self.ssl_context
+            )
+            return transport
+        family, address = self._literal
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            try:
+                sock.connect(address)
+            except BlockingIOError:
+                await _writable(loop, sock)
+                error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if error:
+                    raise OSError(error, f"Connect call failed {address}") from None
+            transport, _ = await loop.create_connection(factory, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+        return transport
+
+
+async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    """Wait until a non-blocking connect() has finished (the socket turns writable)."""
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    fd = sock.fileno()
+    loop.add_writer(fd, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_writer(fd)
 
 
 class _UnixConnection(_TimedConnection, aiospamc.connections.UnixConnectionManager):  # type: ignore[misc]
@@ -384,8 +460,23 @@ class _UnixConnection(_TimedConnection, aiospamc.connections.UnixConnectionManag
         self.label = endpoint.label
         self.timeouts = timeouts
 
-    async def _open_raw(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        return await asyncio.open_unix_connection(self.path)
+    async def _connect(self, factory: Callable[[], _Exchange]) -> asyncio.Transport:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_unix_connection(factory, self.path)
+        return transport
+
+
+async def _request(conn: _TimedConnection, request: Any) -> Any:
+    """aiospamc's Client.request (serialize, send, parse, raise on EX codes) minus its loguru
+    binds, which cost more per scan than parsing the reply."""
+    raw = await conn.request(bytes(request))
+    try:
+        parsed = aiospamc.incremental_parser.ResponseParser().parse(raw)
+    except aiospamc.incremental_parser.ParseError as error:
+        raise aiospamc.exceptions.BadResponse(raw) from error
+    response = aiospamc.responses.Response(**parsed)
+    response.raise_for_status()
+    return response
 
 
 # --------------------------------------------------------------------------- pool
@@ -433,14 +524,14 @@ class SpamdPool:
         ctx: ssl.SSLContext | None = None
         if any(e.tls for e in self.endpoints):
             ctx = ssl.create_default_context(cafile=ca_file)  # built once, shared
-        self._clients: dict[str, Any] = {}
+        self._connections: dict[str, _TimedConnection] = {}
         for endpoint in self.endpoints:
             conn: _TimedConnection
             if endpoint.path:
                 conn = _UnixConnection(endpoint, timeouts)
             else:
                 conn = _TcpConnection(endpoint, timeouts, ctx if endpoint.tls else None)
-            self._clients[endpoint.label] = aiospamc.client.Client(conn)
+            self._connections[endpoint.label] = conn
 
     @property
     def in_flight(self) -> int:
@@ -549,13 +640,13 @@ class SpamdPool:
         raise last_error
 
     async def _try_host(self, label: str, message: bytes, command: str, user: str) -> Any:
-        client = self._clients[label]
+        conn = self._connections[label]
         for attempt in range(self.connect_retries):
             request = aiospamc.requests.Request(command, body=message)
             if user:
                 request.headers.user = user
             try:
-                return await client.request(request)
+                return await _request(conn, request)
             except _Attempt as failed:
                 if not failed.connecting or attempt + 1 >= self.connect_retries:
                     raise
@@ -578,7 +669,9 @@ class SpamdPool:
         async def one(label: str) -> bool:
             try:
                 async with asyncio.timeout(self.timeouts.end):
-                    response = await self._clients[label].request(aiospamc.requests.Request("PING"))
+                    response = await _request(
+                        self._connections[label], aiospamc.requests.Request("PING")
+                    )
             except (
                 _Attempt,
                 TimeoutError,
