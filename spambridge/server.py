@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import grp
 import os
 import socket
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from spambridge.errors import ConfigError
-from spambridge.log import logger
+from spambridge.log import conn_id, logger
 from spambridge.session import Services, Session
 
 SD_LISTEN_FDS_START = 3
@@ -176,14 +177,25 @@ class Server:
         backlog = self.services().config.milter_queue
         for sock in sockets:
             sock.setblocking(False)
+            loop = asyncio.get_running_loop()
             if sock.family == socket.AF_UNIX:
-                server = await asyncio.start_unix_server(self._accept, sock=sock, backlog=backlog)
+                server = await loop.create_unix_server(
+                    self._new_session, sock=sock, backlog=backlog
+                )
             else:
-                server = await asyncio.start_server(self._accept, sock=sock, backlog=backlog)
+                server = await loop.create_server(self._new_session, sock=sock, backlog=backlog)
             self.servers.append(server)
             logger.info("listening on %s", _describe(sock))
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _new_session(self) -> Session:
+        """Protocol factory: each connection's session, with its own logging context."""
+        self.next_id += 1
+        context = contextvars.copy_context()
+        context.run(conn_id.set, self.next_id)
+        return Session(self.services, self.next_id, context, admit=self._admit)
+
+    def _admit(self, session: Session) -> bool:
+        """Called as the connection is made: register the session and start its task."""
         svc = self.services()
         if not self.accepting or len(self.sessions) >= svc.config.max_connections:
             why = (
@@ -193,24 +205,22 @@ class Server:
             )
             logger.warning("refusing MTA connection: %s", why)
             svc.metrics.inc("connections_refused")
-            writer.close()
-            return
-        self.next_id += 1
-        ident = self.next_id
-        session = Session(reader, writer, self.services, ident)
-        self.sessions[ident] = session
+            return False
+        self.sessions[session.ident] = session
         svc.metrics.inc("connections")
-        task = asyncio.current_task()
-        if task is not None:
-            self.tasks.add(task)
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._serve(session), context=session.context)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return True
+
+    async def _serve(self, session: Session) -> None:
         try:
             await session.run()
         except asyncio.CancelledError:
             pass  # shutdown after the grace period; the session closed its socket
         finally:
-            self.sessions.pop(ident, None)
-            if task is not None:
-                self.tasks.discard(task)
+            self.sessions.pop(session.ident, None)
 
     @property
     def busy(self) -> int:

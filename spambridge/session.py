@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
+import contextvars
 import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from spambridge import policy
 from spambridge.access import AccessMap
 from spambridge.errors import ProtocolError, RemoteProtocolError, SpamdError
-from spambridge.log import conn_id, logger, queue_id
+from spambridge.log import logger, queue_id
 from spambridge.metrics import Metrics
 from spambridge.milter.codec import CommandDecoder, encode
 from spambridge.milter.flags import ActionFlags, ProtocolFlags, Stage
@@ -116,26 +117,49 @@ class Services:
     metrics: Metrics
     access: AccessMap = dataclasses.field(default_factory=AccessMap.empty)
     wanted: Wanted = dataclasses.field(init=False)  # computed once, not per connection
+    # Answers by (version, actions, protocol) offered: an MTA offers the same every time,
+    # and working the answer out costs more than the rest of a connection's set-up.
+    _answers: dict[tuple[int, int, int], tuple[Negotiate, Negotiated]] = dataclasses.field(
+        init=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         self.wanted = wanted(self.config)
 
+    def negotiate(self, offer: Negotiate) -> tuple[Negotiate, Negotiated]:
+        key = (offer.version, int(offer.actions), int(offer.protocol))
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = negotiate(offer, self.wanted)
+            if len(self._answers) >= 16:  # a fuzzing MTA must not grow it without bound
+                self._answers.clear()
+            self._answers[key] = answer
+        return answer
 
-class Session:
-    """Serve one MTA connection until it quits, closes, idles out or breaks the protocol."""
+
+class Session(asyncio.Protocol):
+    """Serve one MTA connection until it quits, closes, idles out or breaks the protocol.
+
+    The session is the transport's protocol: every command but end of message is handled
+    right in data_received, in the session's own context, with no task switch per read.
+    End of message (the one step that awaits spamd) is passed to the session's task, which
+    pauses reading until the verdict is written.
+    """
 
     def __init__(
         self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
         services: Callable[[], Services],
         ident: int,
+        context: contextvars.Context,
+        *,
+        admit: Callable[[Session], bool] = lambda session: True,
     ) -> None:
-        self.reader = reader
-        self.writer = writer
         self.services = services
+        self._admit = admit  # the server's limit check, made as the connection is made
         self.ident = ident
+        self.context = context  # the session task's context: conn_id and queue_id live here
         self.svc = services()
+        self.transport: asyncio.Transport | None = None
         self.decoder = CommandDecoder(self.svc.config.max_frame_size)
         self.negotiated: Negotiated | None = None
         self.client = Client()
@@ -145,19 +169,121 @@ class Session:
         self.closing = False
         self.last: type[Command] = Negotiate
         self.leading_space = False  # SMFIP_HDR_LEADSPC, fixed at negotiation
+        self.in_scan = False  # waiting for spamd (or draining the reply) at end of message
         self._expects: dict[type[Command], bool] = {}
         self._legal: set[tuple[type[Command], type[Reply]]] = set()  # checked (after, reply)
-        self._deadline = 0.0  # loop time after which the MTA counts as idle
+        self._loop = asyncio.get_running_loop()
+        self._timeout = self.svc.config.milter_timeout
+        # A packet must arrive whole within milter-timeout of its first byte: a peer that
+        # drips one byte at a time (slowloris) never pushes the deadline back.
+        self._deadline = self._loop.time() + self._timeout
+        self._partial = False
         self._watchdog: asyncio.TimerHandle | None = None
-        self._timed_out = False
-        self.in_scan = False  # waiting for spamd (or draining the reply) at end of message
+        # What the task is to do next, in order: an EndOfMessage to scan, None to finish
+        # (EOF, close) or an exception to end with.
+        self._events: collections.deque[EndOfMessage | BaseException | None] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._busy = False  # an end of message is with the task; reading is paused
+        self._held: list[Command] = []  # commands decoded after that end of message
+        self._unread: list[bytes] = []  # bytes that arrived while busy
+        self._stopped = False  # the task has been told to finish: ignore further input
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+
+    # ------------------------------------------------------------ transport callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        if not self._admit(self):
+            self._stopped = True
+            transport.close()
+            return
+        self._watchdog = self._loop.call_at(self._deadline, self._check_idle)
+
+    def data_received(self, data: bytes) -> None:
+        self.context.run(self._receive, data)
+
+    def eof_received(self) -> bool:
+        self._finish(None)
+        return True  # keep our side open: a verdict in progress may still be written
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        lost = ConnectionResetError(str(exc) if exc else "connection closed")
+        self._wake_drain(lost)
+        self._finish(lost)
+
+    def pause_writing(self) -> None:
+        # An MTA that sends without reading our replies must not grow our buffer: stop
+        # reading until it has taken what we wrote.
+        self._write_paused = True
+        if self.transport is not None and not self._busy:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake_drain(None)
+        if self.transport is not None and not self._busy and not self._stopped:
+            self.transport.resume_reading()
+
+    # ------------------------------------------------------------ input, in context
+
+    def _receive(self, data: bytes) -> None:
+        if self._stopped:
+            return
+        if self._busy:
+            self._unread.append(data)  # read before the pause took effect; kept in order
+            return
+        try:
+            self._feed(data)
+        except Exception as exc:
+            self._finish(exc)
+
+    def _feed(self, data: bytes) -> None:
+        commands = self.decoder.feed(data)
+        if not self.decoder.buffered:
+            self._partial = False
+            self._deadline = self._loop.time() + self._timeout
+        elif commands or not self._partial:
+            self._partial = True
+            self._deadline = self._loop.time() + self._timeout  # a new packet has begun
+        self._run(commands)
+
+    def _run(self, commands: list[Command]) -> None:
+        """Handle commands in order; hand an end of message to the task and hold the rest."""
+        for index, command in enumerate(commands):
+            kind = type(command)
+            self.last = kind
+            if kind is EndOfMessage:
+                self._busy = True
+                assert self.transport is not None
+                self.transport.pause_reading()
+                self._held = commands[index + 1 :]
+                self._post(command)  # type: ignore[arg-type]
+                return
+            _HANDLERS[kind](self, command)
+            if self.closing:
+                self._finish(None)
+                return
+
+    def _finish(self, why: BaseException | None) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self._post(why)
+
+    def _post(self, event: EndOfMessage | BaseException | None) -> None:
+        self._events.append(event)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # ------------------------------------------------------------ the task
 
     async def run(self) -> None:
-        conn_id.set(self.ident)
-        peer = self.writer.get_extra_info("peername")
+        assert self.transport is not None
+        peer = self.transport.get_extra_info("peername")
         logger.debug("connection from %s", peer or "unix socket")
         try:
-            await self._loop()
+            await self._serve()
         except RemoteProtocolError as exc:
             logger.warning("protocol error from MTA, closing connection: %s", exc)
             self.svc.metrics.inc("protocol_errors")
@@ -166,76 +292,97 @@ class Session:
         except TimeoutError:
             logger.info(
                 "MTA idle (or a packet left unfinished) for %.0fs, closing connection",
-                self.svc.config.milter_timeout,
+                self._timeout,
             )
-        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+        except ConnectionError as exc:
             logger.debug("connection lost: %s", exc)
         finally:
-            if self.in_transaction:
-                logger.info("connection closed during a message; the MTA keeps it")
-            self.writer.close()
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                await self.writer.wait_closed()
-
-    def close(self) -> None:
-        """Close between messages (shutdown): the pending read sees EOF and the loop ends."""
-        self.closing = True
-        self.writer.close()
-
-    async def _loop(self) -> None:
-        timeout = self.svc.config.milter_timeout
-        loop = asyncio.get_running_loop()
-        self._deadline = loop.time() + timeout
-        self._watchdog = loop.call_at(self._deadline, self._check_idle)
-        # A packet must arrive whole within milter-timeout of its first byte: a peer that
-        # drips one byte at a time (slowloris) never pushes the deadline back.
-        partial = False
-        try:
-            while not self.closing:
-                data = await self.reader.read(262144)
-                if self._timed_out:
-                    raise TimeoutError
-                if not data:
-                    return
-                commands = self.decoder.feed(data)
-                for command in commands:
-                    await self._dispatch(command)
-                    if self.closing:
-                        return
-                # Measured after dispatching, so time spent scanning never counts as idle.
-                if not self.decoder.buffered:
-                    partial = False
-                    self._deadline = loop.time() + timeout
-                elif commands or not partial:
-                    partial = True
-                    self._deadline = loop.time() + timeout  # a new packet has begun
-                await self._drain()
-        finally:
+            self._stopped = True
             if self._watchdog is not None:
                 self._watchdog.cancel()
+            if self.in_transaction:
+                logger.info("connection closed during a message; the MTA keeps it")
+            self.transport.close()
+
+    def close(self) -> None:
+        """Close between messages (shutdown): the task finishes at its next event."""
+        self.closing = True
+        self._finish(None)
+        if self.transport is not None:
+            self.transport.close()
+
+    async def _serve(self) -> None:
+        while True:
+            while not self._events:
+                self._waiter = self._loop.create_future()
+                await self._waiter
+            self._waiter = None
+            event = self._events.popleft()
+            if event is None:
+                return
+            if isinstance(event, BaseException):
+                raise event
+            self.in_scan = True
+            try:
+                await self._on_end_of_message(event)
+            finally:
+                self.in_scan = False
+            # Measured after the verdict, so time spent scanning never counts as idle.
+            self._deadline = self._loop.time() + self._timeout
+            await self._drain()
+            if self.closing:
+                return
+            self._resume()
+
+    def _resume(self) -> None:
+        """After end of message: the held commands, then bytes read meanwhile, then read on."""
+        self._busy = False
+        held, self._held = self._held, []
+        try:
+            self._run(held)
+            while self._unread and not self._busy and not self._stopped:
+                self._feed(self._unread.pop(0))
+        except Exception as exc:
+            self._finish(exc)
+        if not self._busy and not self._stopped and not self._write_paused:
+            assert self.transport is not None
+            self.transport.resume_reading()
 
     def _check_idle(self) -> None:
         """The idle timer: one per connection, re-armed when it fires early, instead of a
-        timeout context around every read."""
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        timeout around every read."""
+        now = self._loop.time()
+        if self._stopped:
+            return
         if now < self._deadline:
-            self._watchdog = loop.call_at(self._deadline, self._check_idle)
+            self._watchdog = self._loop.call_at(self._deadline, self._check_idle)
         elif self.in_scan:
             # Not idle: the MTA waits for our verdict. The deadline is reset after it.
-            self._watchdog = loop.call_at(now + self.svc.config.milter_timeout, self._check_idle)
+            self._watchdog = self._loop.call_at(now + self._timeout, self._check_idle)
         else:
-            self._timed_out = True
-            self.writer.transport.abort()  # the pending read returns EOF
+            self._finish(TimeoutError())
+
+    def _wake_drain(self, exc: BaseException | None) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            if exc is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(exc)
 
     async def _drain(self) -> None:
-        if not self.writer.transport.get_write_buffer_size():
-            return  # everything went out in the write itself: no timer, no await
-        async with asyncio.timeout(self.svc.config.milter_timeout):
-            await self.writer.drain()
+        if not self._write_paused:
+            return  # the transport took it (or holds less than its high-water mark)
+        self._drain_waiter = self._loop.create_future()
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._drain_waiter
+        finally:
+            self._drain_waiter = None
 
     def _send(self, reply: Reply) -> None:
-        self.writer.write(self._encode_checked(reply))
+        assert self.transport is not None
+        self.transport.write(self._encode_checked(reply))
 
     def _encode_checked(self, reply: Reply) -> bytes:
         kind = type(reply)
@@ -260,20 +407,8 @@ class Session:
         if self.negotiated is not None and self._expects_reply(command):
             self._send(reply if reply is not None else _CONTINUE)
 
-    async def _dispatch(self, command: Command) -> None:
-        kind = type(command)
-        self.last = kind
-        if kind is EndOfMessage:
-            self.in_scan = True
-            try:
-                await self._on_end_of_message(command)  # type: ignore[arg-type]
-            finally:
-                self.in_scan = False
-        else:
-            _HANDLERS[kind](self, command)
-
     def _on_negotiate(self, command: Negotiate) -> None:
-        reply, self.negotiated = negotiate(command, self.svc.wanted)
+        reply, self.negotiated = self.svc.negotiate(command)
         self._expects.clear()
         self._legal.clear()
         self.leading_space = self.negotiated.leading_space
@@ -443,7 +578,8 @@ class Session:
                 decision = policy.on_error(config, txn, outcome)
         # One write (one send syscall) for the edits and the final reply together.
         replies = (*decision.edits, decision.final)
-        self.writer.write(b"".join(self._encode_checked(reply) for reply in replies))
+        assert self.transport is not None
+        self.transport.write(b"".join(self._encode_checked(reply) for reply in replies))
         svc.metrics.message(decision, txn.size, spamd_ms / 1000 if spamd_ms else None)
         if logger.isEnabledFor(logging.INFO):
             self._log_verdict(decision, txn, host, spamd_ms)
@@ -498,7 +634,7 @@ class Session:
 
 
 # One dict lookup per command instead of a chain of isinstance checks (about 20 commands
-# per message). End of message is the one async step and is handled in _dispatch.
+# per message). End of message, the one async step, goes to the task (Session._serve).
 _HANDLERS: dict[type[Command], Callable[[Session, Any], None]] = {
     Negotiate: Session._on_negotiate,
     Macro: Session._on_macro,

@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import stat
 import tempfile
 import tracemalloc
@@ -20,9 +21,10 @@ from hypothesis import strategies as st
 import spambridge.server
 from spambridge import headers
 from spambridge.errors import RemoteProtocolError
-from spambridge.milter.codec import CommandDecoder
+from spambridge.milter.codec import CommandDecoder, encode
 from spambridge.milter.messages import (
     AddHeader,
+    BodyChunk,
     ChangeHeader,
     Continue,
     InsertHeader,
@@ -335,3 +337,35 @@ async def test_security_huge_body_buffered_only_up_to_spamd_max_size(
     for request in hostile_spamd.requests:
         assert len(request.body) <= limit + 4096  # plus the synthetic Received/Return-Path
     assert (hostile_spamd.requests == []) == (action == "skip")
+
+
+async def test_security_mta_that_never_reads_cannot_grow_our_write_buffer(
+    hostile_spamd: FakeSpamd,
+) -> None:
+    """Body chunks each need a reply (SKIP was negotiated); an MTA that sends 6 MB of them
+    and reads nothing must find us no longer reading, not buffering 5 MB of replies."""
+    async with running_milter([f"spamd-socket={hostile_spamd.address}"]) as milter:
+        client = await MilterClient.open(milter.address, read_timeout=10)
+        try:
+            sock = client._writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # replies back up fast
+            await client.negotiate()
+            await client.connect(b"c.example.net", address=b"192.0.2.9", port=4000)
+            await client.mail(b"<s@example.net>")
+            await client.rcpt(b"<r@example.org>")
+            await client.end_of_headers()
+            chunk = encode(BodyChunk(b"x"))
+            client.send_raw(chunk * 1_000_000)  # 6 MB of packets, 1 M replies due
+            (session,) = milter.server.sessions.values()
+            async with asyncio.timeout(5):
+                while session.txn is None:  # noqa: ASYNC110 (polls server state)
+                    await asyncio.sleep(0.01)
+            assert session.transport is not None
+            seen = -1
+            while seen != session.txn.body_seen:  # until the milter stops reading
+                seen = session.txn.body_seen
+                await asyncio.sleep(1)
+            assert session.transport.get_write_buffer_size() < 512 * 1024
+            assert session.txn.body_seen < 1_000_000
+        finally:
+            await client.close()

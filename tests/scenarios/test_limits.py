@@ -9,7 +9,7 @@ import time
 import pytest
 
 from spambridge.milter.codec import encode
-from spambridge.milter.messages import Continue, Header
+from spambridge.milter.messages import AddHeader, Continue, Header
 from tests.scenarios.conftest import BODY, HEADERS, ClientFactory, messages, open_session
 from tests.support.controller import Running
 from tests.support.fake_spamd import FakeSpamd
@@ -76,3 +76,24 @@ async def test_limits_slowloris_packet_dripped_is_cut_off(
     assert closed
     assert 0.8 < time.monotonic() - started < 3
     assert any("idle" in m for m in messages(logs)), messages(logs)
+
+
+@pytest.mark.parametrize(
+    "milter_args", [["milter-timeout=1", "spamd-timeouts=C:1s;S:1s;R:5s;E:6s"]]
+)
+async def test_limits_scan_longer_than_milter_timeout_is_not_idle(
+    milter: Running, spamd: FakeSpamd, connect: ClientFactory
+) -> None:
+    """The idle timer stops while spamd works: the MTA is waiting for us, not idle."""
+    spamd.fault, spamd.delay = "delay", 2.5
+    client = await connect(milter.address)
+    await open_session(client)
+
+    result = await client.send_message(HEADERS, BODY)
+
+    assert result.final == Continue()
+    assert AddHeader(b"X-Spam-Status", b" NO, hits=0.00 required=5.00") in result.edits
+    spamd.fault = None
+    started = time.monotonic()
+    assert await client.at_eof(read_timeout=5)  # idle after the verdict: closed as usual
+    assert 0.8 <= time.monotonic() - started < 3
