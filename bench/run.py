@@ -109,8 +109,12 @@ def subjects(
 
 
 def _rotated(names: Sequence[str], shift: int) -> list[str]:
+    """The order for one round: rotated by `shift`, and reversed every other round, so a
+    subject does not always run right after the same neighbour (spamd's Bayes journal
+    syncs and the machine's load drift would otherwise favour one side)."""
     shift %= len(names)
-    return [*names[shift:], *names[:shift]]
+    order = [*names[shift:], *names[:shift]]
+    return order[::-1] if shift % 2 else order
 
 
 def _measure(pid: int | None, load: LoadResult, cpu_before: float) -> Record:
