@@ -189,6 +189,8 @@ class Session(asyncio.Protocol):
         self._stopped = False  # the task has been told to finish: ignore further input
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
+        self._progress_every = 0.0
+        self._progress_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------ transport callbacks
 
@@ -611,26 +613,24 @@ class Session(asyncio.Protocol):
     ) -> Verdict | SpamdError:
         """Scan, sending progress to the MTA every progress-interval while we wait.
 
-        A timer callback rather than a second task and asyncio.wait: nothing else writes to
-        the MTA while we wait, and a fast scan then costs one timer, set and cancelled.
+        A timer rather than a second task and asyncio.wait: nothing else writes to the MTA
+        while we wait, and a fast scan then costs one timer, set and cancelled.
         """
-        loop = asyncio.get_running_loop()
-        interval = svc.config.progress_interval
-        timer: asyncio.TimerHandle
-
-        def progress() -> None:
-            nonlocal timer
-            self._send(Progress())  # 13 bytes; a stuck MTA is caught by the next drain
-            timer = loop.call_later(interval, progress)
-
-        timer = loop.call_later(interval, progress)
+        self._progress_every = svc.config.progress_interval
+        self._progress_timer = self._loop.call_later(self._progress_every, self._progress)
         try:
             return await svc.pool.scan(message, command=svc.config.spamd_command, user=user or None)
         except SpamdError as exc:
             logger.warning("spamd failed (%s): %s", exc.kind, exc)
             return exc
         finally:
-            timer.cancel()
+            self._progress_timer.cancel()  # also drops its reference to the session
+
+    def _progress(self) -> None:
+        # A method, not a closure that re-arms itself: such a closure refers to itself, and
+        # the cycle would leave every session to the garbage collector.
+        self._send(Progress())  # 13 bytes; a stuck MTA is caught by the next drain
+        self._progress_timer = self._loop.call_later(self._progress_every, self._progress)
 
 
 # One dict lookup per command instead of a chain of isinstance checks (about 20 commands
