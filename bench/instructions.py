@@ -27,7 +27,7 @@ from pathlib import Path
 
 from bench.loadgen import run_load
 from bench.run import fake_spamd
-from bench.subjects import REPO_ROOT, _accepts, free_port
+from bench.subjects import REPO_ROOT, _accepts, free_port, subject_argv
 
 SCENARIOS = ((1, 1, 60), (1, 20, 200), (50, 1, 300), (50, 20, 1000))  # c, per conn, messages
 
@@ -44,25 +44,13 @@ def count(tree: Path, spamd_port: int, c: int, m: int, n: int, loop: str) -> dic
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="spambridge-ir-") as tmp:
         out = Path(tmp) / "cg"
+        name = "spambridge" if loop == "asyncio" else "spambridge-uvloop"
+        # The same command line as the benchmark's subject, under callgrind.
         argv = [
             "valgrind",
             "--tool=callgrind",
             f"--callgrind-out-file={out}.%p",
-            sys.executable,
-            "-m",
-            "spambridge",
-            "--milter-socket",
-            f"inet:{port}@127.0.0.1",
-            "--spamd-socket",
-            f"127.0.0.1:{spamd_port}",
-            "--log",
-            "stderr",
-            "--verbose",
-            "0",
-            "--max-connections",
-            "2000",
-            "--event-loop",
-            loop,
+            *subject_argv(name, port, spamd_port),
         ]
         env = dict(os.environ, PYTHONPATH=str(tree))
         proc = subprocess.Popen(

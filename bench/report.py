@@ -89,6 +89,10 @@ def _target(
     return record
 
 
+def _rate(row: Record | None) -> float | None:
+    return row["msgs_per_s"] if row else None
+
+
 AS_WRITTEN = "as written: nullfilter, which never calls spamd"
 MEASURED_FLOOR = "measured: nullscan, a C filter with the same spamd round trip"
 
@@ -104,35 +108,16 @@ def targets(summary: Sequence[Record], records: Sequence[Record], max_size_kb: i
         if not bridge:
             continue
         cpu = bridge["cpu_s_per_1000"]
-        if peer:
-            out.append(
-                _target(
-                    f"(1) {scenario}: CPU {who} / spamass-milter",
-                    _ratio(cpu, peer["cpu_s_per_1000"]),
-                    round(1 / 3, 3),
-                    at_most=True,
-                )
-            )
-        if null:
-            out.append(
-                _target(
-                    f"(1) {scenario}: CPU {who} / null C filter",
-                    _ratio(cpu, null["cpu_s_per_1000"]),
-                    2.0,
-                    at_most=True,
-                    basis=AS_WRITTEN,
-                )
-            )
-        if scan:
-            out.append(
-                _target(
-                    f"(1) {scenario}: CPU {who} / nullscan (scanning C floor)",
-                    _ratio(cpu, scan["cpu_s_per_1000"]),
-                    2.0,
-                    at_most=True,
-                    basis=MEASURED_FLOOR,
-                )
-            )
+        floors = (
+            ("spamass-milter", peer, round(1 / 3, 3), None),
+            ("null C filter", null, 2.0, AS_WRITTEN),
+            ("nullscan (scanning C floor)", scan, 2.0, MEASURED_FLOOR),
+        )
+        for label, other, limit, basis in floors:
+            if other:
+                ratio = _ratio(cpu, other["cpu_s_per_1000"])
+                name = f"(1) {scenario}: CPU {who} / {label}"
+                out.append(_target(name, ratio, limit, at_most=True, basis=basis))
         if peer and scenario.startswith("c=1 "):
             out.append(
                 _target(
@@ -160,46 +145,27 @@ def targets(summary: Sequence[Record], records: Sequence[Record], max_size_kb: i
         scan_chain = chain.get(f"sendmail + {NULLSCAN}")
         direct = chain.get("spamd directly")
         peer_chain = chain.get(f"sendmail + {PEER}")
-        if null_chain:
-            out.append(
-                _target(
-                    "(2) chain msg/s: spambridge / null-filter chain",
-                    _ratio(rate, null_chain["msgs_per_s"]),
-                    0.97,
-                    at_most=False,
-                    basis=AS_WRITTEN,
+        null_rate, direct_rate = _rate(null_chain), _rate(direct)
+        ceiling = None
+        if null_rate is not None and direct_rate is not None:
+            ceiling = min(null_rate, direct_rate)
+        comparisons = (
+            ("null-filter chain", null_rate, 0.97, AS_WRITTEN),
+            ("nullscan chain", _rate(scan_chain), 0.97, MEASURED_FLOOR),
+            (
+                "min(null-filter chain, spamd directly)",
+                ceiling,
+                0.97,
+                AS_WRITTEN + ", capped at spamd's own rate",
+            ),
+            ("spamass-milter chain", _rate(peer_chain), 1.05, None),
+        )
+        for label, other_rate, limit, basis in comparisons:
+            if other_rate is not None:
+                name = f"(2) chain msg/s: spambridge / {label}"
+                out.append(
+                    _target(name, _ratio(rate, other_rate), limit, at_most=False, basis=basis)
                 )
-            )
-        if scan_chain:
-            out.append(
-                _target(
-                    "(2) chain msg/s: spambridge / nullscan chain",
-                    _ratio(rate, scan_chain["msgs_per_s"]),
-                    0.97,
-                    at_most=False,
-                    basis=MEASURED_FLOOR,
-                )
-            )
-        if null_chain and direct:
-            ceiling = min(null_chain["msgs_per_s"], direct["msgs_per_s"])
-            out.append(
-                _target(
-                    "(2) chain msg/s: spambridge / min(null-filter chain, spamd directly)",
-                    _ratio(rate, ceiling),
-                    0.97,
-                    at_most=False,
-                    basis=AS_WRITTEN + ", capped at spamd's own rate",
-                )
-            )
-        if peer_chain:
-            out.append(
-                _target(
-                    "(2) chain msg/s: spambridge / spamass-milter chain",
-                    _ratio(rate, peer_chain["msgs_per_s"]),
-                    1.05,
-                    at_most=False,
-                )
-            )
     for row in summary:
         if row["phase"] != "memory" or row["subject"] != BRIDGE:
             continue
