@@ -152,7 +152,7 @@ class Session(asyncio.Protocol):
         ident: int,
         context: contextvars.Context,
         *,
-        admit: Callable[[Session], bool] = lambda session: True,
+        admit: Callable[[Session], bool],
     ) -> None:
         self.services = services
         self._admit = admit  # the server's limit check, made as the connection is made
