@@ -38,6 +38,7 @@ from spambridge.spamd import (
     SpamdPool,
     SpamdTimeouts,
     Verdict,
+    drop_loguru_handlers,
     parse_spamd_sockets,
     parse_spamd_timeouts,
 )
@@ -422,6 +423,7 @@ async def serve(argv: Sequence[str], resolved: Resolved, defaults: Mapping[str, 
         __version__,
         " ".join(resolved.config.spamd_socket) or "(none: scanning disabled)",
     )
+    drop_loguru_handlers()  # aiospamc's debug records then cost one comparison each
     # Everything built so far (modules, option tables, the server) lives as long as the
     # process: move it out of the collector's sight, so a full collection scans only what
     # connections made (about 20 ms less per pause on a busy milter).

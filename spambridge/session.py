@@ -22,7 +22,6 @@ from spambridge.milter.codec import CommandDecoder, encode
 from spambridge.milter.flags import ActionFlags, ProtocolFlags, Stage
 from spambridge.milter.messages import (
     Abort,
-    AddRecipient,
     BodyChunk,
     Command,
     Connect,
@@ -170,8 +169,10 @@ class Session(asyncio.Protocol):
         self.last: type[Command] = Negotiate
         self.leading_space = False  # SMFIP_HDR_LEADSPC, fixed at negotiation
         self.in_scan = False  # waiting for spamd (or draining the reply) at end of message
-        self._expects: dict[type[Command], bool] = {}
-        self._legal: set[tuple[type[Command], type[Reply]]] = set()  # checked (after, reply)
+        # From the negotiation: commands the MTA waits a reply to, (command, reply) pairs
+        # that are always legal. Empty before it: nothing is answered.
+        self._replied: frozenset[type] = frozenset()
+        self._legal: frozenset[tuple[type, type]] = frozenset()
         self._loop = asyncio.get_running_loop()
         self._timeout = self.svc.config.milter_timeout
         # A packet must arrive whole within milter-timeout of its first byte: a peer that
@@ -388,32 +389,23 @@ class Session(asyncio.Protocol):
 
     def _encode_checked(self, reply: Reply) -> bytes:
         kind = type(reply)
-        if self.negotiated is not None and kind is not Negotiate:
-            key = (self.last, kind)
-            if key not in self._legal:
-                check_reply(self.last, reply, self.negotiated)
-                if kind is not AddRecipient:  # its legality depends on its arguments
-                    self._legal.add(key)
+        negotiated = self.negotiated
+        pair_checked = (self.last, kind) in self._legal
+        if not pair_checked and kind is not Negotiate and negotiated is not None:
+            check_reply(self.last, reply, negotiated)  # raises, or passes an AddRecipient
         return encode(reply)
-
-    def _expects_reply(self, command: Command) -> bool:
-        """negotiated.expects_reply, remembered per command type for this connection."""
-        kind = type(command)
-        known = self._expects.get(kind)
-        if known is None and self.negotiated is not None:
-            known = self._expects[kind] = self.negotiated.expects_reply_to(kind)
-        return bool(known)
 
     def _answer(self, command: Command, reply: Reply | None = None) -> None:
         """Reply to a step unless we promised the MTA not to."""
-        if self.negotiated is not None and self._expects_reply(command):
+        if type(command) in self._replied:
             self._send(reply if reply is not None else _CONTINUE)
 
     def _on_negotiate(self, command: Negotiate) -> None:
-        reply, self.negotiated = self.svc.negotiate(command)
-        self._expects.clear()
-        self._legal.clear()
-        self.leading_space = self.negotiated.leading_space
+        reply, negotiated = self.svc.negotiate(command)
+        self.negotiated = negotiated
+        self._replied = negotiated.replied
+        self._legal = negotiated.legal
+        self.leading_space = negotiated.leading_space
         self._send(reply)
 
     def _on_macro(self, command: Macro) -> None:
@@ -514,7 +506,7 @@ class Session(asyncio.Protocol):
             and config.oversize_action == "skip"
             and self.negotiated is not None
             and self.negotiated.can_skip
-            and self._expects_reply(chunk)
+            and BodyChunk in self._replied
         ):
             self._send(Skip())  # the MTA stops sending the body: we will not scan it
             return

@@ -55,6 +55,15 @@ from loguru import logger as _loguru_logger  # noqa: E402
 # aiospamc logs whole replies (message bodies) through loguru; keep it off.
 _loguru_logger.disable("aiospamc")
 
+
+def drop_loguru_handlers() -> None:
+    """For the daemon, which owns its process: spambridge logs through `logging`, and
+    aiospamc's loguru records are disabled above. With no handler left, loguru drops a record
+    before it inspects the caller's frame, which its parser otherwise does several times
+    per spamd reply."""
+    _loguru_logger.remove()
+
+
 __all__ = [
     "NO_LIMIT_SECONDS",
     "SpamdEndpoint",

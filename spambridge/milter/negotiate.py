@@ -6,7 +6,7 @@ MDS bits, and only bits that exist in the version we reply with.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from spambridge.errors import LocalProtocolError, RemoteProtocolError
 from spambridge.milter.flags import PROTOCOL_VERSION, ActionFlags, ProtocolFlags, Stage
@@ -102,32 +102,50 @@ _NOT_SENT_FLAG: dict[type, ProtocolFlags] = {
 
 @dataclass(frozen=True, slots=True)
 class Negotiated:
-    """The options in force for one connection."""
+    """The options in force for one connection.
+
+    Everything a session asks per command is worked out once here, as plain sets and bools:
+    flag arithmetic on enum.Flag costs microseconds a time, and one Negotiated (cached per
+    offer) serves every connection that made the same offer.
+    """
 
     version: int
     actions: ActionFlags
     protocol: ProtocolFlags
+    # Command types the MTA waits for a reply to.
+    replied: frozenset[type] = field(init=False, repr=False, compare=False)
+    # (command type, reply type) pairs check_reply passes whatever the reply's arguments.
+    legal: frozenset[tuple[type, type]] = field(init=False, repr=False, compare=False)
+    # SMFIP_SKIP negotiated: a Skip reply to a body chunk is allowed.
+    can_skip: bool = field(init=False, repr=False, compare=False)
+    # SMFIP_HDR_LEADSPC negotiated: header values arrive (and go) byte for byte.
+    leading_space: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        v6 = self.version >= 6
+        protocol = int(self.protocol)
+        # NR flags exist only from version 6; before that every one of these steps is replied to.
+        replied = {kind for kind, flag in _NO_REPLY_FLAG.items() if not (v6 and protocol & flag)}
+        replied.add(EndOfMessage)
+        object.__setattr__(self, "replied", frozenset(replied))
+        object.__setattr__(self, "can_skip", v6 and bool(protocol & ProtocolFlags.SKIP))
+        object.__setattr__(
+            self, "leading_space", v6 and bool(protocol & ProtocolFlags.HEADER_LEADING_SPACE)
+        )
+        legal = {
+            (after, kind)
+            for after, kinds in LEGAL_REPLIES.items()
+            for kind in kinds
+            if kind is not AddRecipient and _reply_problem(after, kind, None, self) is None
+        }
+        object.__setattr__(self, "legal", frozenset(legal))
 
     def expects_reply(self, command: Command) -> bool:
         """Whether the MTA waits for a reply to `command`."""
-        return self.expects_reply_to(type(command))
+        return type(command) in self.replied
 
     def expects_reply_to(self, command_type: type[Command]) -> bool:
-        flag = _NO_REPLY_FLAG.get(command_type)
-        if flag is None:
-            return command_type is EndOfMessage
-        # NR flags exist only from version 6; before that every one of these steps is replied to.
-        return self.version < 6 or not self.protocol & flag
-
-    @property
-    def can_skip(self) -> bool:
-        """SMFIP_SKIP negotiated: a Skip reply to a body chunk is allowed."""
-        return self.version >= 6 and bool(self.protocol & ProtocolFlags.SKIP)
-
-    @property
-    def leading_space(self) -> bool:
-        """SMFIP_HDR_LEADSPC negotiated: header values arrive (and go) byte for byte."""
-        return self.version >= 6 and bool(self.protocol & ProtocolFlags.HEADER_LEADING_SPACE)
+        return command_type in self.replied
 
     def sends(self, command_type: type[Command]) -> bool:
         """Whether the MTA will send commands of this type at all."""
@@ -224,21 +242,28 @@ _ACTION_NEEDED: dict[type, ActionFlags] = {
 
 def check_reply(after: type[Command], reply: Reply, negotiated: Negotiated) -> None:
     """Raise LocalProtocolError if `reply` may not be written after a command of type `after`."""
-    kind = type(reply)
+    esmtp_args = reply.esmtp_args if isinstance(reply, AddRecipient) else None
+    problem = _reply_problem(after, type(reply), esmtp_args, negotiated)
+    if problem is not None:
+        raise LocalProtocolError(problem)
+
+
+def _reply_problem(
+    after: type[Command], kind: type[Reply], esmtp_args: bytes | None, negotiated: Negotiated
+) -> str | None:
+    """Why a reply of type `kind` may not follow `after`, or None if it may."""
     legal = LEGAL_REPLIES.get(after)
     if legal is None or kind not in legal:
-        raise LocalProtocolError(f"{kind.__name__} is not a legal reply to {after.__name__}")
-    if after is not Negotiate and not negotiated.expects_reply_to(after):
-        raise LocalProtocolError(f"we promised not to reply to {after.__name__}")
+        return f"{kind.__name__} is not a legal reply to {after.__name__}"
+    if after is not Negotiate and after not in negotiated.replied:
+        return f"we promised not to reply to {after.__name__}"
     if kind is Skip and not negotiated.can_skip:
-        raise LocalProtocolError("Skip was not negotiated")
+        return "Skip was not negotiated"
     needed = _ACTION_NEEDED.get(kind)
     if kind is AddRecipient:
-        assert isinstance(reply, AddRecipient)
         needed = (
-            ActionFlags.ADD_RECIPIENT
-            if reply.esmtp_args is None
-            else ActionFlags.ADD_RECIPIENT_WITH_ARGS
+            ActionFlags.ADD_RECIPIENT if esmtp_args is None else ActionFlags.ADD_RECIPIENT_WITH_ARGS
         )
     if needed is not None and not negotiated.actions & needed:
-        raise LocalProtocolError(f"{kind.__name__} needs the {needed.name} action")
+        return f"{kind.__name__} needs the {needed.name} action"
+    return None

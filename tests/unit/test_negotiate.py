@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from spambridge.errors import LocalProtocolError, RemoteProtocolError
 from spambridge.milter.flags import ActionFlags as A
@@ -14,15 +16,18 @@ from spambridge.milter.messages import (
     AddHeader,
     AddRecipient,
     BodyChunk,
+    ChangeFrom,
     ChangeHeader,
     Connect,
     Continue,
     Data,
+    DeleteRecipient,
     Discard,
     EndOfHeaders,
     EndOfMessage,
     Header,
     Helo,
+    InsertHeader,
     Macro,
     MailFrom,
     Negotiate,
@@ -32,8 +37,10 @@ from spambridge.milter.messages import (
     QuitNewConnection,
     RcptTo,
     Reject,
+    ReplaceBody,
     ReplyCode,
     Skip,
+    TempFail,
     Unknown,
 )
 from spambridge.milter.negotiate import LEGAL_REPLIES, Negotiated, Wanted, check_reply, negotiate
@@ -221,3 +228,76 @@ def test_negotiate_check_reply_final_replies_per_stage() -> None:
     with pytest.raises(LocalProtocolError):
         check_reply(Connect, Discard(), FULL)
     check_reply(Negotiate, Negotiate(6, A(0), P(0)), FULL)
+
+
+_SAMPLE_REPLIES = (
+    Negotiate(6, A(0), P(0)),
+    Continue(),
+    Accept(),
+    Reject(),
+    TempFail(),
+    Discard(),
+    ReplyCode(b"550 5.7.1 no"),
+    Skip(),
+    Progress(),
+    AddHeader(b"a", b"b"),
+    InsertHeader(0, b"a", b"b"),
+    ChangeHeader(1, b"a", b"b"),
+    AddRecipient(b"<a>"),
+    AddRecipient(b"<a>", b"X=1"),
+    DeleteRecipient(b"<a>"),
+    ChangeFrom(b"<a>"),
+    ReplaceBody(b"x"),
+    Quarantine(b"q"),
+)
+
+
+def _passes(after: type, reply: object, neg: Negotiated) -> bool:
+    try:
+        check_reply(after, reply, neg)  # type: ignore[arg-type]
+    except LocalProtocolError:
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    version=st.integers(2, 6),
+    actions=st.integers(0, 0x1FF),
+    protocol=st.integers(0, 0x1FFFFF),
+)
+def test_negotiate_precomputed_answers_agree_with_the_flags(
+    version: int, actions: int, protocol: int
+) -> None:
+    """`replied`, `legal`, `can_skip` and `leading_space` are worked out once per
+    negotiation; they must say what the flag arithmetic and check_reply say."""
+    neg = Negotiated(version, A(actions), P(protocol))
+    v6 = version >= 6
+    for kind, flag in _NO_REPLY_FLAGS.items():
+        assert neg.expects_reply_to(kind) == (not v6 or not protocol & flag)
+    for kind in (EndOfMessage,):
+        assert neg.expects_reply_to(kind)
+    for kind in (Negotiate, Macro, Abort, Quit, QuitNewConnection):
+        assert not neg.expects_reply_to(kind)
+    assert neg.can_skip == (v6 and bool(protocol & P.SKIP))
+    assert neg.leading_space == (v6 and bool(protocol & P.HEADER_LEADING_SPACE))
+    for after in LEGAL_REPLIES:
+        for reply in _SAMPLE_REPLIES:
+            passes = _passes(after, reply, neg)
+            if (after, type(reply)) in neg.legal:
+                assert passes, (after, reply)
+            elif type(reply) is not AddRecipient:
+                assert not passes, (after, reply)
+
+
+_NO_REPLY_FLAGS = {
+    Connect: P.NR_CONNECT,
+    Helo: P.NR_HELO,
+    MailFrom: P.NR_MAIL,
+    RcptTo: P.NR_RCPT,
+    Data: P.NR_DATA,
+    Unknown: P.NR_UNKNOWN,
+    Header: P.NR_HEADER,
+    EndOfHeaders: P.NR_END_OF_HEADERS,
+    BodyChunk: P.NR_BODY,
+}
