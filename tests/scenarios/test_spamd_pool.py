@@ -286,6 +286,23 @@ async def test_spamd_pool_hang_before_reading_past_send_timeout(spamd: FakeSpamd
         await make_pool(spamd, timeouts=timeouts).scan(big)
 
 
+async def test_spamd_pool_large_request_arrives_whole(spamd: FakeSpamd) -> None:
+    # Far more than a socket buffer holds: the request goes out in many partial sends.
+    big = b"Subject: big\r\n\r\n" + bytes(range(256)) * (24 * 1024) + GTUBE + b"\r\n"
+    verdict = await make_pool(spamd).scan(big)
+    assert verdict.is_spam
+    assert spamd.requests[-1].body == big
+
+
+async def test_spamd_pool_early_reply_while_sending_is_read(spamd: FakeSpamd) -> None:
+    # spamd may answer (here: EX_TOOBIG-style refusal) and close before taking the whole
+    # request; the reply is what counts, not the broken pipe.
+    spamd.fault = "reply-early"
+    big = b"Subject: big\r\n\r\n" + b"x" * (16 * 1024 * 1024)
+    with pytest.raises(SpamdBadResponse, match="EX code 74"):
+        await make_pool(spamd).scan(big)
+
+
 async def test_spamd_pool_connect_timeout() -> None:
     # A listener whose accept queue is full: further SYNs are dropped and connect hangs.
     with socket.socket() as listener:

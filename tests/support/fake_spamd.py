@@ -16,6 +16,7 @@ Faults (the `fault` attribute, or per request with the header `User: fault-<mode
   trickle           answer one byte at a time, `trickle_delay` seconds apart
   close             read the request, close without a reply
   hang-before-read  never read the body (per request: stops after the headers)
+  reply-early       answer EX 74 after the headers, half-close, then read the body to EOF
   delay / delay-N   wait `delay` (or N) seconds, then answer normally
 """
 
@@ -224,6 +225,12 @@ class FakeSpamd:
         fault = user[len("fault-") :] if user.startswith("fault-") else (self.fault or "")
         if fault == "hang-before-read":
             return await self._wait_forever()
+        if fault == "reply-early":  # answer before reading the body, then drain it
+            await _send(writer, _error(74, "fault injected: answered before the body"))
+            writer.write_eof()
+            while await reader.read(65536):
+                pass
+            return False
         length = next((v for n, v in headers if n == b"Content-length"), None)
         if length is not None:
             if not length.isdigit():
