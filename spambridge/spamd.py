@@ -495,16 +495,15 @@ class _TimedConnection:
     label: str
     timeouts: SpamdTimeouts
 
-    async def _open(self, loop: asyncio.AbstractEventLoop) -> _Exchange:
-        """Connect; the exchange that comes back is ready to send."""
+    async def _open(self, loop: asyncio.AbstractEventLoop, limit: float) -> _Exchange:
+        """Connect within `limit` seconds (else TimeoutError); the exchange is ready to send."""
         raise NotImplementedError
 
     async def request(self, data: bytes) -> bytes:
         label, timeouts = self.label, self.timeouts
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(timeouts.connect):
-                exchange = await self._open(loop)
+            exchange = await self._open(loop, timeouts.connect)
         except TimeoutError:
             raise _Attempt(
                 SpamdTimeout(f"connect to {label} timed out after {timeouts.connect:g}s", label),
@@ -548,12 +547,12 @@ class _TcpConnection(_TimedConnection, aiospamc.connections.TcpConnectionManager
                 family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
                 self._literal = (family, (str(ip), endpoint.port))
 
-    async def _open(self, loop: asyncio.AbstractEventLoop) -> _Exchange:
+    async def _open(self, loop: asyncio.AbstractEventLoop, limit: float) -> _Exchange:
         if self._literal is None:
             exchange = _Exchange(loop)
-            await loop.create_connection(
-                lambda: exchange, self.host, self.port, ssl=self.ssl_context
-            )
+            ctx = self.ssl_context
+            async with asyncio.timeout(limit):
+                await loop.create_connection(lambda: exchange, self.host, self.port, ssl=ctx)
             return exchange
         family, address = self._literal
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -562,7 +561,7 @@ class _TcpConnection(_TimedConnection, aiospamc.connections.TcpConnectionManager
             try:
                 sock.connect(address)
             except BlockingIOError:
-                await _writable(loop, sock)
+                await _writable(loop, sock, limit)
                 error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 if error:
                     raise OSError(error, f"Connect call failed {address}") from None
@@ -572,19 +571,27 @@ class _TcpConnection(_TimedConnection, aiospamc.connections.TcpConnectionManager
         return _SocketExchange(loop, sock)
 
 
-async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
-    """Wait until a non-blocking connect() has finished (the socket turns writable)."""
+async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket, limit: float) -> None:
+    """Wait until a non-blocking connect() has finished (the socket turns writable), or
+    raise TimeoutError. A plain timer: asyncio.timeout's task cancellation is not needed
+    for a future we own."""
     ready: asyncio.Future[None] = loop.create_future()
 
     def wake() -> None:
         if not ready.done():
             ready.set_result(None)
 
+    def expire() -> None:
+        if not ready.done():
+            ready.set_exception(TimeoutError())
+
     fd = sock.fileno()
     loop.add_writer(fd, wake)
+    timer = loop.call_later(limit, expire)
     try:
         await ready
     finally:
+        timer.cancel()
         loop.remove_writer(fd)
 
 
@@ -594,9 +601,10 @@ class _UnixConnection(_TimedConnection, aiospamc.connections.UnixConnectionManag
         self.label = endpoint.label
         self.timeouts = timeouts
 
-    async def _open(self, loop: asyncio.AbstractEventLoop) -> _Exchange:
+    async def _open(self, loop: asyncio.AbstractEventLoop, limit: float) -> _Exchange:
         exchange = _Exchange(loop)
-        await loop.create_unix_connection(lambda: exchange, self.path)
+        async with asyncio.timeout(limit):
+            await loop.create_unix_connection(lambda: exchange, self.path)
         return exchange
 
 
