@@ -79,6 +79,9 @@ class LoadResult:
     elapsed: float = 0.0
     latencies: list[float] = field(default_factory=list)
     finals: dict[str, int] = field(default_factory=dict)
+    # Open loop only: the longest the generator's own event loop ran late. A latency
+    # outlier of about this size is the machine (or the generator) stalling, not the milter.
+    max_stall: float | None = None
 
     @property
     def rate(self) -> float:
@@ -97,6 +100,11 @@ class LoadResult:
             "p90_ms": round(self.percentile(90) * 1000, 3),
             "p99_ms": round(self.percentile(99) * 1000, 3),
             "finals": dict(self.finals),
+            **(
+                {"loadgen_stall_ms": round(self.max_stall * 1000, 3)}
+                if self.max_stall is not None
+                else {}
+            ),
         }
 
 
@@ -204,9 +212,27 @@ async def run_load(
                     await client.close()
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    watcher = asyncio.create_task(_watch_stalls(result)) if rate else None
+    try:
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    finally:
+        if watcher is not None:
+            watcher.cancel()
     result.elapsed = time.perf_counter() - started
     return result
+
+
+STALL_TICK = 0.005  # seconds between the stall watcher's wake-ups (200 a second: cheap)
+
+
+async def _watch_stalls(result: LoadResult) -> None:
+    """Record how late this event loop wakes a sleeper: its own stalls and the machine's."""
+    loop = asyncio.get_running_loop()
+    result.max_stall = 0.0
+    while True:
+        due = loop.time() + STALL_TICK
+        await asyncio.sleep(STALL_TICK)
+        result.max_stall = max(result.max_stall, loop.time() - due)
 
 
 @contextlib.asynccontextmanager

@@ -63,8 +63,17 @@ def summarise(records: Sequence[Record]) -> list[Record]:
         for name in _MEDIAN_FIELDS:
             row[name] = _median([r.get(name) for r in runs])
         row["peak_rss_kb"] = max((r.get("hwm_kb") or 0) for r in runs) or None
+        if phase == "openloop":  # a p99 outlier next to a stall of its size is the machine
+            row["p99_ms_passes"] = [r["p99_ms"] for r in runs]
+            row["loadgen_stall_ms_passes"] = [r.get("loadgen_stall_ms") for r in runs]
         rows.append(row)
     return rows
+
+
+def _per_pass(values: Sequence[float | None] | None) -> str:
+    if not values or all(v is None for v in values):
+        return "–"
+    return " / ".join("–" if v is None else f"{v:.1f}" for v in values)
 
 
 def _find(summary: Sequence[Record], phase: str, scenario: str, subject: str) -> Record | None:
@@ -295,7 +304,9 @@ def markdown(
             "## Open loop: added latency at c=50 under a fixed rate, instant fake spamd",
             "",
             "The same rate for every subject: half the slowest subject's closed-loop rate at c=50. "
-            "Latency runs from end of message to the final reply.",
+            "Latency runs from end of message to the final reply. Per pass: each pass's p99, and "
+            "the longest the load generator's own event loop woke late in that pass (a machine "
+            "or generator stall delays every message in flight by about that much).",
             "",
         ]
         rows = [
@@ -306,13 +317,26 @@ def markdown(
                 r["p50_ms"],
                 r["p90_ms"],
                 r["p99_ms"],
+                _per_pass(r.get("p99_ms_passes")),
+                _per_pass(r.get("loadgen_stall_ms_passes")),
                 r["cpu_s_per_1000"],
                 r["errors"],
             ]
             for r in opened
         ]
         lines += _table(
-            ["scenario", "subject", "msg/s", "p50 ms", "p90 ms", "p99 ms", "CPU s/1000", "errors"],
+            [
+                "scenario",
+                "subject",
+                "msg/s",
+                "p50 ms",
+                "p90 ms",
+                "p99 ms",
+                "p99 ms per pass",
+                "loadgen stall ms per pass",
+                "CPU s/1000",
+                "errors",
+            ],
             rows,
         )
         lines.append("")
@@ -404,7 +428,8 @@ def markdown(
 
 
 def plot(summary: Sequence[Record], path: Path) -> bool:
-    """Bar charts of CPU per message (isolated) and chain throughput; False without matplotlib."""
+    """Bar charts of CPU per message (isolated) and chain throughput; False without
+    matplotlib or without both phases."""
     try:
         import matplotlib
 
@@ -414,6 +439,8 @@ def plot(summary: Sequence[Record], path: Path) -> bool:
         return False
     iso = [r for r in summary if r["phase"] == "isolated"]
     chain = [r for r in summary if r["phase"] == "chain"]
+    if not iso or not chain:
+        return False  # a partial run (--phases) has nothing to draw in one of the panels
     fig, axes = plt.subplots(1, 2, figsize=(14, 5))
     scenarios = sorted({r["scenario"] for r in iso})
     subjects = sorted({r["subject"] for r in iso})
