@@ -116,20 +116,23 @@ class Services:
     metrics: Metrics
     access: AccessMap = dataclasses.field(default_factory=AccessMap.empty)
     wanted: Wanted = dataclasses.field(init=False)  # computed once, not per connection
-    # Answers by (version, actions, protocol) offered: an MTA offers the same every time,
-    # and working the answer out costs more than the rest of a connection's set-up.
-    _answers: dict[tuple[int, int, int], tuple[Negotiate, Negotiated]] = dataclasses.field(
+    # Answers by (version, actions, protocol) offered, the reply already encoded: an MTA
+    # offers the same every time, and working the answer out costs more than the rest of a
+    # connection's set-up.
+    _answers: dict[tuple[int, int, int], tuple[bytes, Negotiated]] = dataclasses.field(
         init=False, default_factory=dict
     )
 
     def __post_init__(self) -> None:
         self.wanted = wanted(self.config)
 
-    def negotiate(self, offer: Negotiate) -> tuple[Negotiate, Negotiated]:
+    def negotiate(self, offer: Negotiate) -> tuple[bytes, Negotiated]:
+        """The encoded reply to `offer` and the options then in force."""
         key = (offer.version, int(offer.actions), int(offer.protocol))
         answer = self._answers.get(key)
         if answer is None:
-            answer = negotiate(offer, self.wanted)
+            reply, negotiated = negotiate(offer, self.wanted)
+            answer = (encode(reply), negotiated)
             if len(self._answers) >= 16:  # a fuzzing MTA must not grow it without bound
                 self._answers.clear()
             self._answers[key] = answer
@@ -406,7 +409,8 @@ class Session(asyncio.Protocol):
         self._replied = negotiated.replied
         self._legal = negotiated.legal
         self.leading_space = negotiated.leading_space
-        self._send(reply)
+        assert self.transport is not None
+        self.transport.write(reply)
 
     def _on_macro(self, command: Macro) -> None:
         self.macros.define(command.stage, command.macros)

@@ -608,12 +608,21 @@ class _UnixConnection(_TimedConnection, aiospamc.connections.UnixConnectionManag
         return exchange
 
 
+class _ResponseParser(aiospamc.incremental_parser.ResponseParser):  # type: ignore[misc]
+    """aiospamc's parser without its loguru binds: it binds a new logger to every status
+    line and header block it parses (a fresh Logger object each time), only to log at debug
+    level, which this daemon drops."""
+
+    def _bind(self, **kwargs: Any) -> Any:
+        return self._logger
+
+
 async def _request(conn: _TimedConnection, request: Any) -> Any:
     """aiospamc's Client.request (serialize, send, parse, raise on EX codes) minus its loguru
     binds, which cost more per scan than parsing the reply."""
     raw = await conn.request(bytes(request))
     try:
-        parsed = aiospamc.incremental_parser.ResponseParser().parse(raw)
+        parsed = _ResponseParser().parse(raw)
     except aiospamc.incremental_parser.ParseError as error:
         raise aiospamc.exceptions.BadResponse(raw) from error
     response = aiospamc.responses.Response(**parsed)
