@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import shutil
@@ -185,6 +186,26 @@ async def test_spamd_pool_refusing_fake_is_unavailable() -> None:
     async with FakeSpamd(fault="refuse") as server:
         with pytest.raises(SpamdUnavailable, match="connect"):
             await make_pool(server).scan(HAM)
+
+
+async def test_spamd_pool_no_socket_to_be_had_is_unavailable(
+    spamd: FakeSpamd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Out of descriptors: as a failed connect (the next host is tried), never a crash.
+    def no_socket(*args: object, **kwargs: object) -> socket.socket:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    pool = make_pool(spamd)
+    monkeypatch.setattr("spambridge.spamd.socket.socket", no_socket)
+    with pytest.raises(SpamdUnavailable, match=r"connect to .* failed: .*Too many open files"):
+        await pool.scan(HAM)
+    monkeypatch.undo()
+    assert (await pool.scan(HAM)).host == spamd.address
+
+
+async def test_spamd_pool_refused_message_names_the_connect(dead: SpamdEndpoint) -> None:
+    with pytest.raises(SpamdUnavailable, match=r"connect to .* failed: ConnectionRefusedError"):
+        await make_pool(dead).scan(HAM)
 
 
 async def test_spamd_pool_reset_mid_reply_is_unavailable(spamd: FakeSpamd) -> None:
