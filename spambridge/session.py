@@ -144,8 +144,8 @@ class Session(asyncio.Protocol):
 
     The session is the transport's protocol: every command but end of message is handled
     right in data_received, in the session's own context, with no task switch per read.
-    End of message (the one step that awaits spamd) is passed to the session's task, which
-    pauses reading until the verdict is written.
+    End of message (the one step that awaits spamd) is passed to the session's task; what
+    arrives before its verdict is written is held and handled after it.
     """
 
     def __init__(
@@ -187,9 +187,11 @@ class Session(asyncio.Protocol):
         # (EOF, close) or an exception to end with.
         self._events: collections.deque[EndOfMessage | BaseException | None] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
-        self._busy = False  # an end of message is with the task; reading is paused
+        self._busy = False  # an end of message is with the task
         self._held: list[Command] = []  # commands decoded after that end of message
-        self._unread: list[bytes] = []  # bytes that arrived while busy
+        self._unread: list[bytes] = []  # bytes that arrived while busy, fed after it
+        self._unread_size = 0
+        self._read_paused = False
         self._stopped = False  # the task has been told to finish: ignore further input
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -222,14 +224,30 @@ class Session(asyncio.Protocol):
         # An MTA that sends without reading our replies must not grow our buffer: stop
         # reading until it has taken what we wrote.
         self._write_paused = True
-        if self.transport is not None and not self._busy:
-            self.transport.pause_reading()
+        self._update_reading()
 
     def resume_writing(self) -> None:
         self._write_paused = False
         self._wake_drain(None)
-        if self.transport is not None and not self._busy and not self._stopped:
-            self.transport.resume_reading()
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        """Read unless our replies back up or too much arrived while busy.
+
+        Reading goes on during a scan: an MTA sends nothing then but its next command
+        after our reply, and pausing and resuming costs two system calls per message.
+        What a broken or hostile peer sends meanwhile is held, up to a limit.
+        """
+        transport = self.transport
+        if transport is None or self._stopped:
+            return
+        pause = self._write_paused or self._unread_size > _UNREAD_LIMIT
+        if pause != self._read_paused:
+            self._read_paused = pause
+            if pause:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
 
     # ------------------------------------------------------------ input, in context
 
@@ -237,7 +255,10 @@ class Session(asyncio.Protocol):
         if self._stopped:
             return
         if self._busy:
-            self._unread.append(data)  # read before the pause took effect; kept in order
+            self._unread.append(data)  # kept in order, fed once the verdict is out
+            self._unread_size += len(data)
+            if self._unread_size > _UNREAD_LIMIT:
+                self._update_reading()
             return
         try:
             self._feed(data)
@@ -261,8 +282,6 @@ class Session(asyncio.Protocol):
             self.last = kind
             if kind is EndOfMessage:
                 self._busy = True
-                assert self.transport is not None
-                self.transport.pause_reading()
                 self._held = commands[index + 1 :]
                 self._post(command)  # type: ignore[arg-type]
                 return
@@ -347,12 +366,12 @@ class Session(asyncio.Protocol):
         try:
             self._run(held)
             while self._unread and not self._busy and not self._stopped:
-                self._feed(self._unread.pop(0))
+                data = self._unread.pop(0)
+                self._unread_size -= len(data)
+                self._feed(data)
         except Exception as exc:
             self._finish(exc)
-        if not self._busy and not self._stopped and not self._write_paused:
-            assert self.transport is not None
-            self.transport.resume_reading()
+        self._update_reading()
 
     def _check_idle(self) -> None:
         """The idle timer: one per connection, re-armed when it fires early, instead of a
@@ -628,6 +647,10 @@ class Session(asyncio.Protocol):
         self._send(Progress())  # 13 bytes; a stuck MTA is caught by the next drain
         self._progress_timer = self._loop.call_later(self._progress_every, self._progress)
 
+
+# What a peer may send while its end of message is being scanned before we stop reading:
+# a well-behaved MTA sends nothing then (it waits for the verdict).
+_UNREAD_LIMIT = 64 * 1024
 
 # One dict lookup per command instead of a chain of isinstance checks (about 20 commands
 # per message). End of message, the one async step, goes to the task (Session._serve).

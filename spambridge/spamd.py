@@ -427,6 +427,10 @@ class _SocketExchange(_Exchange):
     def connect(self, address: tuple[str, int]) -> None:
         """Start connecting; the request follows as soon as the connection stands."""
         assert self.sock is not None
+        # The reader first and for the whole exchange: the writer then only modifies the
+        # registration (a refused connect wakes the reader, whose recv reports it).
+        self._reading = True
+        self.loop.add_reader(self.fd, self._on_readable)
         try:
             self.sock.connect(address)
         except (BlockingIOError, InterruptedError):
@@ -452,8 +456,6 @@ class _SocketExchange(_Exchange):
         assert self.sock is not None
         self.connecting = False
         self.sending = True
-        self._reading = True  # from the start, as a transport would: spamd may answer early
-        self.loop.add_reader(self.fd, self._on_readable)
         self._on_writable()
 
     def _on_writable(self) -> None:

@@ -23,12 +23,15 @@ from spambridge import headers
 from spambridge.errors import RemoteProtocolError
 from spambridge.milter.codec import CommandDecoder, encode
 from spambridge.milter.messages import (
+    FINAL_REPLIES,
     AddHeader,
     BodyChunk,
     ChangeHeader,
     Continue,
+    EndOfMessage,
     InsertHeader,
     Reply,
+    Unknown,
 )
 from spambridge.spamd import sanitize_user
 from tests.support.controller import Running, running_milter
@@ -367,5 +370,40 @@ async def test_security_mta_that_never_reads_cannot_grow_our_write_buffer(
                 await asyncio.sleep(1)
             assert session.transport.get_write_buffer_size() < 512 * 1024
             assert session.txn.body_seen < 1_000_000
+        finally:
+            await client.close()
+
+
+async def test_security_mta_flooding_during_a_scan_is_held_to_a_limit(
+    hostile_spamd: FakeSpamd,
+) -> None:
+    """Reading goes on while spamd scans; an MTA that sends megabytes after its end of
+    message must find us holding at most about 64 KB of it, then no longer reading. The
+    flood is handled after the verdict, in order."""
+    hostile_spamd.fault, hostile_spamd.delay = "delay", 1.0  # the flood arrives meanwhile
+    async with running_milter([f"spamd-socket={hostile_spamd.address}"]) as milter:
+        client = await MilterClient.open(milter.address, read_timeout=10)
+        try:
+            await client.negotiate()
+            await client.connect(b"c.example.net", address=b"192.0.2.9", port=4000)
+            await client.mail(b"<s@example.net>")
+            await client.rcpt(b"<r@example.org>")
+            await client.end_of_headers()
+            await client.body(b"hello\r\n")
+            client.send(EndOfMessage())
+            (session,) = milter.server.sessions.values()
+            flood = encode(Unknown(b"x" * 60_000)) * 80  # about 4.8 MB of packets
+            client.send_raw(flood)
+            async with asyncio.timeout(5):
+                while not session.in_scan:  # noqa: ASYNC110 (polls server state)
+                    await asyncio.sleep(0.01)
+            await asyncio.sleep(0.5)  # well inside the scan: the flood has been offered
+            assert session.in_scan
+            assert session._read_paused
+            assert 0 < session._unread_size <= 64 * 1024 + 256 * 1024  # limit + one read
+            final = await client.receive()
+            while not isinstance(final, FINAL_REPLIES):
+                final = await client.receive()
+            assert isinstance(final, Continue)
         finally:
             await client.close()
