@@ -395,6 +395,14 @@ class _Exchange(asyncio.Protocol):
         self.done.set_exception(_Attempt(error, connecting=self.connecting))
         self.abort()
 
+    def connected(self) -> None:
+        """The connection stands: the send timeout runs from now, not from the start."""
+        self.connecting = False
+        if self._watched is not None:
+            connect_by, _, timeouts, label = self._watched
+            self.last = self.loop.time()
+            self._watched = (connect_by, self.last + timeouts.send, timeouts, label)
+
     def unwatch(self) -> None:
         if self.timer is not None:
             self.timer.cancel()  # also drops its reference to _check, and so to self
@@ -454,7 +462,7 @@ class _SocketExchange(_Exchange):
 
     def _connected(self) -> None:
         assert self.sock is not None
-        self.connecting = False
+        self.connected()
         self.sending = True
         self._on_writable()
 

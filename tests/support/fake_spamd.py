@@ -115,6 +115,9 @@ class FakeSpamd:
     report_override: bytes | None = None
     tls: ssl.SSLContext | None = None  # server-side context: serve SPAMC over TLS
     requests: list[RecordedRequest] = field(default_factory=list)
+    # Off for the long-running benchmark backend: kept requests would pile up (hundreds of
+    # MB over a run) and every full garbage collection would walk them, stalling all scans.
+    record: bool = True
     connections: int = 0
     active: int = 0
     max_active: int = 0
@@ -241,7 +244,10 @@ class FakeSpamd:
             body = b""
         else:
             body = await reader.read()
-        self.requests.append(RecordedRequest(method, version.removeprefix("SPAMC/"), headers, body))
+        if self.record:
+            self.requests.append(
+                RecordedRequest(method, version.removeprefix("SPAMC/"), headers, body)
+            )
         return await self._answer(writer, method, body, fault)
 
     async def _answer(
@@ -403,7 +409,9 @@ def rewrite_message(message: bytes, scan: _Scan, *, headers_only: bool) -> bytes
 
 
 async def _main(args: argparse.Namespace) -> None:
-    spamd = FakeSpamd(host=args.host, port=args.port, unix_path=args.unix, fault=args.fault)
+    spamd = FakeSpamd(
+        host=args.host, port=args.port, unix_path=args.unix, fault=args.fault, record=False
+    )
     spamd.delay = args.delay
     await spamd.start()
     print(spamd.address, flush=True)
