@@ -73,7 +73,14 @@ OPTIONS: tuple[Option, ...] = (
         "closed (libmilter's default).",
         group="milter",
     ),
-    _o("milter-queue", "int", "20", "Listen backlog of the milter socket.", group="milter"),
+    _o(
+        "milter-queue",
+        "int",
+        "1024",
+        "Listen backlog of the milter socket: connects the kernel holds until accepted "
+        "(milter-spamc: 20; capped by net.core.somaxconn).",
+        group="milter",
+    ),
     _o(
         "max-connections",
         "int",
