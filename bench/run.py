@@ -55,10 +55,18 @@ class Plan:
     chain_concurrency: int = 8
 
     open_total: int = 600
+    iso_min_seconds: float = 5.0  # isolated: each subject's run lasts at least this long
 
 
 FULL = Plan(passes=3, iso_total_c1=300, iso_total_c50=2000, chain_total=100)
-QUICK = Plan(passes=1, iso_total_c1=60, iso_total_c50=400, chain_total=40, open_total=150)
+QUICK = Plan(
+    passes=1,
+    iso_total_c1=60,
+    iso_total_c50=400,
+    chain_total=40,
+    open_total=150,
+    iso_min_seconds=0.0,
+)
 OPEN_SHARE = 0.5  # open-loop rate: this share of the slowest subject's closed-loop c=50 rate
 OPEN_FALLBACK_RATE = 60.0  # msgs/s when the isolated phase did not run
 
@@ -144,15 +152,12 @@ def isolated_phase(
                 for name in _rotated(names, pass_no + step):
                     subject = running[name]
                     before = tree_cpu_seconds(subject.pid)
-                    load = asyncio.run(
-                        run_load(
-                            subject.address,
-                            total=total,
-                            concurrency=conc,
-                            per_connection=per_conn,
-                            size=MESSAGE_SIZE,
-                            spam_ratio=0.1,
-                        )
+                    load = _load_for(
+                        plan.iso_min_seconds,
+                        subject.address,
+                        total=total,
+                        concurrency=conc,
+                        per_connection=per_conn,
                     )
                     record = _measure(subject.pid, load, before)
                     record.update(
@@ -170,6 +175,43 @@ def isolated_phase(
                         f"cpu {record['cpu_s_per_1000']} s/1000"
                     )
     return records
+
+
+def _load_for(
+    min_seconds: float,
+    address: tuple[str, int],
+    *,
+    total: int,
+    concurrency: int,
+    per_connection: int,
+) -> LoadResult:
+    """`total` messages, repeated until at least `min_seconds` have passed.
+
+    A fast subject would otherwise be measured over a fraction of a second (spambridge does
+    300 messages at c=1 in under one), where one stall of this shared machine skews its CPU
+    per message; the C filters' Nagle-bound runs take 15 s. Every subject gets a long enough
+    sample.
+    """
+    merged = LoadResult()
+    while True:
+        part = asyncio.run(
+            run_load(
+                address,
+                total=total,
+                concurrency=concurrency,
+                per_connection=per_connection,
+                size=MESSAGE_SIZE,
+                spam_ratio=0.1,
+            )
+        )
+        merged.messages += part.messages
+        merged.errors += part.errors
+        merged.elapsed += part.elapsed
+        merged.latencies += part.latencies
+        for final, count in part.finals.items():
+            merged.finals[final] = merged.finals.get(final, 0) + count
+        if merged.elapsed >= min_seconds or part.messages == 0:  # (nothing gets through)
+            return merged
 
 
 def open_rate(records: Sequence[Record]) -> float:
