@@ -295,6 +295,18 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+def _failed(phase: str, label: str, exc: BaseException) -> _Attempt:
+    """A connect, send or read to `label` that failed with `exc`."""
+    error = SpamdUnavailable(f"{phase} to {label} failed: {_describe(exc)}", label)
+    return _Attempt(error, connecting=phase == "connect")
+
+
+def _timed_out(phase: str, label: str, limit: float) -> _Attempt:
+    """A connect, send or read to `label` that took longer than `limit` seconds."""
+    error = SpamdTimeout(f"{phase} to {label} timed out after {limit:g}s", label)
+    return _Attempt(error, connecting=phase == "connect")
+
+
 class _Exchange(asyncio.Protocol):
     """One SPAMC request/response on a fresh connection (SPAMC has no keep-alive), over an
     asyncio transport: TLS, Unix sockets and hosts given by name.
@@ -391,8 +403,7 @@ class _Exchange(asyncio.Protocol):
         if self.loop.time() < due:
             self.timer = self.loop.call_at(due, self._check)
             return
-        error = SpamdTimeout(f"{phase} to {label} timed out after {limit:g}s", label)
-        self.done.set_exception(_Attempt(error, connecting=self.connecting))
+        self.done.set_exception(_timed_out(phase, label, limit))
         self.abort()
 
     def connected(self) -> None:
@@ -555,15 +566,9 @@ class _TimedConnection:
             async with asyncio.timeout(timeouts.connect):
                 await connect(lambda: exchange)
         except TimeoutError:
-            raise _Attempt(
-                SpamdTimeout(f"connect to {label} timed out after {timeouts.connect:g}s", label),
-                connecting=True,
-            ) from None
+            raise _timed_out("connect", label, timeouts.connect) from None
         except OSError as exc:
-            raise _Attempt(
-                SpamdUnavailable(f"connect to {label} failed: {_describe(exc)}", label),
-                connecting=True,
-            ) from None
+            raise _failed("connect", label, exc) from None
         exchange.watch(loop.time(), timeouts, label)
         try:
             exchange.send(data)
@@ -579,14 +584,8 @@ class _TimedConnection:
         try:
             return await exchange.done
         except OSError as exc:
-            if exchange.connecting:
-                error = SpamdUnavailable(f"connect to {label} failed: {_describe(exc)}", label)
-                raise _Attempt(error, connecting=True) from None
-            phase = "send" if exchange.sending else "read"
-            raise _Attempt(
-                SpamdUnavailable(f"{phase} to {label} failed: {_describe(exc)}", label),
-                connecting=False,
-            ) from None
+            phase = "connect" if exchange.connecting else "send" if exchange.sending else "read"
+            raise _failed(phase, label, exc) from None
         except BaseException:
             exchange.abort()
             raise
@@ -623,10 +622,7 @@ class _TcpConnection(_TimedConnection, aiospamc.connections.TcpConnectionManager
         try:
             exchange = _SocketExchange(loop, family, data)
         except OSError as exc:  # no socket to be had (EMFILE, ENOBUFS): as a failed connect
-            error = SpamdUnavailable(
-                f"connect to {self.label} failed: {_describe(exc)}", self.label
-            )
-            raise _Attempt(error, connecting=True) from None
+            raise _failed("connect", self.label, exc) from None
         exchange.watch(loop.time(), self.timeouts, self.label)
         exchange.connect(address)
         return exchange

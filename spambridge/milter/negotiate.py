@@ -144,9 +144,6 @@ class Negotiated:
         """Whether the MTA waits for a reply to `command`."""
         return type(command) in self.replied
 
-    def expects_reply_to(self, command_type: type[Command]) -> bool:
-        return command_type in self.replied
-
     def sends(self, command_type: type[Command]) -> bool:
         """Whether the MTA will send commands of this type at all."""
         flag = _NOT_SENT_FLAG.get(command_type)
