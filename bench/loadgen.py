@@ -84,6 +84,17 @@ class LoadResult:
     # outlier of about this size is the machine (or the generator) stalling, not the milter.
     max_stall: float | None = None
 
+    def add(self, other: LoadResult) -> None:
+        """Fold in a later run against the same subject (one longer measurement)."""
+        self.messages += other.messages
+        self.errors += other.errors
+        self.elapsed += other.elapsed
+        self.latencies += other.latencies
+        for final, count in other.finals.items():
+            self.finals[final] = self.finals.get(final, 0) + count
+        if other.max_stall is not None:
+            self.max_stall = max(self.max_stall or 0.0, other.max_stall)
+
     @property
     def rate(self) -> float:
         return self.messages / self.elapsed if self.elapsed else 0.0

@@ -70,6 +70,22 @@ def summarise(records: Sequence[Record]) -> list[Record]:
     return rows
 
 
+def _load_cells(row: Record) -> list[object]:
+    """The first six cells of every load table: who, and how fast."""
+    return [
+        row["scenario"],
+        row["subject"],
+        row["msgs_per_s"],
+        row["p50_ms"],
+        row["p90_ms"],
+        row["p99_ms"],
+    ]
+
+
+def _load_head(scenario: str = "scenario", subject: str = "subject") -> list[str]:
+    return [scenario, subject, "msg/s", "p50 ms", "p90 ms", "p99 ms"]
+
+
 def _per_pass(values: Sequence[float | None] | None) -> str:
     if not values or all(v is None for v in values):
         return "–"
@@ -250,12 +266,7 @@ def markdown(
             cpu = row["cpu_s_per_1000"]
             rows.append(
                 [
-                    row["scenario"],
-                    row["subject"],
-                    row["msgs_per_s"],
-                    row["p50_ms"],
-                    row["p90_ms"],
-                    row["p99_ms"],
+                    *_load_cells(row),
                     cpu,
                     _ratio(cpu, peer["cpu_s_per_1000"]) if peer else None,
                     _ratio(cpu, null["cpu_s_per_1000"]) if null else None,
@@ -266,12 +277,7 @@ def markdown(
             )
         lines += _table(
             [
-                "scenario",
-                "subject",
-                "msg/s",
-                "p50 ms",
-                "p90 ms",
-                "p99 ms",
+                *_load_head(),
                 "CPU s/1000 msgs",
                 "CPU vs spamass-milter",
                 "CPU vs null filter",
@@ -311,12 +317,7 @@ def markdown(
         ]
         rows = [
             [
-                r["scenario"],
-                r["subject"],
-                r["msgs_per_s"],
-                r["p50_ms"],
-                r["p90_ms"],
-                r["p99_ms"],
+                *_load_cells(r),
                 _per_pass(r.get("p99_ms_passes")),
                 _per_pass(r.get("loadgen_stall_ms_passes")),
                 r["cpu_s_per_1000"],
@@ -326,12 +327,7 @@ def markdown(
         ]
         lines += _table(
             [
-                "scenario",
-                "subject",
-                "msg/s",
-                "p50 ms",
-                "p90 ms",
-                "p99 ms",
+                *_load_head(),
                 "p99 ms per pass",
                 "loadgen stall ms per pass",
                 "CPU s/1000",
@@ -349,12 +345,7 @@ def markdown(
         peer_rate = by_name.get(f"sendmail + {PEER}", {}).get("msgs_per_s")
         rows = [
             [
-                r["scenario"],
-                r["subject"],
-                r["msgs_per_s"],
-                r["p50_ms"],
-                r["p90_ms"],
-                r["p99_ms"],
+                *_load_cells(r),
                 r["cpu_s_per_1000"],
                 _ratio(r["msgs_per_s"], null_rate),
                 _ratio(r["msgs_per_s"], scan_rate),
@@ -365,12 +356,7 @@ def markdown(
         ]
         lines += _table(
             [
-                "concurrency",
-                "path",
-                "msg/s",
-                "p50 ms",
-                "p90 ms",
-                "p99 ms",
+                *_load_head("concurrency", "path"),
                 "milter CPU s/1000 msgs",
                 "msg/s vs null-filter chain",
                 "msg/s vs nullscan chain",

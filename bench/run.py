@@ -204,12 +204,7 @@ def _load_for(
                 spam_ratio=0.1,
             )
         )
-        merged.messages += part.messages
-        merged.errors += part.errors
-        merged.elapsed += part.elapsed
-        merged.latencies += part.latencies
-        for final, count in part.finals.items():
-            merged.finals[final] = merged.finals.get(final, 0) + count
+        merged.add(part)
         if merged.elapsed >= min_seconds or part.messages == 0:  # (nothing gets through)
             return merged
 

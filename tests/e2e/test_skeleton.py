@@ -59,7 +59,12 @@ def front(request: pytest.FixtureRequest) -> Front:
         sendmail: SendmailFactory = request.getfixturevalue("start_sendmail")
         return Front(lambda bridge: sendmail(bridge.sendmail_socket), lambda m: m)
     postfix: PostfixFactory = request.getfixturevalue("start_postfix")
-    return Front(lambda bridge: postfix(bridge.postfix_socket), lambda m: m.replace(b"\r\n", b"\n"))
+    return Front(lambda bridge: postfix(bridge.postfix_socket), _lf)
+
+
+def _lf(message: bytes) -> bytes:
+    """A sent message as Postfix's pipe transport delivers it: LF line ends."""
+    return message.replace(b"\r\n", b"\n")
 
 
 # ------------------------------------------------------------------ both MTAs
@@ -199,10 +204,6 @@ def test_sendmail_both_cli_syntaxes_serve(
 
 
 # ------------------------------------------------------------------ Postfix
-
-
-def _lf(message: bytes) -> bytes:
-    return message.replace(b"\r\n", b"\n")
 
 
 def test_postfix_failopen_snippet_delivers_when_spambridge_is_down(

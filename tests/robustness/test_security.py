@@ -113,6 +113,14 @@ async def spam_conversation(
         await client.close()
 
 
+async def open_transaction(client: MilterClient) -> None:
+    """Negotiate and go as far as one recipient of a message."""
+    await client.negotiate()
+    await client.connect(b"c.example.net", address=b"192.0.2.9", port=4000)
+    await client.mail(b"<s@example.net>")
+    await client.rcpt(b"<r@example.org>")
+
+
 # ------------------------------------------------------------------ header injection
 
 
@@ -313,10 +321,7 @@ async def test_security_huge_body_buffered_only_up_to_spamd_max_size(
         assert 0 < limit <= limit_kb * 1024
         client = await MilterClient.open(milter.address, read_timeout=10)
         try:
-            await client.negotiate()
-            await client.connect(b"c.example.net", address=b"192.0.2.9", port=4000)
-            await client.mail(b"<s@example.net>")
-            await client.rcpt(b"<r@example.org>")
+            await open_transaction(client)
             await client.header(b"Subject", b" big")
             await client.end_of_headers()
             chunk = b"y" * 65535
@@ -352,10 +357,7 @@ async def test_security_mta_that_never_reads_cannot_grow_our_write_buffer(
         try:
             sock = client._writer.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # replies back up fast
-            await client.negotiate()
-            await client.connect(b"c.example.net", address=b"192.0.2.9", port=4000)
-            await client.mail(b"<s@example.net>")
-            await client.rcpt(b"<r@example.org>")
+            await open_transaction(client)
             await client.end_of_headers()
             chunk = encode(BodyChunk(b"x"))
             client.send_raw(chunk * 1_000_000)  # 6 MB of packets, 1 M replies due
@@ -384,10 +386,7 @@ async def test_security_mta_flooding_during_a_scan_is_held_to_a_limit(
     async with running_milter([f"spamd-socket={hostile_spamd.address}"]) as milter:
         client = await MilterClient.open(milter.address, read_timeout=10)
         try:
-            await client.negotiate()
-            await client.connect(b"c.example.net", address=b"192.0.2.9", port=4000)
-            await client.mail(b"<s@example.net>")
-            await client.rcpt(b"<r@example.org>")
+            await open_transaction(client)
             await client.end_of_headers()
             await client.body(b"hello\r\n")
             client.send(EndOfMessage())
