@@ -21,6 +21,7 @@ from spambridge.spamd import (
     SpamdEndpoint,
     SpamdPool,
     SpamdTimeouts,
+    _Exchange,
     parse_spamd_socket,
 )
 from tests.support.fake_spamd import EX_NAMES, GTUBE, FakeSpamd
@@ -322,6 +323,21 @@ async def test_spamd_pool_early_reply_while_sending_is_read(spamd: FakeSpamd) ->
     big = b"Subject: big\r\n\r\n" + b"x" * (16 * 1024 * 1024)
     with pytest.raises(SpamdBadResponse, match="EX code 74"):
         await make_pool(spamd).scan(big)
+
+
+async def test_spamd_pool_send_timeout_runs_from_the_connection() -> None:
+    # The exchange is watched from before its connect; a slow connect must not eat into the
+    # send timeout (Sendmail's T=S counts from the connection, and so do we).
+    loop = asyncio.get_running_loop()
+    exchange = _Exchange(loop)
+    exchange.connecting = True
+    timeouts = SpamdTimeouts(connect=5, send=1, read=5, end=10)
+    exchange.watch(loop.time() - 3, timeouts, "spamd")  # the connect took 3 s
+    exchange.connected()
+    exchange.sending = True
+    exchange._check()  # 3 s after the start, well inside 1 s of the connection
+    assert not exchange.done.done()
+    exchange.unwatch()
 
 
 async def test_spamd_pool_connect_timeout() -> None:
