@@ -4,6 +4,7 @@ SysV-style `+daemon` mode."""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -88,6 +89,8 @@ def test_operations_scaling_out_two_mtas_two_instances_spamd_pool(
             for raw in delivered:
                 (status,) = header_values(raw, b"X-Spam-Status")
                 assert STATUS_NO.fullmatch(status), status
+        for bridge in bridges:  # verdict lines follow the replies: wait for all three
+            wait_until(functools.partial(_verdicts_logged, bridge, 3), 10, "three verdict lines")
         logs = "".join(b.log_text() for b in bridges)
         assert f"spamd={second.address}" in logs and f"spamd={spamd.address}" in logs, logs
         assert f"spamd {second.address} failed" in logs, describe_logs(*bridges)
@@ -132,3 +135,7 @@ def test_operations_sysv_daemon_mode_with_pid_file(spamd: Spamd, workdir: Path) 
     wait_until(lambda: not pid_file.exists(), 20, "pid file removed on exit")
     time.sleep(0.2)
     assert not port_accepts(port)
+
+
+def _verdicts_logged(bridge: realstack.Spambridge, count: int) -> bool:
+    return bridge.log_text().count("verdict=") >= count

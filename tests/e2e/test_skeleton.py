@@ -81,7 +81,7 @@ def test_gtube_rejected_at_end_of_data_with_extra_reject_zero(
     assert code == 550, describe_logs(bridge, mta)
     assert REJECT_TEXT.match(text), text
     assert mta.delivered() == []
-    assert "action=reject" in bridge.log_text()
+    assert "action=reject" in bridge.wait_log("verdict=")
 
 
 def test_ham_delivered_with_status_no(
@@ -103,7 +103,7 @@ def test_ham_delivered_with_status_no(
     names = Counter(field_name(f) for f in added)
     assert names[b"received"] == names[b"x-spam-status"] == names[b"x-scanned-by"] == 1, added
     assert field_name(split_message(delivered)[0][0]) == b"received"
-    assert "verdict=ham" in bridge.log_text()
+    assert "verdict=ham" in bridge.wait_log("verdict=")
 
 
 def test_gtube_delivered_with_spam_flag_by_default(

@@ -131,6 +131,12 @@ class Daemon:
         except OSError:
             return ""
 
+    def wait_log(self, needle: str, timeout: float = 10.0) -> str:
+        """The log once it holds ``needle``. spambridge logs a message's verdict line just
+        after it has sent the MTA its reply, so the SMTP client can see the reply first."""
+        wait_until(lambda: needle in self.log_text(), timeout, f"{needle!r} in {self.log_path}")
+        return self.log_text()
+
     def stop(self, timeout: float = 15.0) -> None:
         self._signal_group(signal.SIGTERM)
         try:
