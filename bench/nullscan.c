@@ -4,11 +4,11 @@
  * floor for "a milter that scans" in the benchmarks, beside nullfilter (which never scans).
  * Fails open: on any spamd error it adds nothing and lets the message through.
  * It negotiates what spambridge negotiates with its default options (wanted() in
- * spambridge/session.py): no reply to connect, HELO, MAIL, RCPT, DATA, headers and end of
- * headers; headers with their leading space; no unknown commands; SKIP, so the body chunk that
- * crosses the size limit is answered with SKIP (body chunks are answered, as spambridge's
- * default oversize-action skip does); and only the ADDHDRS action. Steps it has no callback
- * for (connect, HELO, MAIL, RCPT, DATA) are not sent at all, where the MTA offers that.
+ * spambridge/session.py): no reply to connect, HELO, MAIL, RCPT, DATA, headers, end of
+ * headers and body chunks (a body past the size limit is read and dropped, as spambridge
+ * does without +skip-body); headers with their leading space; no unknown commands; and only
+ * the ADDHDRS action. Steps it has no callback for (connect, HELO, MAIL, RCPT, DATA) are not
+ * sent at all, where the MTA offers that.
  * Build: cc -O2 -o nullscan nullscan.c -lmilter -lpthread
  * Run:   nullscan inet:PORT@127.0.0.1 SPAMD_HOST SPAMD_PORT
  */
@@ -29,12 +29,11 @@
 
 static struct addrinfo *spamd_addr; /* resolved once in main(), read-only afterwards */
 
-/* What we ask for: spambridge's default negotiation. With oversize-action skip (the default)
- * it asks for SKIP and therefore not for NR_BODY; so do we. */
+/* What we ask for: spambridge's default negotiation (NR_BODY, so no SKIP). */
 #define WANT_ACTIONS SMFIF_ADDHDRS
 #define WANT_NOREPLY (SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT | \
-		      SMFIP_NR_DATA | SMFIP_NR_HDR | SMFIP_NR_EOH)
-#define WANT_PROTOCOL (WANT_NOREPLY | SMFIP_HDR_LEADSPC | SMFIP_NOUNKNOWN | SMFIP_SKIP)
+		      SMFIP_NR_DATA | SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY)
+#define WANT_PROTOCOL (WANT_NOREPLY | SMFIP_HDR_LEADSPC | SMFIP_NOUNKNOWN)
 /* Steps we have no callback for: the MTA need not send them at all. */
 #define NOT_NEEDED (SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NOMAIL | SMFIP_NORCPT | SMFIP_NODATA)
 
@@ -44,8 +43,7 @@ struct msg {
 	size_t len, cap;
 	int oversize;
 	int leadspc;                          /* values keep their leading space */
-	int skip;                             /* the MTA accepts SKIP for body chunks */
-	sfsistat hdr_rc, eoh_rc;              /* SMFIS_NOREPLY where negotiated */
+	sfsistat hdr_rc, eoh_rc, body_rc;     /* SMFIS_NOREPLY where negotiated */
 };
 
 /* Make room for `len` more bytes; 0 if the message is (now) past the scan limit. */
@@ -106,7 +104,7 @@ static sfsistat scan_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 	m->leadspc = (protocol & SMFIP_HDR_LEADSPC) != 0;
 	m->hdr_rc = protocol & SMFIP_NR_HDR ? SMFIS_NOREPLY : SMFIS_CONTINUE;
 	m->eoh_rc = protocol & SMFIP_NR_EOH ? SMFIS_NOREPLY : SMFIS_CONTINUE;
-	m->skip = (protocol & SMFIP_SKIP) != 0;
+	m->body_rc = protocol & SMFIP_NR_BODY ? SMFIS_NOREPLY : SMFIS_CONTINUE;
 	reset(m);
 	return SMFIS_CONTINUE;
 }
@@ -151,7 +149,7 @@ static sfsistat scan_eoh(SMFICTX *ctx)
 	return m->eoh_rc;
 }
 
-/* Past the limit the message goes unscanned: with SKIP the MTA stops sending its body. */
+/* Past the limit the message goes unscanned; the rest of its body is dropped. */
 static sfsistat scan_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 {
 	struct msg *m = smfi_getpriv(ctx);
@@ -161,9 +159,8 @@ static sfsistat scan_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 	if (reserve(m, len)) {
 		memcpy(m->buf + m->len, chunk, len);
 		m->len += len;
-		return SMFIS_CONTINUE;
 	}
-	return m->skip ? SMFIS_SKIP : SMFIS_CONTINUE;
+	return m->body_rc;
 }
 
 static int send_all(int fd, struct iovec *iov, int count)

@@ -161,9 +161,20 @@ OPTIONS: tuple[Option, ...] = (
         "oversize-action",
         "choice",
         "skip",
-        "Message over spamd-max-size: skip (deliver unscanned, tell the MTA to stop "
-        "sending the body) or truncate (scan the first spamd-max-size KB, as milter-spamc).",
+        "Message over spamd-max-size: skip (deliver unscanned) or truncate (scan the first "
+        "spamd-max-size KB, as milter-spamc).",
         ("skip", "truncate"),
+        group="spamd",
+        legacy=False,
+    ),
+    _o(
+        "skip-body",
+        "bool",
+        "-",
+        "With oversize-action=skip, tell the MTA to stop sending a body once it is over "
+        "spamd-max-size (milter SKIP). That needs a reply to every body chunk of every "
+        "message, a round trip per 64 KB; worth it only when very large messages cross a "
+        "slow link to the milter.",
         group="spamd",
         legacy=False,
     ),
@@ -733,6 +744,7 @@ class Config:
     spamd_timeouts: str
     spamd_max_size: int
     oversize_action: Literal["skip", "truncate"]
+    skip_body: bool
     spamd_command: SpamdCommand
     spamd_user: str
     no_user_config: bool

@@ -157,6 +157,29 @@ def test_spamd_down_delivers_ham_unchanged_and_logs_why(
     assert any(str(dead_port) in line for line in warnings), bridge.log_text()
 
 
+@pytest.mark.parametrize("skip_body", [False, True], ids=["streamed", "skip-body"])
+def test_oversize_message_delivered_whole_and_unscanned(
+    spamd: Spamd, start_bridge: BridgeFactory, front: Front, skip_body: bool
+) -> None:
+    """Over spamd-max-size: by default the MTA streams the body unanswered and the milter
+    drops what it does not keep; with +skip-body it answers SKIP. Either way the message
+    arrives byte for byte, without verdict headers."""
+    args = ["--spamd-socket", spamd.address, "--spamd-max-size", "64", *BRIDGE_ARGS]
+    bridge = start_bridge([*args, "--skip-body"] if skip_body else args)
+    mta = front.start(bridge)
+    line = b"0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ .,;:!?\r\n"
+    message = ham_message(subject="big") + line * 4000  # about 300 KB
+
+    code, text = send_smtp(mta.port, SENDER, [RCPT], message)
+
+    assert code == 250, f"{text}\n{describe_logs(bridge, mta)}"
+    (delivered,) = mta.wait_delivered(1)
+    added = added_fields(front.as_delivered(message), delivered)
+    names = {field_name(f) for f in added}
+    assert b"x-spam-status" not in names and b"x-spam-flag" not in names, added
+    assert "over spamd-max-size" in bridge.wait_log("verdict=")
+
+
 # ------------------------------------------------------------------ Sendmail
 
 

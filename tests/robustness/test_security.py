@@ -350,9 +350,10 @@ async def test_security_huge_body_buffered_only_up_to_spamd_max_size(
 async def test_security_mta_that_never_reads_cannot_grow_our_write_buffer(
     hostile_spamd: FakeSpamd,
 ) -> None:
-    """Body chunks each need a reply (SKIP was negotiated); an MTA that sends 6 MB of them
-    and reads nothing must find us no longer reading, not buffering 5 MB of replies."""
-    async with running_milter([f"spamd-socket={hostile_spamd.address}"]) as milter:
+    """With skip-body every body chunk needs a reply; an MTA that sends 6 MB of them and
+    reads nothing must find us no longer reading, not buffering 5 MB of replies."""
+    args = [f"spamd-socket={hostile_spamd.address}", "+skip-body"]
+    async with running_milter(args) as milter:
         client = await MilterClient.open(milter.address, read_timeout=10)
         try:
             sock = client._writer.get_extra_info("socket")

@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from spambridge.milter.flags import ProtocolFlags
 from spambridge.milter.messages import ChangeHeader, Continue, Skip
 from tests.scenarios.conftest import HEADERS, NOW_TEXT, ClientFactory, messages, open_session
 from tests.support.controller import Running
@@ -16,8 +17,10 @@ pytestmark = pytest.mark.timeout(20)
 CHUNK = b"z" * 510 + b"\r\n"  # 512 bytes
 
 
-@pytest.mark.parametrize("milter_args", [["spamd-max-size=1", "oversize-action=skip"]])
-async def test_oversize_skip_replies_skip_and_delivers_unscanned(
+@pytest.mark.parametrize(
+    "milter_args", [["spamd-max-size=1", "oversize-action=skip", "+skip-body"]]
+)
+async def test_oversize_skip_body_replies_skip_and_delivers_unscanned(
     milter: Running, spamd: FakeSpamd, connect: ClientFactory, logs: pytest.LogCaptureFixture
 ) -> None:
     client = await connect(milter.address)
@@ -40,6 +43,35 @@ async def test_oversize_skip_replies_skip_and_delivers_unscanned(
     assert result.final == Continue()
     assert spamd.requests == []
     assert any("spamd-max-size" in m for m in messages(logs, logging.INFO)), messages(logs)
+
+
+@pytest.mark.parametrize("milter_args", [["spamd-max-size=1", "oversize-action=skip"]])
+async def test_oversize_skip_by_default_reads_the_body_without_replies_and_delivers_unscanned(
+    milter: Running, spamd: FakeSpamd, connect: ClientFactory, logs: pytest.LogCaptureFixture
+) -> None:
+    """Without skip-body no body chunk is answered (NR_BODY): the MTA streams the whole body
+    with no round trip, and the part over spamd-max-size is read and dropped."""
+    client = await connect(milter.address)
+    await open_session(client)
+    assert client.negotiated is not None
+    assert client.negotiated.protocol & ProtocolFlags.NR_BODY
+    assert not client.negotiated.protocol & ProtocolFlags.SKIP
+    await client.mail(b"<sender@example.net>", macros={"i": "QBIG"})
+    await client.rcpt(b"<rcpt@example.org>")
+    for name, value in [*HEADERS, (b"X-Spam-Flag", b" YES")]:
+        await client.header(name, value)
+    await client.end_of_headers()
+
+    replies = [await client.body(CHUNK) for _ in range(200)]  # 100 KB into a 1 KB limit
+    result = await client.end_of_message()
+
+    assert replies == [None] * 200
+    assert result.edits == [ChangeHeader(1, b"X-Spam-Flag", b"")]  # forged flag still goes
+    assert result.final == Continue()
+    assert spamd.requests == []
+    assert any("spamd-max-size" in m for m in messages(logs, logging.INFO)), messages(logs)
+    (session,) = milter.server.sessions.values()
+    assert session.txn is None  # the message is done and nothing of it is kept
 
 
 @pytest.mark.parametrize("milter_args", [["spamd-max-size=1", "oversize-action=skip"]])

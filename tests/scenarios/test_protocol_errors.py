@@ -61,6 +61,7 @@ async def test_protocol_errors_close_connection_and_log(
     assert await served(milter, connect)
 
 
+@pytest.mark.parametrize("milter_args", [["+skip-body"]])
 async def test_protocol_errors_unknown_code_mid_message_keeps_other_sessions(
     milter: Running, spamd: FakeSpamd, connect: ClientFactory, logs: pytest.LogCaptureFixture
 ) -> None:
