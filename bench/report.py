@@ -336,36 +336,14 @@ def markdown(
             rows,
         )
         lines.append("")
-    chain = [r for r in summary if r["phase"] == "chain"]
-    if chain:
-        lines += ["## Real chain: Sendmail + real spamd over SMTP (one session per message)", ""]
-        by_name = {r["subject"]: r for r in chain}
-        null_rate = by_name.get(f"sendmail + {NULL}", {}).get("msgs_per_s")
-        scan_rate = by_name.get(f"sendmail + {NULLSCAN}", {}).get("msgs_per_s")
-        peer_rate = by_name.get(f"sendmail + {PEER}", {}).get("msgs_per_s")
-        rows = [
-            [
-                *_load_cells(r),
-                r["cpu_s_per_1000"],
-                _ratio(r["msgs_per_s"], null_rate),
-                _ratio(r["msgs_per_s"], scan_rate),
-                _ratio(r["msgs_per_s"], peer_rate),
-                r["errors"],
-            ]
-            for r in chain
-        ]
-        lines += _table(
-            [
-                *_load_head("concurrency", "path"),
-                "milter CPU s/1000 msgs",
-                "msg/s vs null-filter chain",
-                "msg/s vs nullscan chain",
-                "msg/s vs spamass-milter chain",
-                "errors",
-            ],
-            rows,
-        )
-        lines.append("")
+    lines += _chain_section(
+        summary,
+        "mtapath",
+        "MTA path: Sendmail + instant fake spamd over SMTP (one session per message)",
+    )
+    lines += _chain_section(
+        summary, "chain", "Real chain: Sendmail + real spamd over SMTP (one session per message)"
+    )
     mem = [r for r in summary if r["phase"] == "memory"]
     if mem:
         lines += ["## Memory (fake spamd; spamd-max-size defaults)", ""]
@@ -411,6 +389,38 @@ def markdown(
         lines += _table(["target", "measured", "limit", "result", "floor"], rows)
         lines.append("")
     return "\n".join(lines)
+
+
+def _chain_section(summary: Sequence[Record], phase: str, heading: str) -> list[str]:
+    """The table of a phase with Sendmail in front: each path, and its rate against the
+    null-filter, nullscan and spamass-milter paths of the same phase."""
+    chain = [r for r in summary if r["phase"] == phase]
+    if not chain:
+        return []
+    by_name = {r["subject"]: r for r in chain}
+    null_rate = by_name.get(f"sendmail + {NULL}", {}).get("msgs_per_s")
+    scan_rate = by_name.get(f"sendmail + {NULLSCAN}", {}).get("msgs_per_s")
+    peer_rate = by_name.get(f"sendmail + {PEER}", {}).get("msgs_per_s")
+    rows = [
+        [
+            *_load_cells(r),
+            r["cpu_s_per_1000"],
+            _ratio(r["msgs_per_s"], null_rate),
+            _ratio(r["msgs_per_s"], scan_rate),
+            _ratio(r["msgs_per_s"], peer_rate),
+            r["errors"],
+        ]
+        for r in chain
+    ]
+    head = [
+        *_load_head("concurrency", "path"),
+        "milter CPU s/1000 msgs",
+        "msg/s vs null-filter path",
+        "msg/s vs nullscan path",
+        "msg/s vs spamass-milter path",
+        "errors",
+    ]
+    return [f"## {heading}", "", *_table(head, rows), ""]
 
 
 def plot(summary: Sequence[Record], path: Path) -> bool:

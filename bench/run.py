@@ -3,8 +3,10 @@
     python -m bench.run            # full run (about 15 minutes on 2 cores)
     python -m bench.run --quick    # one short pass of everything (about 2 minutes)
 
-Phases: "isolated" (milter protocol driven directly, instant fake spamd), "memory" (idle RSS,
-1,000 idle connections, one 50 MB message) and "chain" (Sendmail + real spamd over SMTP).
+Phases: "isolated" (milter protocol driven directly, instant fake spamd), "spamdcost" and
+"openloop" (the same, spamd client alone and at a fixed rate), "memory" (idle RSS, 1,000 idle
+connections, one 50 MB message), "mtapath" (Sendmail + instant fake spamd over SMTP) and
+"chain" (Sendmail + real spamd over SMTP).
 Subjects run in alternating passes so that drift hits them all alike. Results go to
 bench/results/{results.json,results.md,plot.png}.
 """
@@ -53,6 +55,7 @@ class Plan:
     iso_total_c50: int
     chain_total: int
     chain_concurrency: int = 8
+    mtapath_total: int = 600
 
     open_total: int = 600
     iso_min_seconds: float = 5.0  # isolated: each subject's run lasts at least this long
@@ -64,6 +67,7 @@ QUICK = Plan(
     iso_total_c1=60,
     iso_total_c50=400,
     chain_total=40,
+    mtapath_total=100,
     open_total=150,
     iso_min_seconds=0.0,
 )
@@ -348,65 +352,77 @@ def memory_phase(
     return records
 
 
-def chain_phase(plan: Plan, workdir: Path, binaries: dict[str, Path]) -> list[Record]:
-    """Sendmail + real spamd over SMTP, plus spamd reached directly, at concurrency C."""
-    from tests.support.realstack import start_sendmail, start_spamd
+@contextmanager
+def real_spamd(workdir: Path) -> Iterator[int]:
+    """A private real spamd (5 children); yields its port."""
+    from tests.support.realstack import start_spamd
 
-    records: list[Record] = []
     spamd = start_spamd(workdir / "spamd", children=5)
     try:
-        milter_names = ["nullfilter", "nullscan", "spamass-milter", "spambridge"]
-        with subjects(milter_names, spamd.port, workdir, binaries, SUBJECT_NOFILE) as milters:
-            mtas = {"sendmail, no milter": start_sendmail(workdir / "mta-none", None)}
-            try:
-                for name, running in milters.items():
-                    mtas[f"sendmail + {name}"] = start_sendmail(
-                        workdir / f"mta-{name}", running.spec
-                    )
-                paths = [*mtas, "spamd directly"]
-                for mta in mtas.values():  # warm-up: spamd children, Sendmail's first fork
-                    asyncio.run(run_smtp(mta.port, total=4, concurrency=2))
-                for pass_no in range(plan.passes):
-                    for path in _rotated(paths, pass_no):
-                        milter = milters.get(path.removeprefix("sendmail + "))
-                        pid = milter.pid if milter else None
-                        before = tree_cpu_seconds(pid) if pid else 0.0
-                        if path == "spamd directly":
-                            load = asyncio.run(
-                                run_spamd(
-                                    spamd.port,
-                                    total=plan.chain_total,
-                                    concurrency=plan.chain_concurrency,
-                                )
-                            )
-                        else:
-                            load = asyncio.run(
-                                run_smtp(
-                                    mtas[path].port,
-                                    total=plan.chain_total,
-                                    concurrency=plan.chain_concurrency,
-                                )
-                            )
-                            mtas[path].clear_delivered()
-                        record = _measure(pid, load, before)
-                        record.update(
-                            phase="chain",
-                            backend="real spamd",
-                            scenario=f"c={plan.chain_concurrency}",
-                            subject=path,
-                            pass_no=pass_no,
-                            nofile=milter.nofile if milter else None,
-                        )
-                        records.append(record)
-                        _log(
-                            f"chain {path:<30} {record['msgs_per_s']:>7} msg/s "
-                            f"p50 {record['p50_ms']} ms finals {record['finals']}"
-                        )
-            finally:
-                for mta in mtas.values():
-                    mta.stop()
+        yield spamd.port
     finally:
         spamd.stop()
+
+
+def chain_phase(
+    plan: Plan, workdir: Path, binaries: dict[str, Path], *, fake: bool = False
+) -> list[Record]:
+    """Sendmail in front of each milter over SMTP, at concurrency C.
+
+    With real spamd (phase "chain"), plus spamd reached directly. With the instant fake
+    spamd (phase "mtapath") what is left is the MTA-milter path itself, and spambridge
+    runs a second time with +skip-body.
+    """
+    from tests.support.realstack import start_sendmail
+
+    phase = "mtapath" if fake else "chain"
+    total = plan.mtapath_total if fake else plan.chain_total
+    records: list[Record] = []
+    milter_names = ["nullfilter", "nullscan", "spamass-milter", "spambridge"]
+    if fake:
+        milter_names.append("spambridge-skip-body")
+    with (
+        fake_spamd() if fake else real_spamd(workdir) as spamd_port,
+        subjects(milter_names, spamd_port, workdir, binaries, SUBJECT_NOFILE) as milters,
+    ):
+        mtas = {"sendmail, no milter": start_sendmail(workdir / f"{phase}-none", None)}
+        try:
+            for name, running in milters.items():
+                mtas[f"sendmail + {name}"] = start_sendmail(
+                    workdir / f"{phase}-{name}", running.spec
+                )
+            paths = [*mtas] if fake else [*mtas, "spamd directly"]
+            for mta in mtas.values():  # warm-up: spamd children, Sendmail's first fork
+                asyncio.run(run_smtp(mta.port, total=4, concurrency=2))
+            for pass_no in range(plan.passes):
+                for path in _rotated(paths, pass_no):
+                    milter = milters.get(path.removeprefix("sendmail + "))
+                    pid = milter.pid if milter else None
+                    before = tree_cpu_seconds(pid) if pid else 0.0
+                    conc = plan.chain_concurrency
+                    if path == "spamd directly":
+                        load = asyncio.run(run_spamd(spamd_port, total=total, concurrency=conc))
+                    else:
+                        load = asyncio.run(run_smtp(mtas[path].port, total=total, concurrency=conc))
+                        mtas[path].clear_delivered()
+                    record = _measure(pid, load, before)
+                    record.update(
+                        phase=phase,
+                        backend="fake spamd" if fake else "real spamd",
+                        scenario=f"c={conc}",
+                        subject=path,
+                        pass_no=pass_no,
+                        nofile=milter.nofile if milter else None,
+                    )
+                    records.append(record)
+                    _log(
+                        f"{phase} {path:<36} {record['msgs_per_s']:>7} msg/s "
+                        f"p50 {record['p50_ms']} ms cpu {record.get('cpu_s_per_1000')} s/1000 "
+                        f"finals {record['finals']}"
+                    )
+        finally:
+            for mta in mtas.values():
+                mta.stop()
     return records
 
 
@@ -435,8 +451,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-uvloop", action="store_true", help="skip the uvloop subject")
     parser.add_argument(
         "--phases",
-        default="isolated,spamdcost,openloop,memory,chain",
-        help="comma-separated subset of isolated,spamdcost,openloop,memory,chain",
+        default="isolated,spamdcost,openloop,memory,mtapath,chain",
+        help="comma-separated subset of isolated,spamdcost,openloop,memory,mtapath,chain",
     )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
@@ -461,6 +477,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     records += openloop_phase(plan, names, port, workdir, binaries, rate)
                 if "memory" in phases:
                     records += memory_phase(names, port, workdir, binaries)
+        if "mtapath" in phases:
+            if shutil.which("sendmail-mta"):
+                records += chain_phase(plan, workdir, binaries, fake=True)
+            else:
+                _log("sendmail-mta missing: skipping the mtapath phase")
         if "chain" in phases:
             if shutil.which("spamd") and shutil.which("sendmail-mta"):
                 records += chain_phase(plan, workdir, binaries)
