@@ -120,6 +120,7 @@ def _rate(row: Record | None) -> float | None:
 
 AS_WRITTEN = "as written: nullfilter, which never calls spamd"
 MEASURED_FLOOR = "measured: nullscan, a C filter with the same spamd round trip"
+SHARED_BASIS = "measured: the chains at the same time on one spamd (shared phase)"
 
 
 def targets(summary: Sequence[Record], records: Sequence[Record], max_size_kb: int) -> list[Record]:
@@ -191,6 +192,16 @@ def targets(summary: Sequence[Record], records: Sequence[Record], max_size_kb: i
                 out.append(
                     _target(name, _ratio(rate, other_rate), limit, at_most=False, basis=basis)
                 )
+    shared = {r["subject"]: r for r in summary if r["phase"] == "shared"}
+    bridge_shared = shared.get(f"sendmail + {BRIDGE}")
+    if bridge_shared:
+        pairs = (("nullscan", NULLSCAN, 0.97), ("spamass-milter", PEER, 1.05))
+        for label, floor_name, limit in pairs:
+            other_rate = _rate(shared.get(f"sendmail + {floor_name}"))
+            if other_rate is not None:
+                name = f"(2) chains at once, one spamd: spambridge / {label} msg/s"
+                measured = _ratio(bridge_shared["msgs_per_s"], other_rate)
+                out.append(_target(name, measured, limit, at_most=False, basis=SHARED_BASIS))
     for row in summary:
         if row["phase"] != "memory" or row["subject"] != BRIDGE:
             continue
@@ -343,6 +354,12 @@ def markdown(
     )
     lines += _chain_section(
         summary, "chain", "Real chain: Sendmail + real spamd over SMTP (one session per message)"
+    )
+    lines += _chain_section(
+        summary,
+        "shared",
+        "Chains at once: the scanning chains side by side on one real spamd, "
+        "messages completed in the same window",
     )
     mem = [r for r in summary if r["phase"] == "memory"]
     if mem:

@@ -5,8 +5,9 @@
 
 Phases: "isolated" (milter protocol driven directly, instant fake spamd), "spamdcost" and
 "openloop" (the same, spamd client alone and at a fixed rate), "memory" (idle RSS, 1,000 idle
-connections, one 50 MB message), "mtapath" (Sendmail + instant fake spamd over SMTP) and
-"chain" (Sendmail + real spamd over SMTP).
+connections, one 50 MB message), "mtapath" (Sendmail + instant fake spamd over SMTP),
+"chain" (Sendmail + real spamd over SMTP) and "shared" (the scanning chains at once, one
+spamd behind them all).
 Subjects run in alternating passes so that drift hits them all alike. Results go to
 bench/results/{results.json,results.md,plot.png}.
 """
@@ -34,7 +35,7 @@ from typing import Any
 from bench import report
 from bench.loadgen import LoadResult, idle_connections, run_load, send_big
 from bench.procstat import memory, tree_cpu_seconds, tree_rss_kb
-from bench.smtpload import run_smtp, run_spamd
+from bench.smtpload import run_shared, run_smtp, run_spamd
 from bench.subjects import REPO_ROOT, Running, build_c_filters, start_subject
 
 RESULTS_DIR = Path(__file__).with_name("results")
@@ -56,6 +57,9 @@ class Plan:
     chain_total: int
     chain_concurrency: int = 8
     mtapath_total: int = 600
+    shared_rounds: int = 4  # shared phase: rounds of shared_window seconds
+    shared_window: float = 40.0
+    shared_concurrency: int = 3  # SMTP sessions per path at once (three paths: 9)
 
     open_total: int = 600
     iso_min_seconds: float = 5.0  # isolated: each subject's run lasts at least this long
@@ -68,6 +72,8 @@ QUICK = Plan(
     iso_total_c50=400,
     chain_total=40,
     mtapath_total=100,
+    shared_rounds=1,
+    shared_window=15.0,
     open_total=150,
     iso_min_seconds=0.0,
 )
@@ -426,6 +432,60 @@ def chain_phase(
     return records
 
 
+def shared_phase(plan: Plan, workdir: Path, binaries: dict[str, Path]) -> list[Record]:
+    """The scanning chains at the same time, sharing one real spamd.
+
+    Run one after the other (the chain phase), the chains differ by less than spamd's
+    drift between passes. Run together, each path gets the same spamd at the same moments;
+    a path that costs more around the scan (CPU, round trips, stalls) completes fewer
+    messages in the window.
+    """
+    from tests.support.realstack import start_sendmail
+
+    names = ["nullscan", "spamass-milter", "spambridge"]
+    records: list[Record] = []
+    with (
+        real_spamd(workdir) as spamd_port,
+        subjects(names, spamd_port, workdir, binaries, SUBJECT_NOFILE) as milters,
+    ):
+        mtas = {}
+        try:
+            for name, running in milters.items():
+                mtas[name] = start_sendmail(workdir / f"shared-{name}", running.spec)
+            for mta in mtas.values():  # warm-up: spamd children, Sendmail's first fork
+                asyncio.run(run_smtp(mta.port, total=4, concurrency=2))
+            for round_no in range(plan.shared_rounds):
+                before = {name: tree_cpu_seconds(m.pid) for name, m in milters.items()}
+                loads = asyncio.run(
+                    run_shared(
+                        {name: mta.port for name, mta in mtas.items()},
+                        window=plan.shared_window,
+                        concurrency=plan.shared_concurrency,
+                    )
+                )
+                for name, load in loads.items():
+                    record = _measure(milters[name].pid, load, before[name])
+                    record.update(
+                        phase="shared",
+                        backend="real spamd",
+                        scenario=f"c={plan.shared_concurrency} each",
+                        subject=f"sendmail + {name}",
+                        pass_no=round_no,
+                        nofile=milters[name].nofile,
+                    )
+                    records.append(record)
+                    _log(
+                        f"shared {name:<16} {load.messages:>4} msgs in {plan.shared_window:.0f}s"
+                        f" p50 {record['p50_ms']} ms cpu {record.get('cpu_s_per_1000')} s/1000"
+                    )
+                for mta in mtas.values():
+                    mta.clear_delivered()
+        finally:
+            for mta in mtas.values():
+                mta.stop()
+    return records
+
+
 # ------------------------------------------------------------------------------ main
 
 
@@ -451,8 +511,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-uvloop", action="store_true", help="skip the uvloop subject")
     parser.add_argument(
         "--phases",
-        default="isolated,spamdcost,openloop,memory,mtapath,chain",
-        help="comma-separated subset of isolated,spamdcost,openloop,memory,mtapath,chain",
+        default="isolated,spamdcost,openloop,memory,mtapath,chain,shared",
+        help="comma-separated subset of isolated,spamdcost,openloop,memory,mtapath,chain,shared",
     )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
@@ -487,6 +547,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 records += chain_phase(plan, workdir, binaries)
             else:
                 _log("spamd or sendmail-mta missing: skipping the chain phase")
+        if "shared" in phases:
+            if shutil.which("spamd") and shutil.which("sendmail-mta"):
+                records += shared_phase(plan, workdir, binaries)
+            else:
+                _log("spamd or sendmail-mta missing: skipping the shared phase")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     meta = {

@@ -14,7 +14,7 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from bench.loadgen import LoadResult, make_message
 
@@ -122,6 +122,44 @@ async def run_smtp(
             return await smtp_send("127.0.0.1", port, message_bytes(size, serial))
 
     return await run_sessions(send, total=total, concurrency=concurrency)
+
+
+async def run_shared(
+    ports: Mapping[str, int], *, window: float, concurrency: int, size: int = 5 * 1024
+) -> dict[str, LoadResult]:
+    """Drive several MTAs at once, `concurrency` sessions each, for `window` seconds.
+
+    Messages finished inside the window count; each path's rate is its count over the
+    window. The paths share whatever is behind them (one spamd) at the same moments, so
+    drift in that backend hits them alike.
+    """
+    results = {name: LoadResult() for name in ports}
+    serials = iter(range(1 << 30))
+    deadline = time.perf_counter() + window
+
+    async def worker(name: str) -> None:
+        result = results[name]
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(300.0):
+                    outcome = await smtp_send(
+                        "127.0.0.1", ports[name], message_bytes(size, next(serials))
+                    )
+            except (OSError, ConnectionError, TimeoutError, ValueError) as exc:
+                result.errors += 1
+                print(f"smtpload: {name}: {exc!r}", file=sys.stderr)
+                continue
+            if time.perf_counter() > deadline:
+                break  # finished after the window closed: not counted
+            result.latencies.append(time.perf_counter() - started)
+            result.messages += 1
+            result.finals[outcome] = result.finals.get(outcome, 0) + 1
+
+    await asyncio.gather(*(worker(name) for name in ports for _ in range(concurrency)))
+    for result in results.values():
+        result.elapsed = window
+    return results
 
 
 async def run_spamd(
