@@ -1,6 +1,6 @@
 """Side-by-side benchmark of spambridge and its peers; one command reproduces every figure.
 
-    python -m bench.run            # full run (about 15 minutes on 2 cores)
+    python -m bench.run            # full run (about 22 minutes on 2 cores)
     python -m bench.run --quick    # one short pass of everything (about 2 minutes)
 
 Phases: "isolated" (milter protocol driven directly, instant fake spamd), "spamdcost" and
