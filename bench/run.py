@@ -26,17 +26,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import report
 from bench.loadgen import LoadResult, idle_connections, run_load, send_big
 from bench.procstat import memory, tree_cpu_seconds, tree_rss_kb
 from bench.smtpload import run_shared, run_smtp, run_spamd
 from bench.subjects import REPO_ROOT, Running, build_c_filters, start_subject
+
+if TYPE_CHECKING:
+    from tests.support.realstack import Mta
 
 RESULTS_DIR = Path(__file__).with_name("results")
 MESSAGE_SIZE = 5 * 1024
@@ -370,6 +373,28 @@ def real_spamd(workdir: Path) -> Iterator[int]:
         spamd.stop()
 
 
+@contextmanager
+def sendmails(
+    milters: Mapping[str, Running], workdir: Path, prefix: str, *, bare: bool
+) -> Iterator[dict[str, Mta]]:
+    """A private Sendmail in front of each milter, keyed "sendmail + NAME" (and with `bare`
+    one without a milter, "sendmail, no milter"), warmed up; all stopped on exit."""
+    from tests.support.realstack import start_sendmail
+
+    mtas: dict[str, Mta] = {}
+    try:
+        if bare:
+            mtas["sendmail, no milter"] = start_sendmail(workdir / f"{prefix}-none", None)
+        for name, running in milters.items():
+            mtas[f"sendmail + {name}"] = start_sendmail(workdir / f"{prefix}-{name}", running.spec)
+        for mta in mtas.values():  # warm-up: spamd children, Sendmail's first fork
+            asyncio.run(run_smtp(mta.port, total=4, concurrency=2))
+        yield mtas
+    finally:
+        for mta in mtas.values():
+            mta.stop()
+
+
 def chain_phase(
     plan: Plan, workdir: Path, binaries: dict[str, Path], *, fake: bool = False
 ) -> list[Record]:
@@ -379,8 +404,6 @@ def chain_phase(
     spamd (phase "mtapath") what is left is the MTA-milter path itself, and spambridge
     runs a second time with +skip-body.
     """
-    from tests.support.realstack import start_sendmail
-
     phase = "mtapath" if fake else "chain"
     total = plan.mtapath_total if fake else plan.chain_total
     records: list[Record] = []
@@ -390,45 +413,35 @@ def chain_phase(
     with (
         fake_spamd() if fake else real_spamd(workdir) as spamd_port,
         subjects(milter_names, spamd_port, workdir, binaries, SUBJECT_NOFILE) as milters,
+        sendmails(milters, workdir, phase, bare=True) as mtas,
     ):
-        mtas = {"sendmail, no milter": start_sendmail(workdir / f"{phase}-none", None)}
-        try:
-            for name, running in milters.items():
-                mtas[f"sendmail + {name}"] = start_sendmail(
-                    workdir / f"{phase}-{name}", running.spec
+        paths = [*mtas] if fake else [*mtas, "spamd directly"]
+        for pass_no in range(plan.passes):
+            for path in _rotated(paths, pass_no):
+                milter = milters.get(path.removeprefix("sendmail + "))
+                pid = milter.pid if milter else None
+                before = tree_cpu_seconds(pid) if pid else 0.0
+                conc = plan.chain_concurrency
+                if path == "spamd directly":
+                    load = asyncio.run(run_spamd(spamd_port, total=total, concurrency=conc))
+                else:
+                    load = asyncio.run(run_smtp(mtas[path].port, total=total, concurrency=conc))
+                    mtas[path].clear_delivered()
+                record = _measure(pid, load, before)
+                record.update(
+                    phase=phase,
+                    backend="fake spamd" if fake else "real spamd",
+                    scenario=f"c={conc}",
+                    subject=path,
+                    pass_no=pass_no,
+                    nofile=milter.nofile if milter else None,
                 )
-            paths = [*mtas] if fake else [*mtas, "spamd directly"]
-            for mta in mtas.values():  # warm-up: spamd children, Sendmail's first fork
-                asyncio.run(run_smtp(mta.port, total=4, concurrency=2))
-            for pass_no in range(plan.passes):
-                for path in _rotated(paths, pass_no):
-                    milter = milters.get(path.removeprefix("sendmail + "))
-                    pid = milter.pid if milter else None
-                    before = tree_cpu_seconds(pid) if pid else 0.0
-                    conc = plan.chain_concurrency
-                    if path == "spamd directly":
-                        load = asyncio.run(run_spamd(spamd_port, total=total, concurrency=conc))
-                    else:
-                        load = asyncio.run(run_smtp(mtas[path].port, total=total, concurrency=conc))
-                        mtas[path].clear_delivered()
-                    record = _measure(pid, load, before)
-                    record.update(
-                        phase=phase,
-                        backend="fake spamd" if fake else "real spamd",
-                        scenario=f"c={conc}",
-                        subject=path,
-                        pass_no=pass_no,
-                        nofile=milter.nofile if milter else None,
-                    )
-                    records.append(record)
-                    _log(
-                        f"{phase} {path:<36} {record['msgs_per_s']:>7} msg/s "
-                        f"p50 {record['p50_ms']} ms cpu {record.get('cpu_s_per_1000')} s/1000 "
-                        f"finals {record['finals']}"
-                    )
-        finally:
-            for mta in mtas.values():
-                mta.stop()
+                records.append(record)
+                _log(
+                    f"{phase} {path:<36} {record['msgs_per_s']:>7} msg/s "
+                    f"p50 {record['p50_ms']} ms cpu {record.get('cpu_s_per_1000')} s/1000 "
+                    f"finals {record['finals']}"
+                )
     return records
 
 
@@ -440,49 +453,40 @@ def shared_phase(plan: Plan, workdir: Path, binaries: dict[str, Path]) -> list[R
     a path that costs more around the scan (CPU, round trips, stalls) completes fewer
     messages in the window.
     """
-    from tests.support.realstack import start_sendmail
-
     names = ["nullscan", "spamass-milter", "spambridge"]
     records: list[Record] = []
     with (
         real_spamd(workdir) as spamd_port,
         subjects(names, spamd_port, workdir, binaries, SUBJECT_NOFILE) as milters,
+        sendmails(milters, workdir, "shared", bare=False) as mtas,
     ):
-        mtas = {}
-        try:
-            for name, running in milters.items():
-                mtas[name] = start_sendmail(workdir / f"shared-{name}", running.spec)
-            for mta in mtas.values():  # warm-up: spamd children, Sendmail's first fork
-                asyncio.run(run_smtp(mta.port, total=4, concurrency=2))
-            for round_no in range(plan.shared_rounds):
-                before = {name: tree_cpu_seconds(m.pid) for name, m in milters.items()}
-                loads = asyncio.run(
-                    run_shared(
-                        {name: mta.port for name, mta in mtas.items()},
-                        window=plan.shared_window,
-                        concurrency=plan.shared_concurrency,
-                    )
+        for round_no in range(plan.shared_rounds):
+            before = {name: tree_cpu_seconds(m.pid) for name, m in milters.items()}
+            loads = asyncio.run(
+                run_shared(
+                    {path: mta.port for path, mta in mtas.items()},
+                    window=plan.shared_window,
+                    concurrency=plan.shared_concurrency,
                 )
-                for name, load in loads.items():
-                    record = _measure(milters[name].pid, load, before[name])
-                    record.update(
-                        phase="shared",
-                        backend="real spamd",
-                        scenario=f"c={plan.shared_concurrency} each",
-                        subject=f"sendmail + {name}",
-                        pass_no=round_no,
-                        nofile=milters[name].nofile,
-                    )
-                    records.append(record)
-                    _log(
-                        f"shared {name:<16} {load.messages:>4} msgs in {plan.shared_window:.0f}s"
-                        f" p50 {record['p50_ms']} ms cpu {record.get('cpu_s_per_1000')} s/1000"
-                    )
-                for mta in mtas.values():
-                    mta.clear_delivered()
-        finally:
+            )
+            for path, load in loads.items():
+                name = path.removeprefix("sendmail + ")
+                record = _measure(milters[name].pid, load, before[name])
+                record.update(
+                    phase="shared",
+                    backend="real spamd",
+                    scenario=f"c={plan.shared_concurrency} each",
+                    subject=path,
+                    pass_no=round_no,
+                    nofile=milters[name].nofile,
+                )
+                records.append(record)
+                _log(
+                    f"shared {name:<16} {load.messages:>4} msgs in {plan.shared_window:.0f}s"
+                    f" p50 {record['p50_ms']} ms cpu {record.get('cpu_s_per_1000')} s/1000"
+                )
             for mta in mtas.values():
-                mta.stop()
+                mta.clear_delivered()
     return records
 
 

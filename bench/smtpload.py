@@ -90,13 +90,24 @@ async def spamd_send(host: str, port: int, data: bytes) -> str:
         await writer.wait_closed()
 
 
-async def run_sessions(send: Sender, *, total: int, concurrency: int) -> LoadResult:
-    """Call send(serial) `total` times, `concurrency` at once, timing each call."""
+async def run_sessions(
+    send: Sender, *, total: int, concurrency: int, deadline: float | None = None
+) -> LoadResult:
+    """Call send(serial) `total` times, `concurrency` at once, timing each call.
+
+    With a `deadline` (a time.perf_counter() value) no call starts after it, a call that
+    finishes after it is not counted, and the run's elapsed time ends there.
+    """
     result = LoadResult()
     counter = iter(range(total))
 
+    def late() -> bool:
+        return deadline is not None and time.perf_counter() > deadline
+
     async def worker() -> None:
         for serial in counter:
+            if late():
+                return
             started = time.perf_counter()
             try:
                 outcome = await send(serial)
@@ -104,24 +115,32 @@ async def run_sessions(send: Sender, *, total: int, concurrency: int) -> LoadRes
                 result.errors += 1
                 print(f"smtpload: message {serial}: {exc!r}", file=sys.stderr)
                 continue
+            if late():
+                return  # finished after the window closed: not counted
             result.latencies.append(time.perf_counter() - started)
             result.messages += 1
             result.finals[outcome] = result.finals.get(outcome, 0) + 1
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    result.elapsed = time.perf_counter() - started
+    result.elapsed = (deadline if deadline is not None else time.perf_counter()) - started
     return result
+
+
+def _smtp_sender(port: int, size: int, timeout_s: float) -> Sender:
+    async def send(serial: int) -> str:
+        async with asyncio.timeout(timeout_s):
+            return await smtp_send("127.0.0.1", port, message_bytes(size, serial))
+
+    return send
 
 
 async def run_smtp(
     port: int, *, total: int, concurrency: int, size: int = 5 * 1024, timeout_s: float = 300.0
 ) -> LoadResult:
-    async def send(serial: int) -> str:
-        async with asyncio.timeout(timeout_s):
-            return await smtp_send("127.0.0.1", port, message_bytes(size, serial))
-
-    return await run_sessions(send, total=total, concurrency=concurrency)
+    return await run_sessions(
+        _smtp_sender(port, size, timeout_s), total=total, concurrency=concurrency
+    )
 
 
 async def run_shared(
@@ -133,33 +152,17 @@ async def run_shared(
     window. The paths share whatever is behind them (one spamd) at the same moments, so
     drift in that backend hits them alike.
     """
-    results = {name: LoadResult() for name in ports}
-    serials = iter(range(1 << 30))
     deadline = time.perf_counter() + window
-
-    async def worker(name: str) -> None:
-        result = results[name]
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            try:
-                async with asyncio.timeout(300.0):
-                    outcome = await smtp_send(
-                        "127.0.0.1", ports[name], message_bytes(size, next(serials))
-                    )
-            except (OSError, ConnectionError, TimeoutError, ValueError) as exc:
-                result.errors += 1
-                print(f"smtpload: {name}: {exc!r}", file=sys.stderr)
-                continue
-            if time.perf_counter() > deadline:
-                break  # finished after the window closed: not counted
-            result.latencies.append(time.perf_counter() - started)
-            result.messages += 1
-            result.finals[outcome] = result.finals.get(outcome, 0) + 1
-
-    await asyncio.gather(*(worker(name) for name in ports for _ in range(concurrency)))
-    for result in results.values():
-        result.elapsed = window
-    return results
+    runs = [
+        run_sessions(
+            _smtp_sender(port, size, 300.0),
+            total=sys.maxsize,
+            concurrency=concurrency,
+            deadline=deadline,
+        )
+        for port in ports.values()
+    ]
+    return dict(zip(ports, await asyncio.gather(*runs), strict=True))
 
 
 async def run_spamd(
