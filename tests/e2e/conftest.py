@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import realstack
-from tests.support.realstack import Mta, Spambridge, Spamd, field_name, split_message
+from tests.support.realstack import Daemon, Mta, Spambridge, Spamd, field_name, split_message
 
 SENDER = "alice@example.org"
 RCPT = "bob@example.test"
@@ -45,6 +45,15 @@ def added_fields(sent: bytes, delivered: bytes) -> list[bytes]:
     assert kept == sent_fields, "original header fields changed, reordered or dropped"
     assert got_body == sent_body, "body changed"
     return [f for f in got_fields if field_name(f) in ADDED_BY_STACK]
+
+
+def deliver_one(mta: Mta, message: bytes, *daemons: Daemon) -> bytes:
+    """Send ``message`` from SENDER to RCPT through ``mta``; assert it is accepted (250,
+    else the logs of ``daemons`` and the MTA) and return it as delivered."""
+    code, text = realstack.send_smtp(mta.port, SENDER, [RCPT], message)
+    assert code == 250, f"{text}\n{realstack.describe_logs(*daemons, mta)}"
+    (delivered,) = mta.wait_delivered(1)
+    return delivered
 
 
 SendmailFactory = Callable[..., Mta]

@@ -16,6 +16,7 @@ from tests.e2e.conftest import (
     BridgeFactory,
     SendmailFactory,
     added_fields,
+    deliver_one,
 )
 from tests.support import realstack
 from tests.support.realstack import (
@@ -49,10 +50,7 @@ def test_sendmail_failopen_snippet_delivers_unchanged_when_spambridge_is_down(
     mta = start_sendmail(f"inet:{free_port()}@127.0.0.1", realstack.SENDMAIL_SNIPPET)
     message = ham_message()
 
-    code, text = send_smtp(mta.port, SENDER, [RCPT], message)
-
-    assert code == 250, f"{text}\n{describe_logs(mta)}"
-    (delivered,) = mta.wait_delivered(1)
+    delivered = deliver_one(mta, message)
     assert [field_name(f) for f in added_fields(message, delivered)] == [b"received"]
 
 
@@ -74,10 +72,7 @@ def test_sendmail_failclosed_snippet_scans_when_spambridge_is_up(
     bridge = start_bridge(["--spamd-socket", spamd.address, *BRIDGE_ARGS])
     mta = start_sendmail(bridge.sendmail_socket, realstack.SENDMAIL_SNIPPET_FAILCLOSED)
 
-    code, text = send_smtp(mta.port, SENDER, [RCPT], ham_message())
-
-    assert code == 250, f"{text}\n{describe_logs(bridge, mta)}"
-    (delivered,) = mta.wait_delivered(1)
+    delivered = deliver_one(mta, ham_message(), bridge)
     (status,) = header_values(delivered, b"X-Spam-Status")
     assert STATUS_NO.fullmatch(status), status
 
@@ -124,10 +119,7 @@ def test_sendmail_progress_keeps_slow_scan_within_read_timeout(
     )
     mta = start_sendmail(bridge.sendmail_socket, timeouts=SENDMAIL_DEFAULT_TIMEOUTS)
 
-    code, text = send_smtp(mta.port, SENDER, [RCPT], ham_message())
-
-    assert code == 250, f"{text}\n{describe_logs(bridge, mta)}"
-    (delivered,) = mta.wait_delivered(1)
+    delivered = deliver_one(mta, ham_message(), bridge)
     (status,) = header_values(delivered, b"X-Spam-Status")
     assert STATUS_NO.fullmatch(status), status
 
@@ -141,8 +133,5 @@ def test_sendmail_slow_scan_without_progress_hits_read_timeout_and_fails_open(
     mta = start_sendmail(bridge.sendmail_socket, timeouts=SENDMAIL_DEFAULT_TIMEOUTS)
     message = ham_message()
 
-    code, text = send_smtp(mta.port, SENDER, [RCPT], message)
-
-    assert code == 250, f"{text}\n{describe_logs(bridge, mta)}"
-    (delivered,) = mta.wait_delivered(1)
+    delivered = deliver_one(mta, message, bridge)
     assert [field_name(f) for f in added_fields(message, delivered)] == [b"received"]

@@ -25,6 +25,7 @@ from tests.e2e.conftest import (
     PostfixFactory,
     SendmailFactory,
     added_fields,
+    deliver_one,
 )
 from tests.support import realstack
 from tests.support.realstack import (
@@ -91,10 +92,7 @@ def test_ham_delivered_with_status_no(
     mta = front.start(bridge)
     message = ham_message()
 
-    code, text = send_smtp(mta.port, SENDER, [RCPT], message)
-
-    assert code == 250, f"{text}\n{describe_logs(bridge, mta)}"
-    (delivered,) = mta.wait_delivered(1)
+    delivered = deliver_one(mta, message, bridge)
     (status,) = header_values(delivered, b"X-Spam-Status")
     assert STATUS_NO.fullmatch(status), status
     assert header_values(delivered, b"X-Spam-Flag") == []
@@ -112,10 +110,7 @@ def test_gtube_delivered_with_spam_flag_by_default(
     bridge = start_bridge(["--spamd-socket", spamd.address, *BRIDGE_ARGS])
     mta = front.start(bridge)
 
-    code, text = send_smtp(mta.port, SENDER, [RCPT], gtube_message())
-
-    assert code == 250, f"{text}\n{describe_logs(bridge, mta)}"
-    (delivered,) = mta.wait_delivered(1)
+    delivered = deliver_one(mta, gtube_message(), bridge)
     assert header_values(delivered, b"X-Spam-Flag") == [b"YES"]
     (status,) = header_values(delivered, b"X-Spam-Status")
     assert STATUS_YES.fullmatch(status), status
@@ -130,10 +125,7 @@ def test_forged_spam_headers_removed_from_ham(
     mta = front.start(bridge)
     forged = b"X-Spam-Flag: YES\r\nX-Spam-Status: YES, hits=99.00 required=5.00\r\n"
 
-    code, text = send_smtp(mta.port, SENDER, [RCPT], ham_message(extra_headers=forged))
-
-    assert code == 250, f"{text}\n{describe_logs(bridge, mta)}"
-    (delivered,) = mta.wait_delivered(1)
+    delivered = deliver_one(mta, ham_message(extra_headers=forged), bridge)
     assert header_values(delivered, b"X-Spam-Flag") == []
     (status,) = header_values(delivered, b"X-Spam-Status")
     assert STATUS_NO.fullmatch(status), status
@@ -147,10 +139,7 @@ def test_spamd_down_delivers_ham_unchanged_and_logs_why(
     mta = front.start(bridge)
     message = ham_message()
 
-    code, text = send_smtp(mta.port, SENDER, [RCPT], message)
-
-    assert code == 250, f"{text}\n{describe_logs(bridge, mta)}"
-    (delivered,) = mta.wait_delivered(1)
+    delivered = deliver_one(mta, message, bridge)
     added = added_fields(front.as_delivered(message), delivered)
     assert [field_name(f) for f in added] == [b"received"], added
     warnings = [line for line in bridge.log_text().splitlines() if "WARNING" in line]
@@ -170,10 +159,7 @@ def test_oversize_message_delivered_whole_and_unscanned(
     line = b"0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ .,;:!?\r\n"
     message = ham_message(subject="big") + line * 4000  # about 300 KB
 
-    code, text = send_smtp(mta.port, SENDER, [RCPT], message)
-
-    assert code == 250, f"{text}\n{describe_logs(bridge, mta)}"
-    (delivered,) = mta.wait_delivered(1)
+    delivered = deliver_one(mta, message, bridge)
     added = added_fields(front.as_delivered(message), delivered)
     names = {field_name(f) for f in added}
     assert b"x-spam-status" not in names and b"x-spam-flag" not in names, added
@@ -190,10 +176,7 @@ def test_sendmail_delivery_is_byte_exact_apart_from_added_headers(
     mta = start_sendmail(bridge.sendmail_socket)
     message = realstack.awkward_message()
 
-    code, text = send_smtp(mta.port, SENDER, [RCPT], message)
-
-    assert code == 250, f"{text}\n{describe_logs(bridge, mta)}"
-    (delivered,) = mta.wait_delivered(1)
+    delivered = deliver_one(mta, message, bridge)
     added = added_fields(message, delivered)
     counts = Counter(field_name(f) for f in added)
     assert counts[b"received"] == 1
@@ -218,10 +201,7 @@ def test_sendmail_both_cli_syntaxes_serve(
     bridge = start_bridge(args, legacy_syntax=legacy_syntax)
     mta = start_sendmail(bridge.sendmail_socket)
 
-    code, text = send_smtp(mta.port, SENDER, [RCPT], ham_message())
-
-    assert code == 250, f"{text}\n{describe_logs(bridge, mta)}"
-    (delivered,) = mta.wait_delivered(1)
+    delivered = deliver_one(mta, ham_message(), bridge)
     (status,) = header_values(delivered, b"X-Spam-Status")
     assert STATUS_NO.fullmatch(status), status
 
@@ -235,10 +215,7 @@ def test_postfix_failopen_snippet_delivers_when_spambridge_is_down(
     mta = start_postfix(f"inet:127.0.0.1:{free_port()}", realstack.POSTFIX_SNIPPET)
     message = ham_message()
 
-    code, text = send_smtp(mta.port, SENDER, [RCPT], message)
-
-    assert code == 250, f"{text}\n{describe_logs(mta)}"
-    (delivered,) = mta.wait_delivered(1)
+    delivered = deliver_one(mta, message)
     assert [field_name(f) for f in added_fields(_lf(message), delivered)] == [b"received"]
 
 
