@@ -11,6 +11,7 @@ import socket
 import ssl
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from spambridge.spamd import (
     _Exchange,
     parse_spamd_socket,
 )
-from tests.support.fake_spamd import EX_NAMES, GTUBE, FakeSpamd
+from tests.support.fake_spamd import EX_NAMES, GTUBE, FakeSpamd, build_reply
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -360,6 +361,75 @@ async def test_spamd_pool_connect_timeout() -> None:
         finally:
             for filler in fillers:
                 filler.close()
+
+
+@pytest.fixture
+async def writers(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The descriptors the running loop is asked to watch for writability."""
+    loop = asyncio.get_running_loop()
+    watched: list[int] = []
+    add_writer = loop.add_writer
+
+    def counting_add_writer(fd: int, callback: object, *args: object) -> None:
+        watched.append(fd)
+        add_writer(fd, callback, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "add_writer", counting_add_writer)
+    return watched
+
+
+async def test_spamd_pool_loopback_request_goes_out_without_waiting_to_connect(
+    spamd: FakeSpamd, writers: list[int]
+) -> None:
+    # Over loopback the handshake is done when connect() returns EINPROGRESS, so the request
+    # is sent at once: no wait for writability (two epoll_ctl, a getsockopt, an iteration).
+    verdict = await make_pool(spamd).scan(SPAM)
+    assert verdict.is_spam and spamd.requests[-1].body.endswith(GTUBE + b"\r\n")
+    assert writers == []
+
+
+async def test_spamd_pool_slow_handshake_waits_then_sends(writers: list[int]) -> None:
+    # The accept queue is full, so the SYN is dropped and the first send finds the socket
+    # still connecting (EAGAIN): the request must wait for the connection, then go out whole.
+    reply = build_reply("REPORT", SPAM)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = [socket.socket() for _ in range(4)]
+        for filler in fillers:
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+        received: list[bytes] = []
+
+        def serve() -> None:
+            # After the scan has started, drop the fillers (the one in the queue then sends
+            # nothing but EOF) and answer the connection that sends a request: the scan's,
+            # once its SYN is retransmitted.
+            time.sleep(0.3)
+            for filler in fillers:
+                filler.close()
+            listener.settimeout(10)
+            while True:
+                conn, _ = listener.accept()
+                with conn:
+                    conn.settimeout(10)
+                    data = b""
+                    while chunk := conn.recv(65536):
+                        data += chunk
+                    if data:  # a filler's leftover connection sends nothing
+                        received.append(data)
+                        conn.sendall(reply)
+                        return
+
+        server = asyncio.get_running_loop().run_in_executor(None, serve)
+        timeouts = SpamdTimeouts(connect=8, send=2, read=2, end=12)
+        pool = make_pool(parse_spamd_socket(f"127.0.0.1:{port}"), timeouts=timeouts)
+        verdict = await pool.scan(SPAM)
+        await server
+    assert verdict.is_spam and verdict.score == 1000.0
+    assert len(writers) == 1  # it did wait for the connection
+    assert received[0].startswith(b"REPORT SPAMC/1.5\r\n") and received[0].endswith(SPAM)
 
 
 async def test_spamd_pool_delay_within_read_timeout(spamd: FakeSpamd) -> None:
