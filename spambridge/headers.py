@@ -42,9 +42,13 @@ MILTER_SPAMC_HEADERS: tuple[bytes, ...] = (
 )
 
 _WSP = b" \t"
-_CONTROL = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")  # keeps TAB (\x09) and LF (\x0a)
-_EIGHT_BIT = re.compile(rb"[\x80-\xff]")
+# Byte classes cleaned with bytes.translate rather than regular expressions: about ten
+# times cheaper, and a message's headers and report go through them several times.
+_CONTROL = bytes(range(0x09)) + bytes(range(0x0B, 0x20)) + b"\x7f"  # keeps TAB and LF
+_CONTROL_AND_LF = _CONTROL + b"\n"
+_EIGHT_BIT_TO_QUESTION = bytes(range(0x80)) + b"?" * 0x80  # a translate table
 _WSP_RUN = re.compile(rb"[ \t]{%d,}" % (_MAX_WSP_RUN + 1))
+_SPACE_RUN = b" " * (_MAX_WSP_RUN + 1)
 _ENCODED_WORD = re.compile(rb"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 
 
@@ -95,7 +99,7 @@ def format_report(report: bytes) -> bytes:
     # whitespace would otherwise leave a continuation line with no visible text.
     # The cleaning is done on the whole report at once (none of the patterns spans a line
     # break): three passes per report instead of three per line.
-    text = _WSP_RUN.sub(b" ", _clean_bytes(report.replace(b"\r\n", b"\n"), keep_lf=True))
+    text = _squeeze_blank_runs(_clean_bytes(report.replace(b"\r\n", b"\n"), keep_lf=True))
     lines = [line.rstrip() for line in text.split(b"\n")]
     while lines and not lines[0]:
         lines.pop(0)
@@ -168,7 +172,7 @@ def sanitize_value(value: bytes, name_len: int, *, keep_8bit: bool = False) -> b
       sender already wrote in raw UTF-8.
     """
     lines = [_clean_bytes(line, keep_8bit) for line in _split_lines(value)]
-    lines = [_WSP_RUN.sub(b" ", line).rstrip(_WSP) for line in lines]
+    lines = [_squeeze_blank_runs(line).rstrip(_WSP) for line in lines]
     first = lines[0].lstrip(_WSP) if lines else b""
     rest = [line if line[:1] in (b" ", b"\t") else b" " + line for line in lines[1:] if line]
     first_limit = MAX_LINE - name_len - 2
@@ -258,9 +262,9 @@ def tag_subject(subject: bytes | None, tag: bytes, *, detail: bytes | None = Non
 
 def _encode_tag(prefix: bytes, *, next_is_encoded_word: bool) -> bytes:
     """The tag followed by one space, as an encoded word when it is not plain ASCII."""
-    if not _EIGHT_BIT.search(prefix) and not _CONTROL.search(prefix):
+    if prefix.isascii() and len(prefix.translate(None, _CONTROL)) == len(prefix):
         return prefix + b" "
-    text = _CONTROL.sub(b"", prefix).decode("utf-8", "replace")
+    text = prefix.translate(None, _CONTROL).decode("utf-8", "replace")
     if next_is_encoded_word:
         text += " "
     encoded = base64.b64encode(text.encode("utf-8"))
@@ -384,8 +388,16 @@ def _split_lines(data: bytes) -> list[bytes]:
 
 def _clean_bytes(line: bytes, keep_8bit: bool = False, *, keep_lf: bool = False) -> bytes:
     """Remove control bytes except TAB (and LF with keep_lf); 8-bit to '?'."""
-    line = _CONTROL.sub(b"", line if keep_lf else line.replace(b"\n", b""))
-    return line if keep_8bit else _EIGHT_BIT.sub(b"?", line)
+    delete = _CONTROL if keep_lf else _CONTROL_AND_LF
+    return line.translate(None if keep_8bit else _EIGHT_BIT_TO_QUESTION, delete)
+
+
+def _squeeze_blank_runs(text: bytes) -> bytes:
+    """Runs of more than _MAX_WSP_RUN spaces/tabs become one space. Such a run needs a tab
+    or that many spaces in a row: without either, the regular expression is not run."""
+    if text.find(b"\t") < 0 and text.find(_SPACE_RUN) < 0:  # find: see milter.codec._cstr
+        return text
+    return _WSP_RUN.sub(b" ", text)
 
 
 def _one_line(value: bytes, keep_8bit: bool = False) -> bytes:

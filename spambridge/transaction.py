@@ -159,7 +159,7 @@ def received_header(client: Client, macros: Macros, *, now: datetime, authentica
     if name_s.startswith("[") or not name_s:
         name_s = ""
     helo = (client.helo or client.hostname).decode("ascii", "replace")
-    forged = b"FORGED" in macros.get("client_resolve").upper()
+    forged = macros.get("client_resolve").upper().find(b"FORGED") >= 0  # see codec._cstr
     by = macros.get("j") or macros.get("if_name") or macros.get("daemon_name") or b"localhost"
     qid = macros.get("i").decode("ascii", "replace")
     parts = [f"from {helo} ({name_s} [{addr}]".replace("( [", "([")]

@@ -379,7 +379,9 @@ def _reply_frame(code: bytes, payload: bytes, what: str) -> bytes:
 
 
 def _cstr(value: bytes, what: str) -> bytes:
-    if _NUL in value:
+    # find(), not `in`: bytes.__contains__ first tries the needle as an integer and builds
+    # (then drops) a TypeError with a formatted message before it searches.
+    if value.find(_NUL) >= 0:
         raise LocalProtocolError(f"{what}: NUL byte inside a string field")
     return value + _NUL
 

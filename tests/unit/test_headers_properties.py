@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spambridge.headers import (
+    _clean_bytes,
+    _squeeze_blank_runs,
     fold,
     format_report,
     sanitize_value,
@@ -91,3 +95,26 @@ def test_headers_property_tag_subject_tags_once(subject: bytes | None, tag: byte
     added = tagged[: len(tagged) - len(body)] if body else tagged
     assert not any(byte < 0x20 and byte not in (0x09, 0x0A) for byte in added)
     assert tag_subject(tagged, tag) is None
+
+
+# The cleaning as first written with regular expressions: the translate tables and the
+# squeeze must give exactly the same bytes.
+_REF_CONTROL = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")
+_REF_EIGHT_BIT = re.compile(rb"[\x80-\xff]")
+_REF_WSP_RUN = re.compile(rb"[ \t]{65,}")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.one_of(_chunks, st.binary(min_size=1, max_size=8)), max_size=30).map(b"".join),
+    st.booleans(),
+    st.booleans(),
+)
+def test_headers_property_cleaning_matches_the_regular_expressions(
+    value: bytes, keep_8bit: bool, keep_lf: bool
+) -> None:
+    expected = _REF_CONTROL.sub(b"", value if keep_lf else value.replace(b"\n", b""))
+    if not keep_8bit:
+        expected = _REF_EIGHT_BIT.sub(b"?", expected)
+    assert _clean_bytes(value, keep_8bit, keep_lf=keep_lf) == expected
+    assert _squeeze_blank_runs(value) == _REF_WSP_RUN.sub(b" ", value)
