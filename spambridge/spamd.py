@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import getpass
 import ipaddress
 import logging
@@ -451,14 +452,17 @@ class _SocketExchange(_Exchange):
         self._reading = True
         self.loop.add_reader(self.fd, self._on_readable)
         try:
-            self.sock.connect(address)
-        except (BlockingIOError, InterruptedError):
-            self._send_early()
-            return
+            # connect_ex: EINPROGRESS, the usual answer, as a number rather than an exception.
+            error = self.sock.connect_ex(address)
         except OSError as exc:
             self._lost(exc)
             return
-        self._connected()
+        if error in _CONNECTING:
+            self._send_early()
+        elif error:
+            self._lost(OSError(error, os.strerror(error)))
+        else:
+            self._connected()
 
     def _send_early(self) -> None:
         """Send while connect() reports EINPROGRESS. Over loopback the handshake is done by
@@ -568,6 +572,7 @@ class _SocketExchange(_Exchange):
 
 
 _READ_SIZE = 65536  # what asyncio's transports read at a time
+_CONNECTING = frozenset({errno.EINPROGRESS, errno.EAGAIN, errno.EINTR})
 
 
 class _TimedConnection:

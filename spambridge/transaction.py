@@ -27,7 +27,7 @@ _CLEARS: dict[bytes, bytes] = {
 
 def macro_name(name: bytes) -> bytes:
     """`{x}` and `x` are the same macro (libmilter's smfi_getsymval)."""
-    if name.startswith(b"{") and name.endswith(b"}"):
+    if name[:1] == b"{" and name[-1:] == b"}":  # slices: see milter.codec._strings
         return name[1:-1]
     return name
 
@@ -191,7 +191,9 @@ def _clean(value: bytes | str) -> str:
 def header_line(name: bytes, value: bytes, *, leading_space: bool) -> bytes:
     """One header exactly as the MTA will deliver it: folding LF becomes CRLF."""
     sep = b":" if leading_space else b": "
-    return name + sep + value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + b"\r\n"
+    if value.find(b"\n") >= 0:  # folded (most values are not)
+        value = value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    return name + sep + value + b"\r\n"
 
 
 def message_for_spamd(

@@ -107,7 +107,7 @@ def _name(code: int) -> str:
 
 def _strings(payload: bytes, what: str) -> list[bytes]:
     """Split a run of NUL-terminated strings; the payload must end with a NUL."""
-    if not payload.endswith(_NUL):
+    if payload[-1:] != _NUL:  # a slice compare: endswith() parses its arguments the slow way
         raise RemoteProtocolError(f"{what}: payload is not NUL-terminated")
     return payload[:-1].split(_NUL)
 

@@ -14,6 +14,7 @@ def test_hot_paths_format_date_matches_email_utils_across_offsets() -> None:
         base,
         base.replace(microsecond=999999),  # same second: served from the cache
         base.astimezone(timezone(timedelta(hours=2))),  # same instant, other offset
+        base.replace(tzinfo=timezone(timedelta(hours=-5))),  # same wall clock, other offset
         base + timedelta(seconds=1),
         datetime(2026, 11, 25, 11, 0, 0),  # naive
     ]
