@@ -262,9 +262,10 @@ def tag_subject(subject: bytes | None, tag: bytes, *, detail: bytes | None = Non
 
 def _encode_tag(prefix: bytes, *, next_is_encoded_word: bool) -> bytes:
     """The tag followed by one space, as an encoded word when it is not plain ASCII."""
-    if prefix.isascii() and len(prefix.translate(None, _CONTROL)) == len(prefix):
+    visible = prefix.translate(None, _CONTROL)
+    if prefix.isascii() and len(visible) == len(prefix):
         return prefix + b" "
-    text = prefix.translate(None, _CONTROL).decode("utf-8", "replace")
+    text = visible.decode("utf-8", "replace")
     if next_is_encoded_word:
         text += " "
     encoded = base64.b64encode(text.encode("utf-8"))
