@@ -260,6 +260,88 @@ def tag_subject(subject: bytes | None, tag: bytes, *, detail: bytes | None = Non
     return lead + token + body
 
 
+# subject-tag placeholders (rspamd's subject template): %s the subject, %d the score as a
+# whole number, %f / %.Nf the score with decimals, %% a percent sign.
+_PLACEHOLDER = re.compile(rb"%(?:s|d|%|(?:\.(\d))?f)")
+
+
+def is_subject_template(tag: str) -> bool:
+    """Whether subject-tag is a template rather than a plain prefix."""
+    return "%" in tag and _PLACEHOLDER.search(tag.encode()) is not None
+
+
+def template_subject(subject: bytes | None, template: bytes, score: float) -> bytes | None:
+    """The Subject value from a subject-tag template, or None when nothing should change.
+
+    The text before %s is prepended and the text after it appended, each as its own token
+    (an encoded word when it is not plain ASCII), so the original subject, encoded words
+    and folding included, is never re-encoded (RFC 2047 §5). A template without %s is a
+    prefix. The subject is left alone when it already starts with the template's literal
+    text before its first placeholder (or, for a template starting with %s, already ends
+    with the text after its last placeholder).
+    """
+    template = _one_line(template, keep_8bit=True)
+    head, has_subject, tail = template.partition(b"%s")
+    if not has_subject:
+        head, tail = template + b" ", b""
+
+    def expand(part: bytes) -> bytes:
+        def one(m: re.Match[bytes]) -> bytes:
+            if m[0] == b"%%":
+                return b"%"
+            if m[0] == b"%d":
+                return b"%d" % int(score)
+            if m[0] == b"%s":
+                return b""  # a second %s: the subject appears once
+            return b"%.*f" % (int(m[1] or 6), score)
+
+        return _PLACEHOLDER.sub(one, part)
+
+    prefix, suffix = expand(head), expand(tail)
+    body = b""
+    lead = b""
+    if subject is not None:
+        lead = b" " if subject[:1] in (b" ", b"\t", b"\r", b"\n") else b""
+        body = subject.lstrip(b" \t\r\n").replace(b"\r\n", b"\n").rstrip(b" \t\n")
+        literal_head = _PLACEHOLDER.split(head, 1)[0].strip()
+        literal_tail = _PLACEHOLDER.split(tail)[-1].strip()
+        if not literal_head and literal_tail and body.lower().endswith(literal_tail.lower()):
+            return None
+        if literal_head and _starts_with_tag(body, literal_head):
+            return None
+    if not body:
+        whole = (prefix + suffix).strip()
+        return _encode_tag(whole, next_is_encoded_word=False).rstrip(b" ") if whole else None
+    out = body
+    if prefix.strip():
+        token = _encode_tag(
+            prefix.rstrip(), next_is_encoded_word=_ENCODED_WORD.match(body) is not None
+        )
+        if not prefix[-1:].isspace() and token.isascii() and token == prefix.rstrip() + b" ":
+            token = token[:-1]  # "[SPAM]%s": no space was asked for
+        first_line = body.split(b"\n", 1)[0]
+        if len(b"Subject: ") + len(token) + len(first_line) > MAX_LINE:
+            token = token.rstrip(b" ") + b"\n "
+        out = token + out
+    if suffix.strip():
+        last = out.rsplit(b"\n", 1)[-1]
+        ends_encoded = re.search(rb"\?=$", last) is not None
+        gap = suffix[: len(suffix) - len(suffix.lstrip())]
+        text = suffix.strip()
+        visible = text.translate(None, _CONTROL)
+        if text.isascii() and len(visible) == len(text):
+            token = (gap or (b" " if ends_encoded else b"")) + text
+        else:
+            # an encoded word must be set off by whitespace; between two encoded words that
+            # whitespace is dropped by readers, so a wanted gap goes inside ours
+            inner = (gap if ends_encoded else b"") + visible
+            token = b" " + _encode_tag(inner, next_is_encoded_word=False).rstrip(b" ")
+        if len(last) + len(token) > MAX_LINE:
+            token = b"\n " + token.lstrip()
+        out = out + token
+    return lead + out
+
+
 def _encode_tag(prefix: bytes, *, next_is_encoded_word: bool) -> bytes:
     """The tag followed by one space, as an encoded word when it is not plain ASCII."""
     visible = prefix.translate(None, _CONTROL)

@@ -53,7 +53,7 @@ def _o(
     return Option(name, kind, default, help, choices, group, legacy)
 
 
-SPAMD_COMMANDS = ("CHECK", "SYMBOLS", "REPORT", "REPORT_IFSPAM", "HEADERS")
+SPAMD_COMMANDS = ("CHECK", "SYMBOLS", "REPORT", "REPORT_IFSPAM", "HEADERS", "PROCESS")
 
 OPTIONS: tuple[Option, ...] = (
     # --- milter side
@@ -182,8 +182,8 @@ OPTIONS: tuple[Option, ...] = (
         "spamd-command",
         "choice",
         "REPORT",
-        "spamd request: CHECK, SYMBOLS, REPORT, REPORT_IFSPAM (milter-spamc style) or "
-        "HEADERS (header-style=spamassassin).",
+        "spamd request: CHECK, SYMBOLS, REPORT, REPORT_IFSPAM (milter-spamc style), "
+        "HEADERS or PROCESS (header-style=spamassassin; PROCESS with +spamd-rewrite-body).",
         SPAMD_COMMANDS,
         group="spamd",
     ),
@@ -193,6 +193,18 @@ OPTIONS: tuple[Option, ...] = (
         "",
         "spamd User when no single local recipient is found.",
         group="spamd",
+    ),
+    _o(
+        "spamd-user-from",
+        "choice",
+        "passwd",
+        "Which spamd User a recipient gives (the last local recipient, as milter-spamc): "
+        "passwd (its local part when it has a passwd entry, else spamd-user), local-part, "
+        "address (user@domain, for SQL or virtual-config-dir preferences), domain, or fixed "
+        "(always spamd-user).",
+        ("passwd", "local-part", "address", "domain", "fixed"),
+        group="spamd",
+        legacy=False,
     ),
     _o(
         "no-user-config",
@@ -288,6 +300,16 @@ OPTIONS: tuple[Option, ...] = (
         group="headers",
         legacy=False,
     ),
+    _o(
+        "spamd-rewrite-body",
+        "bool",
+        "-",
+        "With header-style=spamassassin and spamd-command=PROCESS: deliver the message as "
+        "SpamAssassin rewrote it, body included (report_safe), like spamass-milter; the "
+        "milter then asks the MTA for the body-change action.",
+        group="headers",
+        legacy=False,
+    ),
     _o("always-add-flag", "bool", "-", "Add X-Spam-Flag: NO to ham too.", group="headers"),
     _o("always-add-level", "bool", "-", "Add X-Spam-Level to ham too.", group="headers"),
     _o(
@@ -301,7 +323,9 @@ OPTIONS: tuple[Option, ...] = (
         "subject-tag",
         "str",
         "[SPAM]",
-        "Subject prefix for spam; empty disables tagging.",
+        "Subject prefix for spam; empty disables tagging. A template when it holds %s "
+        "(the original subject), %d (score, whole number), %f or %.1f-style (score with "
+        "decimals), %% (a percent sign): '***SPAM*** %s', '[SPAM %.1f] %s'.",
         group="headers",
     ),
     _o(
@@ -354,6 +378,32 @@ OPTIONS: tuple[Option, ...] = (
         legacy=False,
     ),
     _o(
+        "tempfail-score",
+        "optfloat",
+        "",
+        "Soft reject: answer tempfail-reply (4xx, the client retries) when score >= this "
+        "absolute value and no reject or discard applies; empty disables.",
+        group="actions",
+        legacy=False,
+    ),
+    _o(
+        "extra-tempfail",
+        "float",
+        "-1",
+        "Soft reject spam when score >= threshold + N (below the reject and discard "
+        "thresholds); -1 disables.",
+        group="actions",
+        legacy=False,
+    ),
+    _o(
+        "tempfail-reply",
+        "str",
+        "451 4.7.1 message looks like spam, try again later",
+        "SMTP reply for the soft reject band (tempfail-score, extra-tempfail); must be 4xx.",
+        group="actions",
+        legacy=False,
+    ),
+    _o(
         "quarantine-score",
         "optfloat",
         "",
@@ -374,7 +424,8 @@ OPTIONS: tuple[Option, ...] = (
         "reject-reply",
         "str",
         "550 5.7.1 message was identified as junk mail",
-        "SMTP reply code, enhanced code and text for a spam reject (the score is appended).",
+        "SMTP reply code, enhanced code and text for a spam reject (the score is appended). "
+        "A 4xx code defers instead of bouncing: '451 4.7.1 text'.",
         group="actions",
         legacy=False,
     ),
@@ -435,6 +486,27 @@ OPTIONS: tuple[Option, ...] = (
         "+",
         "Do not scan mail from SMTP-authenticated senders.",
         group="policy",
+    ),
+    _o(
+        "scan-authenticated",
+        "choice",
+        "skip",
+        "Outbound mail (SMTP-authenticated with +smtp-auth-ok, or from trusted-networks): "
+        "skip (not scanned), tag (scanned, headers only: never rejected, deferred, "
+        "discarded, quarantined or redirected) or full (the whole policy, with "
+        "outbound-reject-score when set). The verdict line says direction=outbound.",
+        ("skip", "tag", "full"),
+        group="policy",
+        legacy=False,
+    ),
+    _o(
+        "outbound-reject-score",
+        "optfloat",
+        "",
+        "With scan-authenticated=full: reject outbound mail when score >= this, in place of "
+        "reject-score and extra-reject; empty keeps those.",
+        group="policy",
+        legacy=False,
     ),
     _o(
         "trusted-networks",
@@ -502,7 +574,8 @@ OPTIONS: tuple[Option, ...] = (
         "metrics-listen",
         "str",
         "",
-        "Serve Prometheus metrics on HOST:PORT (needs prometheus-client).",
+        "Serve Prometheus metrics on HOST:PORT with prometheus-client (the metrics extra: "
+        "pip install 'spambridge[metrics]'); empty disables.",
         group="process",
         legacy=False,
     ),
@@ -724,7 +797,7 @@ def _strip_comment(value: str) -> str:
 # ------------------------------------------------------------------ typed config
 
 
-SpamdCommand = Literal["CHECK", "SYMBOLS", "REPORT", "REPORT_IFSPAM", "HEADERS"]
+SpamdCommand = Literal["CHECK", "SYMBOLS", "REPORT", "REPORT_IFSPAM", "HEADERS", "PROCESS"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -747,6 +820,7 @@ class Config:
     skip_body: bool
     spamd_command: SpamdCommand
     spamd_user: str
+    spamd_user_from: Literal["passwd", "local-part", "address", "domain", "fixed"]
     no_user_config: bool
     is_gateway: bool
     spamd_select: Literal["failover", "round-robin", "random"]
@@ -758,6 +832,7 @@ class Config:
     spamd_tempfail_reply: str
     spamd_reject_reply: str
     header_style: Literal["milter-spamc", "spamassassin"]
+    spamd_rewrite_body: bool
     always_add_flag: bool
     always_add_level: bool
     level_character: str
@@ -769,6 +844,9 @@ class Config:
     discard_low_precedence: bool
     reject_score: float | None
     discard_score: float | None
+    tempfail_score: float | None
+    extra_tempfail: float
+    tempfail_reply: str
     quarantine_score: float | None
     quarantine_reason: str
     reject_reply: str
@@ -783,6 +861,8 @@ class Config:
     max_untrusted: int
     dry_run: bool
     smtp_auth_ok: bool
+    scan_authenticated: Literal["skip", "tag", "full"]
+    outbound_reject_score: float | None
     trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     access_db: str
     file: str

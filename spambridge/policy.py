@@ -11,7 +11,7 @@ import pwd
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from spambridge import __version__, headers
@@ -51,6 +51,7 @@ class Decision:
     reason: str = ""
     score: float | None = None
     threshold: float | None = None
+    direction: str = "inbound"  # outbound: authenticated or trusted-network sender
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +62,16 @@ class ReplySpec:
 
 
 def parse_reply_option(option: str, value: str, klass: str) -> ReplySpec:
-    """Check a configured SMTP reply ("550 5.7.1 text") once, at start-up."""
+    """Check a configured SMTP reply ("550 5.7.1 text") once, at start-up.
+
+    `klass` lists the accepted first digits: "5", "4", or "45" for either.
+    """
     m = _REPLY.match(value)
-    if not m or not m[1].startswith(klass):
+    if not m or m[1][0] not in klass:
+        codes = " or ".join(f"{k}xx" for k in klass)
         raise ConfigError(
-            option, f"{value!r} must start with a {klass}xx code, e.g. '{klass}50 {klass}.7.1 text'"
+            option,
+            f"{value!r} must start with a {codes} code, e.g. '{klass[-1]}50 {klass[-1]}.7.1 text'",
         )
     spec = ReplySpec(m[1], m[2], m[3] or "rejected")
     try:
@@ -77,13 +83,30 @@ def parse_reply_option(option: str, value: str, klass: str) -> ReplySpec:
 
 def validate(config: Config) -> None:
     """Cross-option checks that need the policy's view; raises ConfigError."""
-    parse_reply_option("reject-reply", config.reject_reply, "5")
+    parse_reply_option("reject-reply", config.reject_reply, "45")
+    parse_reply_option("tempfail-reply", config.tempfail_reply, "4")
     parse_reply_option("spamd-tempfail-reply", config.spamd_tempfail_reply, "4")
     parse_reply_option("spamd-reject-reply", config.spamd_reject_reply, "5")
-    if config.header_style == "spamassassin" and config.spamd_command != "HEADERS":
-        raise ConfigError("spamd-command", "header-style=spamassassin needs spamd-command=HEADERS")
-    if config.spamd_command == "HEADERS" and config.header_style != "spamassassin":
-        raise ConfigError("header-style", "spamd-command=HEADERS needs header-style=spamassassin")
+    if config.header_style == "spamassassin" and config.spamd_command not in (
+        "HEADERS",
+        "PROCESS",
+    ):
+        raise ConfigError(
+            "spamd-command", "header-style=spamassassin needs spamd-command=HEADERS or PROCESS"
+        )
+    if config.spamd_command in ("HEADERS", "PROCESS") and config.header_style != "spamassassin":
+        raise ConfigError(
+            "header-style",
+            f"spamd-command={config.spamd_command} needs header-style=spamassassin",
+        )
+    if config.spamd_rewrite_body != (config.spamd_command == "PROCESS"):
+        raise ConfigError(
+            "spamd-rewrite-body",
+            "+spamd-rewrite-body and spamd-command=PROCESS go together (PROCESS returns the "
+            "whole rewritten message, which only +spamd-rewrite-body may deliver)",
+        )
+    if config.spamd_user_from == "fixed" and not config.spamd_user:
+        raise ConfigError("spamd-user", "spamd-user-from=fixed needs a spamd-user")
     if config.mail_policy != "none" and not config.mail_spam:
         raise ConfigError(
             "mail-spam", f"mail-policy={config.mail_policy} needs a mail-spam address"
@@ -97,6 +120,13 @@ def skip_reason(config: Config, client: Client, macros: Macros) -> str | None:
     """Why this message is not scanned, or None to scan it."""
     if not config.spamd_socket:
         return "scanning disabled (spamd-socket is empty)"
+    if config.scan_authenticated == "skip":
+        return outbound_reason(config, client, macros)
+    return None
+
+
+def outbound_reason(config: Config, client: Client, macros: Macros) -> str | None:
+    """Why this message counts as outbound (our own users' mail), or None for inbound."""
     if config.smtp_auth_ok and macros.get("auth_authen"):
         return "authenticated sender"
     if config.trusted_networks and client.address:
@@ -116,13 +146,36 @@ def spamd_user(config: Config, txn: Transaction) -> str:
 
     A configured spamd-user wins when there are several recipients (or with no-user-config);
     with no spamd-user, several recipients still give the last local one, as in milter-spamc.
+    spamd-user-from other than passwd names the same recipient by its local part, address
+    or domain (virtual users have no passwd entry, so the last recipient decides).
     """
-    if config.no_user_config or (config.spamd_user and len(txn.recipients) > 1):
+    if (
+        config.no_user_config
+        or config.spamd_user_from == "fixed"
+        or (config.spamd_user and len(txn.recipients) > 1)
+    ):
         return config.spamd_user
+    if config.spamd_user_from != "passwd":
+        rcpt = txn.recipients[-1] if txn.recipients else None
+        return (rcpt and _user_key(config.spamd_user_from, rcpt)) or config.spamd_user
     found = ""
     for rcpt in txn.recipients:
         found = _local_user(config, rcpt) or found
     return found or config.spamd_user
+
+
+def _user_key(source: str, rcpt: Recipient) -> str:
+    """The recipient's local part, address (domain lower-cased) or domain."""
+    addr = (rcpt.addr or rcpt.address).strip(b"<>").decode("ascii", "replace")
+    local, at, domain = addr.rpartition("@")
+    if not at:
+        local, domain = addr, ""
+    domain = domain.lower()
+    if source == "local-part":
+        return local
+    if source == "domain":
+        return domain
+    return f"{local}@{domain}" if domain else local
 
 
 def _local_user(config: Config, rcpt: Recipient) -> str:
@@ -283,19 +336,40 @@ def decide(
     leading_space: bool,
     quarantine_ok: bool = True,
     recipients_ok: bool = True,
+    outbound: bool = False,
 ) -> Decision:
-    """Apply the score policy to a verdict: header edits plus one final reply."""
+    """Apply the score policy to a verdict: header edits plus one final reply.
+
+    Outbound mail (see outbound_reason) follows scan-authenticated: tag only, or the whole
+    policy with outbound-reject-score in place of the inbound reject thresholds.
+    """
     kind = "spam" if verdict.is_spam else "ham"
     score, threshold = verdict.score, verdict.threshold
-    action = _action(config, txn, verdict)
+    direction = "outbound" if outbound else "inbound"
+    tag_only = outbound and config.scan_authenticated == "tag"
+    if tag_only:
+        action = "tag"
+    elif outbound and config.outbound_reject_score is not None:
+        action = _action(
+            replace(config, reject_score=config.outbound_reject_score, extra_reject=-1),
+            txn,
+            verdict,
+        )
+    else:
+        action = _action(config, txn, verdict)
 
     def done(final: FinalReply, edits: tuple[Edit, ...], label: str) -> Decision:
-        return Decision(final, edits, kind, label, score=score, threshold=threshold)
+        return Decision(
+            final, edits, kind, label, score=score, threshold=threshold, direction=direction
+        )
 
     if config.dry_run:
         return done(Continue(), (), f"dry-run:{action}")
     if action == "reject":
         return done(_reject_reply(config, verdict), (), "reject")
+    if action == "tempfail":
+        spec = parse_reply_option("tempfail-reply", config.tempfail_reply, "4")
+        return done(smtp_reply(spec.code, spec.enhanced, [spec.text]), (), "tempfail")
     if action == "discard":
         return done(Discard(), (), "discard")
 
@@ -307,7 +381,10 @@ def decide(
         subject = txn.header_values(b"Subject")
         detail = f"({score:.2f}/{threshold:.2f})".encode() if config.subject_tag_score else None
         current = subject[0] if subject else None
-        new = headers.tag_subject(current, config.subject_tag.encode(), detail=detail)
+        if headers.is_subject_template(config.subject_tag):
+            new = headers.template_subject(current, config.subject_tag.encode(), score)
+        else:
+            new = headers.tag_subject(current, config.subject_tag.encode(), detail=detail)
         if new is not None:
             edits.append(_set_subject(current, new, leading_space))
     if config.header_style == "spamassassin":
@@ -320,11 +397,19 @@ def decide(
             "%threshold%", f"{threshold:.2f}"
         )
         edits.append(Quarantine(reason.encode("ascii", "replace")))
-    if recipients_ok:
+    if recipients_ok and tag_only:
+        edits.extend(_mail_policy(replace(config, mail_policy="none"), txn, verdict, sp))
+    elif recipients_ok:
         edits.extend(_mail_policy(config, txn, verdict, sp))
     final: FinalReply = Continue()
     label = action if action in ("quarantine",) else ("tag" if verdict.is_spam else "accept")
-    if verdict.is_spam and config.mail_policy != "none" and recipients_ok and action == "tag":
+    if (
+        verdict.is_spam
+        and config.mail_policy != "none"
+        and recipients_ok
+        and action == "tag"
+        and not tag_only
+    ):
         label = config.mail_policy
     return done(final, tuple(edits), label)
 
@@ -345,6 +430,14 @@ def _action(config: Config, txn: Transaction, verdict: Verdict) -> str:
             return "discard"  # milter-spamc discards all low-precedence spam, rejected or not
         if config.extra_reject >= 0 and score >= threshold + config.extra_reject:
             return "discard" if low_precedence else "reject"
+    if config.tempfail_score is not None and score >= config.tempfail_score:
+        return "tempfail"
+    if (
+        verdict.is_spam
+        and config.extra_tempfail >= 0
+        and score >= threshold + config.extra_tempfail
+    ):
+        return "tempfail"
     if config.quarantine_score is not None and score >= config.quarantine_score:
         return "quarantine"
     return "tag"
@@ -366,16 +459,27 @@ _RULE_LINE = re.compile(rb"^\s*(-?\d+(?:\.\d+)?)\s+(\S+)\s+(.*)$")
 def report_rule_lines(report: bytes, *, limit: int) -> list[str]:
     """The rules that hit with a non-zero score, one reply line each (milter-spamc)."""
     out = []
+    wanted = False  # whether the last rule line was kept (its continuations follow it)
     for raw in report.splitlines():
-        m = _RULE_LINE.match(raw)
-        if not m or float(m[1]) == 0:
+        if len(raw) - len(raw.lstrip()) > 8 and raw.strip():
+            # SpamAssassin wraps a long description onto lines indented past the rule name:
+            # they belong to the rule above, so the reply keeps the whole description
+            if wanted:
+                out[-1] = (out[-1] + " " + _reply_text(raw))[:900]
             continue
-        text = b" ".join(raw.split()).decode("ascii", "replace")
-        text = "".join(c if 32 <= ord(c) < 127 else "?" for c in text).replace("%", "p")
-        out.append(text[:900])
-        if len(out) == limit:
-            break
+        m = _RULE_LINE.match(raw)
+        if m is None:
+            wanted = False
+            continue
+        wanted = float(m[1]) != 0 and len(out) < limit
+        if wanted:
+            out.append(_reply_text(raw)[:900])
     return out
+
+
+def _reply_text(raw: bytes) -> str:
+    text = b" ".join(raw.split()).decode("ascii", "replace")
+    return "".join(c if 32 <= ord(c) < 127 else "?" for c in text).replace("%", "p")
 
 
 def _verdict_headers(
