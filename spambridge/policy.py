@@ -444,7 +444,7 @@ def _action(config: Config, txn: Transaction, verdict: Verdict) -> str:
 
 
 def _reject_reply(config: Config, verdict: Verdict) -> ReplyCode:
-    spec = parse_reply_option("reject-reply", config.reject_reply, "5")
+    spec = parse_reply_option("reject-reply", config.reject_reply, "45")
     if not config.smtp_detailed_reply:
         return smtp_reply(spec.code, spec.enhanced, ["This looks like spam."])
     lines = [f"{spec.text}, score {verdict.score:.2f}/{verdict.threshold:.2f}"]

@@ -590,6 +590,8 @@ class Session(asyncio.Protocol):
                     leading_space=leading,
                     quarantine_ok=bool(actions & ActionFlags.QUARANTINE),
                     recipients_ok=bool(actions & ActionFlags.ADD_RECIPIENT),
+                    outbound=config.scan_authenticated != "skip"
+                    and policy.outbound_reason(config, self.client, self.macros) is not None,
                 )
             else:
                 host = outcome.host or "-"
@@ -610,7 +612,7 @@ class Session(asyncio.Protocol):
         if decision.score is not None:
             score = f" score={decision.score:.2f}/{decision.threshold:.2f}"
         logger.info(
-            "verdict=%s%s action=%s client=%s [%s] from=%s rcpts=%s size=%d spamd=%s ms=%.0f%s",
+            "verdict=%s%s action=%s client=%s [%s] from=%s rcpts=%s size=%d spamd=%s ms=%.0f%s%s",
             decision.verdict,
             score,
             decision.action,
@@ -622,6 +624,7 @@ class Session(asyncio.Protocol):
             host,
             ms,
             f" reason={decision.reason!r}" if decision.reason else "",
+            " direction=outbound" if decision.direction == "outbound" else "",
         )
 
     async def _scan_with_progress(
