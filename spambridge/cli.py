@@ -6,22 +6,24 @@ import asyncio
 import contextlib
 import gc
 import grp
+import json
 import os
 import pwd
 import signal
 import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from spambridge import __version__, metrics, policy
+from spambridge import __version__, metrics, policy, preview
 from spambridge.access import AccessMap
 from spambridge.errors import ConfigError, SpamdError
 from spambridge.log import logger, setup
 from spambridge.metrics import Metrics
 from spambridge.milter.flags import Family
+from spambridge.milter.messages import FinalReply, ReplyCode
 from spambridge.options import (
     OPTIONS,
     Config,
@@ -69,8 +71,10 @@ case-insensitive. file=PATH is read first; the command line applies on top.
 subcommands:
   run (default)   serve the MTA on milter-socket
   check           validate the configuration and print it in option-file form
-  scan FILE|-     scan one message with the configured spamd and print the verdict,
-                  the header edits and the action, without an MTA
+  scan FILE|-     scan one message with the configured spamd, without an MTA: print
+                  the verdict, the action and reply, then the headers as the recipient
+                  would see them (--json: one JSON object instead). Exit status as
+                  spamc -E: 0 ham, 1 spam, 69 spamd unavailable or failing
   +help           print every option in option-file form
 """
 
@@ -96,6 +100,7 @@ class Resolved:
     config: Config
     timeouts: SpamdTimeouts
     warnings: tuple[str, ...]
+    option_file: str | None = None  # the option file read, None when none was
 
 
 def resolve(
@@ -112,11 +117,13 @@ def resolve(
         if file_option is not None
         else ((defaults or {}).get("file") or next(o.default for o in OPTIONS if o.name == "file"))
     )
-    if path and (file_option is not None or os.path.exists(path)):
+    read = bool(path) and (file_option is not None or os.path.exists(path))
+    if read:
         read_option_file(path, settings)
     parsed = parse_argv(argv, settings)
     config = build_config(parsed.settings, defaults)
-    return parsed, finish(config, tuple(parsed.settings.warnings))
+    resolved = finish(config, tuple(parsed.settings.warnings))
+    return parsed, replace(resolved, option_file=path if read else None)
 
 
 def finish(config: Config, warnings: tuple[str, ...] = ()) -> Resolved:
@@ -191,6 +198,8 @@ def build_pool(resolved: Resolved) -> SpamdPool:
 
 def main(argv: Sequence[str] | None = None, *, defaults: Mapping[str, str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in args
+    args = [a for a in args if a != "--json"]
     if defaults is None and argv is None and os.path.basename(sys.argv[0]) == "milter-spamc":
         defaults = MILTER_SPAMC_DEFAULTS  # run through a symlink named milter-spamc
     try:
@@ -212,8 +221,18 @@ def main(argv: Sequence[str] | None = None, *, defaults: Mapping[str, str] | Non
         return 0
     for note in resolved.warnings:
         print(f"spambridge: warning: {note}", file=sys.stderr)
+    if as_json and parsed.command != "scan":
+        print("spambridge: error: --json: only scan prints JSON", file=sys.stderr)
+        return 2
     if parsed.command == "check":
-        sys.stdout.write(option_file_text(resolved.config))
+        text = option_file_text(resolved.config)
+        path = resolved.config.file
+        if resolved.option_file is None and path and "file" not in resolved.config.explicit:
+            note = f"no option file at {path}; defaults only"
+            print(f"spambridge: {note}", file=sys.stderr)
+            # the file= line would read as if that file had been read
+            text = f"# {note}\n" + text.replace(f"\nfile={path}\n", f"\n# file={path}\n")
+        sys.stdout.write(text)
         return 0
     if parsed.command == "scan":
         if len(parsed.args) != 1:
@@ -227,7 +246,7 @@ def main(argv: Sequence[str] | None = None, *, defaults: Mapping[str, str] | Non
         except OSError as exc:
             print(f"spambridge: error: scan: cannot read {path}: {exc.strerror}", file=sys.stderr)
             return 2
-        return asyncio.run(scan_message(resolved, raw))
+        return asyncio.run(scan_message(resolved, raw, as_json=as_json))
     return run(args, resolved, defaults)
 
 
@@ -256,7 +275,11 @@ def split_message(raw: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
     return headers, body.replace(b"\n", b"\r\n")
 
 
-async def scan_message(resolved: Resolved, raw: bytes) -> int:
+# spamc -E / -c exit statuses: ham, spam, and EX_UNAVAILABLE when spamd fails
+EXIT_HAM, EXIT_SPAM, EXIT_UNAVAILABLE = 0, 1, 69
+
+
+async def scan_message(resolved: Resolved, raw: bytes, *, as_json: bool = False) -> int:
     config = resolved.config
     headers, body = split_message(raw)
     txn = Transaction(sender=b"<>")
@@ -286,18 +309,48 @@ async def scan_message(resolved: Resolved, raw: bytes) -> int:
         await pool.close()
     if isinstance(outcome, Verdict):
         decision = policy.decide(config, txn, outcome, macros=macros, now=now, leading_space=True)
-        print(
-            f"verdict: {decision.verdict} score={outcome.score:.2f}/{outcome.threshold:.2f} "
+        status = EXIT_SPAM if outcome.is_spam else EXIT_HAM
+        summary = (
+            f"{decision.verdict} score={outcome.score:.2f}/{outcome.threshold:.2f} "
             f"spamd={outcome.host} ms={outcome.elapsed * 1000:.0f}"
         )
     else:
         decision = policy.on_error(config, txn, outcome)
-        print(f"verdict: error ({outcome.kind}: {outcome})")
-    for edit in decision.edits:
-        print(f"edit: {edit!r}")
+        status = EXIT_UNAVAILABLE
+        summary = f"error ({outcome.kind}: {outcome})"
+    seen = preview.apply_header_edits(txn.headers, decision.edits)
+    reply = reply_text(decision.final)
+    if as_json:
+        document = {
+            "verdict": decision.verdict,
+            "score": decision.score,
+            "threshold": decision.threshold,
+            "action": decision.action,
+            "reply": reply,
+            "reason": decision.reason,
+            "spamd": outcome.host if isinstance(outcome, Verdict) else None,
+            "headers": [
+                [n.decode("ascii", "replace"), v.decode("utf-8", "replace").lstrip(" ")]
+                for n, v in seen
+            ],
+        }
+        print(json.dumps(document, indent=2))
+        return status
+    print(f"verdict: {summary}")
     print(f"action: {decision.action}")
-    print(f"reply: {decision.final!r}")
-    return 0
+    print(f"reply: {reply}")
+    print()
+    print(preview.render_headers(seen))
+    return status
+
+
+def reply_text(final: FinalReply) -> str:
+    """The final reply as the SMTP client would read it (continue: the MTA's own 250)."""
+    if isinstance(final, ReplyCode):
+        return final.text.decode("ascii", "replace").replace("\r\n", "\n       ")
+    return {"Continue": "continue (delivered)", "Accept": "accept (delivered)"}.get(
+        type(final).__name__, type(final).__name__.lower()
+    )
 
 
 # ------------------------------------------------------------------ run

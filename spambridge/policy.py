@@ -458,7 +458,7 @@ _RULE_LINE = re.compile(rb"^\s*(-?\d+(?:\.\d+)?)\s+(\S+)\s+(.*)$")
 
 def report_rule_lines(report: bytes, *, limit: int) -> list[str]:
     """The rules that hit with a non-zero score, one reply line each (milter-spamc)."""
-    out = []
+    out: list[str] = []
     wanted = False  # whether the last rule line was kept (its continuations follow it)
     for raw in report.splitlines():
         if len(raw) - len(raw.lstrip()) > 8 and raw.strip():

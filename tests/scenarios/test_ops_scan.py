@@ -4,6 +4,7 @@ milter-spamc entry point."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from pathlib import Path
@@ -43,26 +44,48 @@ async def run_scan(args: list[str], stdin: bytes | None = None) -> tuple[int, st
     return proc.returncode, out.decode(), err.decode()
 
 
-async def test_scan_file_prints_verdict_edits_and_action(tmp_path: Path) -> None:
+async def test_scan_file_prints_verdict_then_headers_as_delivered(tmp_path: Path) -> None:
     path = tmp_path / "spam.eml"
     path.write_bytes(MESSAGE)
     async with FakeSpamd() as spamd:
         code, out, err = await run_scan([f"spamd-socket={spamd.address}", "scan", str(path)])
         assert len(spamd.requests) == 1
         sent = spamd.requests[0].body
-    assert code == 0, err
-    lines = out.splitlines()
+    assert code == 1, err  # spam, as spamc -E
+    head, blank, shown = out.partition("\n\n")
+    lines = head.splitlines()
     assert lines[0].startswith("verdict: spam score=1000.00/5.00 spamd=")
-    assert "edit: ChangeHeader(index=1, name=b'X-Spam-Flag', value=b'')" in lines
-    assert any(
-        line.startswith("edit: AddHeader(name=b'X-Spam-Status', value=b' YES, hits=1000.00")
-        for line in lines
-    )
-    assert any("[SPAM] cheap pills" in line for line in lines)
-    assert "action: tag" in lines
-    assert "reply: Continue()" in lines
+    assert lines[1:] == ["action: tag", "reply: continue (delivered)"]
+    # the headers as the recipient sees them: the forged flag gone, ours added, folded
+    headers = shown.splitlines()
+    assert headers[:3] == [
+        "From: sender@example.net",
+        "To: rcpt@example.org",
+        "Subject: [SPAM] cheap pills",
+    ]
+    assert "X-Spam-Flag: NO" not in headers
+    assert "X-Spam-Flag: YES" in headers
+    assert "X-Spam-Status: YES, hits=1000.00 required=5.00" in headers
+    report = headers.index(next(h for h in headers if h.startswith("X-Spam-Report: ")))
+    assert headers[report + 1].startswith("  | ")  # a folded continuation, as in mail
+    assert "b'" not in out and "AddHeader" not in out  # no Python reprs
     assert b"X-Spam-Flag" not in sent  # forged verdict headers never reach spamd
     assert GTUBE in sent
+
+
+async def test_scan_json_for_machines() -> None:
+    async with FakeSpamd() as spamd:
+        code, out, err = await run_scan(
+            [f"spamd-socket={spamd.address}", "extra-reject=0", "scan", "--json", "-"],
+            stdin=MESSAGE,
+        )
+    assert code == 1, err
+    document = json.loads(out)
+    assert document["verdict"] == "spam"
+    assert document["score"] == 1000.0
+    assert document["action"] == "reject"
+    assert document["reply"].startswith("550-5.7.1 message was identified as junk mail")
+    assert ["Subject", "cheap pills"] in document["headers"]
 
 
 async def test_scan_stdin_with_reject_option() -> None:
@@ -70,9 +93,9 @@ async def test_scan_stdin_with_reject_option() -> None:
         code, out, err = await run_scan(
             [f"spamd-socket={spamd.address}", "extra-reject=0", "scan", "-"], stdin=MESSAGE
         )
-    assert code == 0, err
+    assert code == 1, err
     assert "action: reject" in out.splitlines()
-    assert "reply: ReplyCode(text=b'550-5.7.1 message was identified as junk mail" in out
+    assert "reply: 550-5.7.1 message was identified as junk mail, score 1000.00/5.00" in out
 
 
 async def test_scan_ham_from_stdin() -> None:
@@ -82,15 +105,16 @@ async def test_scan_ham_from_stdin() -> None:
     assert code == 0
     assert out.startswith("verdict: ham score=0.00/5.00 ")
     assert "action: accept" in out.splitlines()
+    assert "X-Spam-Status: NO, hits=0.00 required=5.00" in out.splitlines()
 
 
-async def test_scan_spamd_down_reports_error_and_fail_open_action() -> None:
+async def test_scan_spamd_down_exits_69_and_shows_fail_open_action() -> None:
     async with FakeSpamd(fault="refuse") as spamd:
         code, out, _ = await run_scan(
             [f"spamd-socket={spamd.address}", "spamd-timeouts=C:1s;E:3s", "scan", "-"],
             stdin=MESSAGE,
         )
-    assert code == 0
+    assert code == 69  # EX_UNAVAILABLE, as spamc
     assert out.startswith("verdict: error (")
     assert "action: accept" in out.splitlines()
 
@@ -108,4 +132,22 @@ def test_milter_spamc_entry_point_takes_milter_spamc_paths(
     out = capsys.readouterr().out
     assert "\nmilter-socket=unix:/var/run/milter/milter-spamc.socket\n" in out
     assert "\npid-file=/var/run/milter/milter-spamc.pid\n" in out
-    assert "\nfile=/etc/mail/milter-spamc.cf\n" in out
+    if not os.path.exists("/etc/mail/milter-spamc.cf"):
+        assert out.startswith("# no option file at /etc/mail/milter-spamc.cf; defaults only\n")
+        assert "\n# file=/etc/mail/milter-spamc.cf\n" in out
+
+
+def test_check_says_when_the_default_option_file_is_absent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    absent = tmp_path / "spambridge.cf"
+    assert cli.main(["check"], defaults={"file": str(absent)}) == 0
+    out, err = capsys.readouterr()
+    assert f"no option file at {absent}; defaults only" in err
+    assert out.startswith(f"# no option file at {absent}; defaults only\n")
+    assert f"\nfile={absent}\n" not in out  # not shown as if it had been read
+    absent.write_text("extra-reject=3\n")
+    assert cli.main(["check"], defaults={"file": str(absent)}) == 0
+    out, err = capsys.readouterr()
+    assert f"\nfile={absent}\n" in out
+    assert "no option file" not in out + err
