@@ -140,6 +140,8 @@ def finish(config: Config, warnings: tuple[str, ...] = ()) -> Resolved:
     from spambridge.server import parse_milter_socket
 
     parse_milter_socket(config.milter_socket)
+    if config.metrics_listen:
+        metrics.require_client()
     if config.access_db:
         AccessMap.load(config.access_db)  # a bad map is a start-up error, not a surprise later
     notes = list(warnings)

@@ -1,6 +1,9 @@
-"""Counters and histograms, and a tiny Prometheus text endpoint (metrics-listen=HOST:PORT).
+"""Counters and histograms, served for Prometheus at metrics-listen=HOST:PORT.
 
-The exposition format is simple enough to write directly, so metrics need no extra package.
+The figures are plain counters updated on every message; at scrape time a prometheus-client
+collector turns them into metric families, next to the library's standard process, platform
+and garbage-collector metrics. prometheus-client is optional (the `metrics` extra): it is
+imported only when metrics-listen is set.
 """
 
 from __future__ import annotations
@@ -9,12 +12,16 @@ import asyncio
 import bisect
 import collections
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from spambridge.errors import ConfigError
 from spambridge.log import logger
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
+
     from spambridge.policy import Decision
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -33,14 +40,13 @@ class Histogram:
         self.total += value
         self.count += 1
 
-    def lines(self, name: str) -> list[str]:
+    def cumulative(self) -> list[tuple[str, float]]:
+        """(upper bound, observations at or below it) pairs, ending with +Inf."""
         out, running = [], 0
         for bound, n in zip(self.buckets, self.counts, strict=False):
             running += n
-            out.append(f'{name}_bucket{{le="{bound:g}"}} {running}')
-        out.append(f'{name}_bucket{{le="+Inf"}} {self.count}')
-        out.append(f"{name}_sum {self.total:g}")
-        out.append(f"{name}_count {self.count}")
+            out.append((f"{bound:g}", float(running)))
+        out.append(("+Inf", float(self.count)))
         return out
 
 
@@ -66,33 +72,100 @@ class Metrics:
         if decision.verdict == "unscanned":
             self.counters["skipped"] += 1
 
-    def render(self) -> str:
-        lines = ["# TYPE spambridge_messages_total counter"]
-        for (verdict, action), n in sorted(self.messages.items()):
-            lines.append(f'spambridge_messages_total{{verdict="{verdict}",action="{action}"}} {n}')
+    def counter_totals(self) -> collections.Counter[str]:
+        """Our counters and those of the sources (the spamd pool), summed by name."""
         counters: collections.Counter[str] = collections.Counter(self.counters)
         for source in self.sources:
             counters.update(source())
-        for name, n in sorted(counters.items()):
-            metric = "spambridge_" + name.replace(".", "_").replace("-", "_")
+        return counters
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition, written by prometheus-client."""
+        return render(registry(self))
+
+
+def require_client() -> None:
+    """metrics-listen needs prometheus-client: say so at start-up, naming the option."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "metrics-listen",
+            "needs prometheus-client: pip install prometheus-client "
+            "(or the spambridge[metrics] extra; Debian: python3-prometheus-client)",
+        ) from None
+
+
+def registry(metrics: Metrics) -> CollectorRegistry:
+    """A registry with our figures plus the library's standard process, platform and
+    garbage-collector metrics."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.gc_collector import GCCollector
+    from prometheus_client.platform_collector import PlatformCollector
+    from prometheus_client.process_collector import ProcessCollector
+
+    reg = CollectorRegistry(auto_describe=False)
+    ProcessCollector(registry=reg)
+    PlatformCollector(registry=reg)
+    GCCollector(registry=reg)
+    reg.register(_Collector(metrics))
+    return reg
+
+
+def render(reg: CollectorRegistry) -> bytes:
+    from prometheus_client import generate_latest
+
+    return bytes(generate_latest(reg))
+
+
+class _Collector:
+    """Reads Metrics at scrape time (on the event loop's thread, so nothing races)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        m = self.metrics
+        messages = CounterMetricFamily(
+            "spambridge_messages",
+            "Messages answered, by verdict and action",
+            labels=["verdict", "action"],
+        )
+        for (verdict, action), n in sorted(m.messages.items()):
+            messages.add_metric([verdict, action], n)
+        yield messages
+        errors = CounterMetricFamily(
+            "spambridge_spamd_errors", "Failed spamd scans, by kind", labels=["kind"]
+        )
+        for name, n in sorted(m.counter_totals().items()):
             if name.startswith("errors."):
-                kind = name.split(".", 1)[1]
-                metric = f'spambridge_spamd_errors_total{{kind="{kind}"}}'
-            elif not metric.endswith("_total"):
-                metric += "_total"
-            lines.append(f"{metric} {n}")
-        for name, read in sorted(self.gauges.items()):
-            lines.append(f"# TYPE spambridge_{name} gauge")
-            lines.append(f"spambridge_{name} {read():g}")
-        lines.append("# TYPE spambridge_spamd_seconds histogram")
-        lines.extend(self.spamd_seconds.lines("spambridge_spamd_seconds"))
-        lines.append("# TYPE spambridge_message_bytes histogram")
-        lines.extend(self.message_bytes.lines("spambridge_message_bytes"))
-        return "\n".join(lines) + "\n"
+                errors.add_metric([name.split(".", 1)[1]], n)
+                continue
+            metric = "spambridge_" + name.replace(".", "_").replace("-", "_")
+            yield CounterMetricFamily(metric, name.replace("_", " "), value=n)
+        yield errors
+        for name, read in sorted(m.gauges.items()):
+            yield GaugeMetricFamily(f"spambridge_{name}", name.replace("_", " "), value=read())
+        for metric, histogram, doc in (
+            ("spambridge_spamd_seconds", m.spamd_seconds, "Time in spamd per scanned message"),
+            ("spambridge_message_bytes", m.message_bytes, "Message size"),
+        ):
+            yield HistogramMetricFamily(
+                metric, doc, buckets=histogram.cumulative(), sum_value=histogram.total
+            )
 
 
 async def serve(metrics: Metrics, listen: str) -> asyncio.Server:
     """Serve GET /metrics on HOST:PORT (plain HTTP/1.0, one request per connection)."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    reg = registry(metrics)
     host, _, port = listen.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
 
@@ -102,8 +175,8 @@ async def serve(metrics: Metrics, listen: str) -> asyncio.Server:
                 request = await reader.readuntil(b"\r\n\r\n")
             path = request.split(b" ", 2)[1] if request.count(b" ") >= 2 else b"/"
             if path.split(b"?")[0] in (b"/metrics", b"/"):
-                body = metrics.render().encode()
-                head = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+                body = render(reg)
+                head = b"HTTP/1.0 200 OK\r\nContent-Type: %s\r\n" % CONTENT_TYPE_LATEST.encode()
             else:
                 body = b"not found\n"
                 head = b"HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\n"

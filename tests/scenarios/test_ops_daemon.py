@@ -10,11 +10,14 @@ import pwd
 import signal
 import socket
 import stat
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from spambridge import cli
 from spambridge.milter.messages import Continue, ReplyCode
 from tests.scenarios.daemon_support import Daemon, short_tmpdir, start_daemon
 from tests.scenarios.policy_support import deliver, headers_with, open_client, score_body
@@ -277,10 +280,25 @@ async def test_daemon_metrics_endpoint_counts_messages(workdir: Path, spamd: Fak
             await send(address, body)
         head, text = await http_get(port, "/metrics")
         assert head.split()[1] == "200"
-        assert 'spambridge_messages_total{verdict="ham",action="accept"} 2' in text
-        assert 'spambridge_messages_total{verdict="spam",action="tag"} 1' in text
-        assert 'spambridge_messages_total{verdict="spam",action="reject"} 1' in text
-        assert "# TYPE spambridge_messages_total counter" in text
+        # parsed by prometheus-client's own parser, as a Prometheus server would read it
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        assert families["spambridge_messages"].type == "counter"
+        counts = {
+            (s.labels["verdict"], s.labels["action"]): s.value
+            for s in families["spambridge_messages"].samples
+            if s.name == "spambridge_messages_total"
+        }
+        assert counts == {("ham", "accept"): 2, ("spam", "tag"): 1, ("spam", "reject"): 1}
+        (scans,) = [s for s in families["spambridge_scans"].samples if s.name.endswith("_total")]
+        assert scans.value == 4
+        latency = families["spambridge_spamd_seconds"]
+        assert latency.type == "histogram"
+        (count,) = [s for s in latency.samples if s.name == "spambridge_spamd_seconds_count"]
+        assert count.value == 4
+        # the library's standard collectors come with it
+        assert families["process_resident_memory_bytes"].samples[0].value > 0
+        assert "python_info" in families
+        assert "python_gc_collections" in families
     finally:
         await daemon.stop()
 
@@ -292,3 +310,12 @@ async def test_daemon_exits_2_on_config_error_without_touching_the_socket(
     assert await daemon.wait_exit() == 2
     assert "extra-reject" in daemon.log
     assert not (workdir / "milter.sock").exists()
+
+
+def test_daemon_metrics_listen_without_prometheus_client_names_the_option(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import raises ImportError
+    assert cli.main(["file=", "metrics-listen=127.0.0.1:9873", "check"]) == 2
+    err = capsys.readouterr().err
+    assert "metrics-listen: needs prometheus-client" in err
