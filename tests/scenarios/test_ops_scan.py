@@ -52,7 +52,7 @@ async def test_scan_file_prints_verdict_then_headers_as_delivered(tmp_path: Path
         assert len(spamd.requests) == 1
         sent = spamd.requests[0].body
     assert code == 1, err  # spam, as spamc -E
-    head, blank, shown = out.partition("\n\n")
+    head, _, shown = out.partition("\n\n")
     lines = head.splitlines()
     assert lines[0].startswith("verdict: spam score=1000.00/5.00 spamd=")
     assert lines[1:] == ["action: tag", "reply: continue (delivered)"]

@@ -207,8 +207,11 @@ class Spamd(Daemon):
             )
 
 
-def start_spamd(workdir: Path, *, children: int = 3, timeout: float = 30.0) -> Spamd:
-    """A private spamd: loopback only, local tests only (-L), no Bayes, no user configs."""
+def start_spamd(
+    workdir: Path, *, children: int = 3, timeout: float = 30.0, extra_args: Sequence[str] = ()
+) -> Spamd:
+    """A private spamd: loopback only, local tests only (-L), no Bayes, no user configs
+    (`extra_args`, e.g. --virtual-config-dir, are added to its command line)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     home = workdir / "spamd-home"
@@ -233,6 +236,7 @@ def start_spamd(workdir: Path, *, children: int = 3, timeout: float = 30.0) -> S
         str(workdir / "spamd.pid"),
         "-s",
         str(workdir / "spamd.log"),
+        *extra_args,
     ]
     if os.geteuid() == 0:
         user = "debian-spamd" if _user_exists("debian-spamd") else "nobody"

@@ -1,0 +1,171 @@
+"""The user features through a real MTA and a real spamd: soft reject, outbound scanning,
+the spamd user for virtual users (real spamd's own per-user preferences are the judge), the
+subject template, the Prometheus scrape, and `scan` exit statuses against a real spamd."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.conftest import (
+    BRIDGE_ARGS,
+    RCPT,
+    SENDER,
+    BridgeFactory,
+    PostfixFactory,
+    SendmailFactory,
+    deliver_one,
+)
+from tests.support import realstack
+from tests.support.realstack import (
+    Mta,
+    Spambridge,
+    Spamd,
+    describe_logs,
+    free_port,
+    gtube_message,
+    ham_message,
+    header_values,
+    send_smtp,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Front:
+    start: Callable[[Spambridge], Mta]
+
+
+@pytest.fixture(params=["sendmail", "postfix"])
+def front(request: pytest.FixtureRequest) -> Front:
+    if request.param == "sendmail":
+        sendmail: SendmailFactory = request.getfixturevalue("start_sendmail")
+        return Front(lambda bridge: sendmail(bridge.sendmail_socket))
+    postfix: PostfixFactory = request.getfixturevalue("start_postfix")
+    return Front(lambda bridge: postfix(bridge.postfix_socket))
+
+
+def test_soft_reject_gtube_gets_451_from_the_mta(
+    spamd: Spamd, start_bridge: BridgeFactory, front: Front
+) -> None:
+    bridge = start_bridge(
+        [
+            *("--spamd-socket", spamd.address),
+            *("--extra-tempfail", "0", "--extra-reject", "2000"),
+            *BRIDGE_ARGS,
+        ]
+    )
+    mta = front.start(bridge)
+    code, text = send_smtp(mta.port, SENDER, [RCPT], gtube_message())
+    assert code == 451, f"{code} {text}\n{describe_logs(bridge, mta)}"
+    assert "4.7.1 message looks like spam, try again later" in text
+    assert mta.delivered() == []
+    bridge.wait_log("action=tempfail")
+
+
+def test_outbound_tag_only_delivers_and_logs_direction(
+    spamd: Spamd, start_bridge: BridgeFactory, start_sendmail: SendmailFactory
+) -> None:
+    # the SMTP client is on loopback: a trusted network, so its mail counts as outbound
+    bridge = start_bridge(
+        [
+            *("--spamd-socket", spamd.address, "--extra-reject", "0"),
+            *("--trusted-networks", "127.0.0.0/8", "--scan-authenticated", "tag"),
+            *BRIDGE_ARGS,
+        ]
+    )
+    mta = start_sendmail(bridge.sendmail_socket)
+    delivered = deliver_one(mta, gtube_message(), bridge)
+    assert header_values(delivered, b"X-Spam-Flag") == [b"YES"]
+    line = bridge.wait_log("verdict=spam")
+    assert "action=tag" in line and "direction=outbound" in line
+
+
+def test_spamd_user_from_address_reaches_spamds_per_user_preferences(
+    workdir: Path, start_bridge: BridgeFactory, start_postfix: PostfixFactory
+) -> None:
+    # spamd's --virtual-config-dir reads per-address preferences, as SQL user prefs would:
+    # only bob@example.test has required_score 3.5
+    prefs = workdir / "prefs"
+    (prefs / "example.test" / "bob").mkdir(parents=True)
+    (prefs / "example.test" / "bob" / "user_prefs").write_text("required_score 3.5\n")
+    for path in [prefs, *prefs.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    own = realstack.start_spamd(
+        workdir / "spamd", extra_args=[f"--virtual-config-dir={prefs}/%d/%l"]
+    )
+    try:
+        by_address = start_bridge(
+            ["--spamd-socket", own.address, "--spamd-user-from", "address", *BRIDGE_ARGS]
+        )
+        mta = start_postfix(by_address.postfix_socket)
+        delivered = deliver_one(mta, ham_message(), by_address, own)
+        (status,) = header_values(delivered, b"X-Spam-Status")
+        assert status.endswith(b"required=3.50"), status
+        assert "for bob@example.test:" in own.log_text()
+    finally:
+        own.stop()
+
+
+def test_subject_template_through_the_mta(
+    spamd: Spamd, start_bridge: BridgeFactory, start_sendmail: SendmailFactory
+) -> None:
+    bridge = start_bridge(
+        ["--spamd-socket", spamd.address, "--subject-tag", "***SPAM %.1f*** %s", *BRIDGE_ARGS]
+    )
+    mta = start_sendmail(bridge.sendmail_socket)
+    delivered = deliver_one(mta, gtube_message(), bridge)
+    (subject,) = header_values(delivered, b"Subject")
+    (status,) = header_values(delivered, b"X-Spam-Status")
+    score = status.split(b"hits=")[1].split()[0]  # real spamd's score, e.g. 1000.00
+    assert subject == b"***SPAM %.1f*** Test spam mail (GTUBE)" % float(score)
+
+
+def test_metrics_scrape_parsed_by_prometheus_client(
+    spamd: Spamd, start_bridge: BridgeFactory, start_postfix: PostfixFactory
+) -> None:
+    port = free_port()
+    bridge = start_bridge(
+        ["--spamd-socket", spamd.address, "--metrics-listen", f"127.0.0.1:{port}", *BRIDGE_ARGS]
+    )
+    bridge.wait_log("metrics on")
+    mta = start_postfix(bridge.postfix_socket)
+    deliver_one(mta, ham_message(), bridge)
+    bridge.wait_log("verdict=ham")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    (ham,) = [
+        s
+        for s in families["spambridge_messages"].samples
+        if s.labels == {"verdict": "ham", "action": "accept"} and s.name.endswith("_total")
+    ]
+    assert ham.value == 1
+    assert families["process_cpu_seconds"].samples[0].value > 0
+
+
+@pytest.mark.parametrize(
+    ("message", "status"), [(gtube_message(), 1), (ham_message(), 0), (b"", 69)]
+)
+def test_scan_exit_status_against_real_spamd(spamd: Spamd, message: bytes, status: int) -> None:
+    target = spamd.address if message else f"127.0.0.1:{free_port()}"  # nothing listens
+    result = subprocess.run(
+        [sys.executable, "-m", "spambridge", "file=", f"spamd-socket={target}", "scan", "-"],
+        input=message or ham_message(),
+        capture_output=True,
+        timeout=60,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        check=False,
+    )
+    assert result.returncode == status, result.stderr.decode()
+    assert result.stdout.startswith(b"verdict: ")
