@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from spambridge import __version__, headers
+from spambridge import __version__, headers, rewrite
 from spambridge.access import AccessAction, AccessMap, AccessResult
 from spambridge.errors import ConfigError, SpamdError
 from spambridge.milter.messages import (
@@ -337,6 +337,7 @@ def decide(
     quarantine_ok: bool = True,
     recipients_ok: bool = True,
     outbound: bool = False,
+    body_ok: bool = True,
 ) -> Decision:
     """Apply the score policy to a verdict: header edits plus one final reply.
 
@@ -373,25 +374,11 @@ def decide(
     if action == "discard":
         return done(Discard(), (), "discard")
 
-    edits: list[Edit] = list(forged_deletions(txn, config))
     sp = b" " if leading_space else b""
-    for name, value in _verdict_headers(config, txn, verdict, macros, now):
-        edits.append(AddHeader(name, sp + value))
-    if verdict.is_spam and config.subject_tag and config.header_style == "milter-spamc":
-        subject = txn.header_values(b"Subject")
-        detail = f"({score:.2f}/{threshold:.2f})".encode() if config.subject_tag_score else None
-        current = subject[0] if subject else None
-        if headers.is_subject_template(config.subject_tag):
-            new = headers.template_subject(current, config.subject_tag.encode(), score)
-        else:
-            new = headers.tag_subject(current, config.subject_tag.encode(), detail=detail)
-        if new is not None:
-            edits.append(_set_subject(current, new, leading_space))
-    if config.header_style == "spamassassin":
-        new_subject = headers.spamassassin_subject(verdict.body)
-        if new_subject is not None:
-            values = txn.header_values(b"Subject")
-            edits.append(_set_subject(values[0] if values else None, new_subject, leading_space))
+    if config.spamd_rewrite_body and body_ok and txn.body_complete:
+        edits = list(_spamassassin_rewrite(config, txn, verdict, macros, now, sp))
+    else:
+        edits = _header_edits(config, txn, verdict, macros, now, leading_space)
     if action == "quarantine" and quarantine_ok:
         reason = config.quarantine_reason.replace("%score%", f"{score:.2f}").replace(
             "%threshold%", f"{threshold:.2f}"
@@ -412,6 +399,55 @@ def decide(
     ):
         label = config.mail_policy
     return done(final, tuple(edits), label)
+
+
+def _header_edits(
+    config: Config,
+    txn: Transaction,
+    verdict: Verdict,
+    macros: Macros,
+    now: datetime,
+    leading_space: bool,
+) -> list[Edit]:
+    """Forged-header deletions, our verdict headers and the subject tag."""
+    score, threshold = verdict.score, verdict.threshold
+    sp = b" " if leading_space else b""
+    edits: list[Edit] = list(forged_deletions(txn, config))
+    for name, value in _verdict_headers(config, txn, verdict, macros, now):
+        edits.append(AddHeader(name, sp + value))
+    if verdict.is_spam and config.subject_tag and config.header_style == "milter-spamc":
+        subject = txn.header_values(b"Subject")
+        detail = f"({score:.2f}/{threshold:.2f})".encode() if config.subject_tag_score else None
+        current = subject[0] if subject else None
+        if headers.is_subject_template(config.subject_tag):
+            new = headers.template_subject(current, config.subject_tag.encode(), score)
+        else:
+            new = headers.tag_subject(current, config.subject_tag.encode(), detail=detail)
+        if new is not None:
+            edits.append(_set_subject(current, new, leading_space))
+    if config.header_style == "spamassassin":
+        new_subject = headers.spamassassin_subject(verdict.body)
+        if new_subject is not None:
+            values = txn.header_values(b"Subject")
+            edits.append(_set_subject(values[0] if values else None, new_subject, leading_space))
+    return edits
+
+
+def _spamassassin_rewrite(
+    config: Config, txn: Transaction, verdict: Verdict, macros: Macros, now: datetime, sp: bytes
+) -> tuple[Edit, ...]:
+    """The message as spamd's PROCESS returned it (spamc's delivery), plus X-Scanned-By."""
+    result = rewrite.rewrite_edits(
+        txn.headers, verdict.body, sender=txn.sender, body=bytes(txn.body), leading_space=bool(sp)
+    )
+    edits = list(result.edits)
+    if config.add_scanned_by:
+        name, value = _verdict_headers(
+            replace(config, header_style="milter-spamc"), txn, verdict, macros, now
+        )[0]
+        at = len(edits) - 1 if result.body_replaced else len(edits)
+        edits.insert(at, AddHeader(name, sp + value))  # REPLBODY packets come last
+    return tuple(edits)
 
 
 def _action(config: Config, txn: Transaction, verdict: Verdict) -> str:

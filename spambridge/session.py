@@ -87,6 +87,8 @@ def wanted(config: Config) -> Wanted:
         actions |= ActionFlags.QUARANTINE
     if config.mail_policy != "none" or config.mail_ham or config.mail_archive:
         actions |= ActionFlags.ADD_RECIPIENT | ActionFlags.DELETE_RECIPIENT
+    if config.spamd_rewrite_body:  # SpamAssassin's report_safe body, only when asked for
+        actions |= ActionFlags.CHANGE_BODY
     protocol = (
         ProtocolFlags.NO_UNKNOWN
         | ProtocolFlags.NR_CONNECT
@@ -590,6 +592,7 @@ class Session(asyncio.Protocol):
                     leading_space=leading,
                     quarantine_ok=bool(actions & ActionFlags.QUARANTINE),
                     recipients_ok=bool(actions & ActionFlags.ADD_RECIPIENT),
+                    body_ok=bool(actions & ActionFlags.CHANGE_BODY),
                     outbound=config.scan_authenticated != "skip"
                     and policy.outbound_reason(config, self.client, self.macros) is not None,
                 )
