@@ -340,7 +340,7 @@ def build_reply(method: str, message: bytes, *, report_override: bytes | None = 
         body = rewrite_message(message, scan, headers_only=method == "HEADERS")
     else:
         return _error(76, f"Bad header line: {method} SPAMC/1.5")
-    if report_override is not None and method in ("REPORT", "REPORT_IFSPAM", "HEADERS"):
+    if report_override is not None and method in ("REPORT", "REPORT_IFSPAM", "HEADERS", "PROCESS"):
         body = report_override
     length = f"Content-length: {len(body)}\r\n".encode("ascii")
     return b"SPAMD/1.1 0 EX_OK\r\n" + length + spam + b"\r\n" + body
