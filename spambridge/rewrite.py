@@ -3,14 +3,13 @@
 With header-style=spamassassin, spamd-command=PROCESS and +spamd-rewrite-body, the message is
 delivered as spamd returned it, as `spamc` would deliver it: SpamAssassin's headers where it
 put them and, with report_safe, its new body. The MTA keeps the message and takes edits, so the
-header section the MTA holds is turned into SpamAssassin's by a sequence diff: unchanged
-fields stay, changed values become ChangeHeader, removed fields are deleted, new fields are
-inserted at their place.
+header section the MTA holds is turned into SpamAssassin's with the placements both MTAs
+honour exactly (see rewrite_edits).
 
 Two of the fields spamd saw are ours, not the message's: the synthetic Return-Path and
 Received in front (see transaction.message_for_spamd). They are left out of the target; the
-synthetic Received marks where the MTA's own Received header stands, which both MTAs count
-as index 0 of InsertHeader (it is invisible to the milter otherwise).
+synthetic Received marks where the MTA's own Received header stands (the milter never sees
+it): SpamAssassin's headers above it are inserted on top.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from spambridge.milter.messages import ChangeHeader, Edit, InsertHeader, ReplaceBody
+from spambridge.milter.messages import AddHeader, ChangeHeader, Edit, InsertHeader, ReplaceBody
 
 # Stands for the MTA's own Received header in the lists below (never sent).
 _MTA_RECEIVED = (b"\0mta-received", b"")
@@ -102,51 +101,56 @@ def rewrite_edits(
         # SpamAssassin moved the trace into the report_safe attachment; the MTA's own
         # Received cannot be removed, so it stays on top.
         want.insert(0, _MTA_RECEIVED)
-    # The MTA's Received cannot move: what SpamAssassin put above it is inserted on top, and
-    # the rest is a diff of the headers the milter saw against what follows it.
+    # Only three placements are exact in both MTAs: on top (InsertHeader 0), at the end
+    # (AddHeader) and in place (ChangeHeader). Sendmail's header list holds entries it never
+    # writes out, so an InsertHeader index in the middle lands somewhere else (its own
+    # insheader() says so). So: what SpamAssassin put above the MTA's Received goes on top;
+    # below it, the headers are kept, changed in place or deleted up to the first place
+    # where a field must be inserted, and from there on deleted and appended in order.
     mark = want.index(_MTA_RECEIVED)
     above, below = want[:mark], want[mark + 1 :]
-    work = list(have)
+    work = list(have[1:])
     edits: list[Edit] = []
 
     def nth(position: int) -> int:
         """1-based among the visible headers of that name, as ChangeHeader counts."""
         name = work[position][0].lower()
-        return sum(1 for f in work[1 : position + 1] if f[0].lower() == name)
+        return sum(1 for f in work[: position + 1] if f[0].lower() == name)
 
     def value(raw: bytes) -> bytes:
         text = raw.replace(b"\r\n", b"\n")
         return text if leading_space or text[:1] != b" " else text[1:]
 
-    def insert(at: int, fields: Sequence[tuple[bytes, bytes]]) -> None:
-        # InsertHeader counts the MTA's own Received as index 0, like `work`
-        for k, field in enumerate(fields):
-            edits.append(InsertHeader(at + k, field[0], value(field[1])))
-            work.insert(at + k, field)
-
+    in_place: list[tuple[str, int, int, int, int]] = []
+    cut_have, cut_want = len(work), len(below)
     matcher = difflib.SequenceMatcher(
-        None, [_key(f) for f in have[1:]], [_key(f) for f in below], autojunk=False
+        None, [_key(f) for f in work], [_key(f) for f in below], autojunk=False
     )
-    # From the end backwards: an edit never moves the positions of the ones still to come.
-    for tag, i1, i2, j1, j2 in reversed(matcher.get_opcodes()):
-        if tag == "equal":
+    for op in matcher.get_opcodes():
+        tag, i1, i2, j1, j2 = op
+        same_names = i2 - i1 == j2 - j1 and all(
+            work[i1 + k][0] == below[j1 + k][0] for k in range(i2 - i1)
+        )
+        if tag in ("equal", "delete") or (tag == "replace" and same_names):
+            in_place.append(op)
             continue
-        i1, i2 = i1 + 1, i2 + 1  # positions in `work`, after the MTA's Received
-        new = below[j1:j2]
-        if (
-            tag == "replace"
-            and i2 - i1 == j2 - j1
-            and all(work[i1 + k][0] == new[k][0] for k in range(i2 - i1))
-        ):
-            for k, field in enumerate(new):  # same names in place: change the values
-                edits.append(ChangeHeader(nth(i1 + k), field[0], value(field[1])))
-                work[i1 + k] = field
-            continue
-        for position in range(i2 - 1, i1 - 1, -1):
-            edits.append(ChangeHeader(nth(position), work[position][0], b""))
-            del work[position]
-        insert(i1, new)
-    insert(0, above)
+        cut_have, cut_want = i1, j1
+        break
+    for position in range(len(work) - 1, cut_have - 1, -1):  # the tail goes ...
+        edits.append(ChangeHeader(nth(position), work[position][0], b""))
+        del work[position]
+    for kind, i1, i2, j1, _ in reversed(in_place):  # from the end: positions stay valid
+        for k in range(i2 - i1 - 1, -1, -1):
+            if kind == "delete":
+                edits.append(ChangeHeader(nth(i1 + k), work[i1 + k][0], b""))
+                del work[i1 + k]
+            elif kind == "replace":
+                name, new = below[j1 + k]
+                edits.append(ChangeHeader(nth(i1 + k), name, value(new)))
+    for name, new in below[cut_want:]:  # ... and comes back, in SpamAssassin's order
+        edits.append(AddHeader(name, value(new)))
+    for name, new in reversed(above):
+        edits.append(InsertHeader(0, name, value(new)))
     replaced = new_body != body
     if replaced:
         edits.append(ReplaceBody(new_body))

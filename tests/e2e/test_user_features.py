@@ -5,8 +5,10 @@ subject template, the Prometheus scrape, and `scan` exit statuses against a real
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ from tests.support.realstack import (
     ham_message,
     header_values,
     send_smtp,
+    split_message,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -43,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass(frozen=True)
 class Front:
+    name: str
     start: Callable[[Spambridge], Mta]
 
 
@@ -50,9 +54,9 @@ class Front:
 def front(request: pytest.FixtureRequest) -> Front:
     if request.param == "sendmail":
         sendmail: SendmailFactory = request.getfixturevalue("start_sendmail")
-        return Front(lambda bridge: sendmail(bridge.sendmail_socket))
+        return Front("sendmail", lambda bridge: sendmail(bridge.sendmail_socket))
     postfix: PostfixFactory = request.getfixturevalue("start_postfix")
-    return Front(lambda bridge: postfix(bridge.postfix_socket))
+    return Front("postfix", lambda bridge: postfix(bridge.postfix_socket))
 
 
 def test_soft_reject_gtube_gets_451_from_the_mta(
@@ -169,3 +173,94 @@ def test_scan_exit_status_against_real_spamd(spamd: Spamd, message: bytes, statu
     )
     assert result.returncode == status, result.stderr.decode()
     assert result.stdout.startswith(b"verdict: ")
+
+
+# ------------------------------------------------------------------ SpamAssassin's rewrite
+
+
+class RecordingProxy:
+    """A TCP relay in front of spamd that keeps spamd's replies: the PROCESS reply body is
+    exactly what spamc would write out for delivery."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.replies: list[bytes] = []
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        with client, socket.create_connection(("127.0.0.1", self.upstream_port)) as up:
+            client.settimeout(30)
+            up.settimeout(30)
+            # SPAMC: the client writes its request and half-closes, spamd answers and closes
+            while data := client.recv(65536):
+                up.sendall(data)
+            up.shutdown(socket.SHUT_WR)
+            reply = b""
+            while data := up.recv(65536):
+                reply += data
+                client.sendall(data)
+            self.replies.append(reply)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def spamd_body(reply: bytes) -> bytes:
+    return reply.partition(b"\r\n\r\n")[2]
+
+
+@pytest.mark.parametrize("kind", ["ham", "spam"])
+def test_spamassassin_rewrite_delivers_what_spamc_would(
+    spamd: Spamd, start_bridge: BridgeFactory, front: Front, kind: str
+) -> None:
+    proxy = RecordingProxy(spamd.port)
+    try:
+        bridge = start_bridge(
+            [
+                *("--spamd-socket", f"127.0.0.1:{proxy.port}"),
+                *("--header-style", "spamassassin", "--spamd-command", "PROCESS"),
+                *("--spamd-rewrite-body", "--no-add-scanned-by", *BRIDGE_ARGS),
+            ]
+        )
+        mta = front.start(bridge)
+        sent = gtube_message() if kind == "spam" else ham_message()
+        delivered = deliver_one(mta, sent, bridge)
+        (reply,) = proxy.replies
+    finally:
+        proxy.close()
+    spamc = spamd_body(reply)  # what `spamc` prints for this message
+    if b"\r\n" not in delivered:  # Postfix's pipe transport delivers LF line ends
+        spamc = spamc.replace(b"\r\n", b"\n")
+    expected, expected_body = split_message(spamc)
+    got, got_body = split_message(delivered)
+    assert got_body == expected_body
+    # ours: the synthetic Return-Path and Received in front; the MTA's own Received stands
+    # where our synthetic one was (on top when report_safe moved the trace away)
+    synthetic = [i for i, f in enumerate(expected) if b"(spambridge)" in f]
+    expected = [f for f in expected if not f.lower().startswith(b"return-path:")]
+    mta_at = next((i for i, f in enumerate(expected) if b"(spambridge)" in f), None)
+    expected = [f for f in expected if b"(spambridge)" not in f]
+    (mta_received,) = [f for f in got if f not in expected]
+    assert mta_received.lower().startswith(b"received:")
+    rest = [f for f in got if f is not mta_received]
+    if kind == "spam" and front.name == "sendmail":
+        # report_safe rebuilt the header section; Sendmail puts a re-added Date, From or
+        # Message-Id where its own header table has them, so only the order can differ
+        assert sorted(rest) == sorted(expected)
+    else:
+        assert got.index(mta_received) == (mta_at if mta_at is not None else 0)
+        assert rest == expected
+    assert len(synthetic) == (1 if kind == "ham" else 0)
+    if kind == "spam":
+        assert b"multipart/mixed" in b"".join(header_values(delivered, b"Content-Type"))

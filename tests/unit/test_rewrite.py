@@ -1,7 +1,7 @@
 """SpamAssassin's PROCESS result turned into milter edits: applied the way both MTAs apply
-them (InsertHeader counts the MTA's own hidden Received header as index 0, ChangeHeader
-counts only the headers the milter saw), the header section must come out exactly as spamd
-returned it, with the MTA's Received where our synthetic one was."""
+them (InsertHeader 0 is the top, above the MTA's own Received; ChangeHeader counts only the
+headers the milter saw; AddHeader appends), the header section must come out exactly as
+spamd returned it, with the MTA's Received where our synthetic one was."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ def mta_apply(
     full = [MTA, *visible]
     for edit in edits:
         if isinstance(edit, InsertHeader):
+            # Sendmail's list holds entries it never writes out: only the top is exact
+            assert edit.index == 0, edit
             full.insert(edit.index, (edit.name, edit.value))
         elif isinstance(edit, AddHeader):
             full.append((edit.name, edit.value))
