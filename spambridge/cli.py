@@ -336,7 +336,7 @@ async def scan_message(resolved: Resolved, raw: bytes, *, as_json: bool = False)
                 for n, v in seen
             ],
         }
-        print(json.dumps(document, indent=2))
+        print(json.dumps(document))  # one line, for jq and scripts
         return status
     print(f"verdict: {summary}")
     print(f"action: {decision.action}")
