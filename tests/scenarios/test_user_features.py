@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from spambridge import cli
 from spambridge.milter.messages import ChangeHeader, Continue, ReplyCode
 from tests.scenarios.policy_support import (
     SPAM_BODY,
@@ -189,3 +190,25 @@ async def test_detailed_reply_keeps_wrapped_rule_descriptions() -> None:
         b"550 5.7.1 3.5 FREEMAIL_FORGED_FROMDOMAIN 2nd level domains in From and EnvelopeFrom"
         b" freemail headers are different"
     )
+
+
+# ------------------------------------------------------------------ option errors
+
+
+@pytest.mark.parametrize(
+    ("args", "option", "words"),
+    [
+        (["tempfail-reply=550 5.7.1 no"], "tempfail-reply", "4xx"),
+        (["reject-reply=250 ok"], "reject-reply", "4xx or 5xx"),
+        (["spamd-user-from=fixed"], "spamd-user", "needs a spamd-user"),
+        (["spamd-user-from=ldap"], "spamd-user-from", "passwd, local-part, address"),
+        (["scan-authenticated=yes"], "scan-authenticated", "skip, tag, full"),
+        (["extra-tempfail=soon"], "extra-tempfail", "not a number"),
+    ],
+)
+def test_user_feature_option_errors_name_the_option(
+    args: list[str], option: str, words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["file=", *args, "check"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {option}: " in err and words in err, err
