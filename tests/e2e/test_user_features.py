@@ -264,3 +264,31 @@ def test_spamassassin_rewrite_delivers_what_spamc_would(
     assert len(synthetic) == (1 if kind == "ham" else 0)
     if kind == "spam":
         assert b"multipart/mixed" in b"".join(header_values(delivered, b"Content-Type"))
+
+
+LONG_DESCRIPTION = (
+    "Test rule with a description long enough that SpamAssassin wraps it onto a second line"
+)
+
+
+def test_reject_reply_keeps_wrapped_rule_descriptions(
+    workdir: Path, start_bridge: BridgeFactory, start_sendmail: SendmailFactory
+) -> None:
+    # a real spamd with one rule whose description SpamAssassin's report wraps
+    own = realstack.start_spamd(
+        workdir / "spamd",
+        extra_args=[
+            "--cf=body LONG_DESC_RULE /GTUBE/",
+            f"--cf=describe LONG_DESC_RULE {LONG_DESCRIPTION}",
+            "--cf=score LONG_DESC_RULE 0.5",
+        ],
+    )
+    try:
+        bridge = start_bridge(["--spamd-socket", own.address, "--extra-reject", "0", *BRIDGE_ARGS])
+        mta = start_sendmail(bridge.sendmail_socket)
+        code, text = send_smtp(mta.port, SENDER, [RCPT], gtube_message())
+    finally:
+        own.stop()
+    assert code == 550, f"{code} {text}\n{describe_logs(bridge, mta)}"
+    (line,) = [line for line in text.splitlines() if "LONG_DESC_RULE" in line]
+    assert line.endswith(f"0.5 LONG_DESC_RULE BODY: {LONG_DESCRIPTION}"), text
