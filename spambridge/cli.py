@@ -23,7 +23,7 @@ from spambridge.errors import ConfigError, SpamdError
 from spambridge.log import logger, setup
 from spambridge.metrics import Metrics
 from spambridge.milter.flags import Family
-from spambridge.milter.messages import FinalReply, ReplyCode
+from spambridge.milter.messages import FinalReply, ReplaceBody, ReplyCode
 from spambridge.options import (
     OPTIONS,
     Config,
@@ -322,6 +322,7 @@ async def scan_message(resolved: Resolved, raw: bytes, *, as_json: bool = False)
         summary = f"error ({outcome.kind}: {outcome})"
     seen = preview.apply_header_edits(txn.headers, decision.edits)
     reply = reply_text(decision.final)
+    new_body = next((e.data for e in decision.edits if isinstance(e, ReplaceBody)), None)
     if as_json:
         document = {
             "verdict": decision.verdict,
@@ -335,6 +336,7 @@ async def scan_message(resolved: Resolved, raw: bytes, *, as_json: bool = False)
                 [n.decode("ascii", "replace"), v.decode("utf-8", "replace").lstrip(" ")]
                 for n, v in seen
             ],
+            "body_replaced": new_body is not None,
         }
         print(json.dumps(document))  # one line, for jq and scripts
         return status
@@ -343,6 +345,9 @@ async def scan_message(resolved: Resolved, raw: bytes, *, as_json: bool = False)
     print(f"reply: {reply}")
     print()
     print(preview.render_headers(seen))
+    if new_body is not None:  # +spamd-rewrite-body: SpamAssassin's report_safe body
+        print()
+        sys.stdout.write(new_body.replace(b"\r\n", b"\n").decode("utf-8", "replace"))
     return status
 
 

@@ -151,3 +151,30 @@ def test_check_says_when_the_default_option_file_is_absent(
     out, err = capsys.readouterr()
     assert f"\nfile={absent}\n" in out
     assert "no option file" not in out + err
+
+
+async def test_scan_spamassassin_rewrite_prints_the_new_body() -> None:
+    rewritten = (
+        b"From: sender@example.net\r\nSubject: cheap pills\r\nX-Spam-Flag: YES\r\n"
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\nThis is a multi-part message\r\n"
+    )
+    async with FakeSpamd() as spamd:
+        spamd.report_override = rewritten
+        code, out, err = await run_scan(
+            [
+                f"spamd-socket={spamd.address}",
+                "header-style=spamassassin",
+                "spamd-command=PROCESS",
+                "+spamd-rewrite-body",
+                "-add-scanned-by",
+                "scan",
+                "-",
+            ],
+            stdin=MESSAGE,
+        )
+    assert code == 1, err
+    shown = out.partition("\n\n")[2]
+    assert shown == (
+        "From: sender@example.net\nSubject: cheap pills\nX-Spam-Flag: YES\n"
+        "Content-Type: multipart/mixed; boundary=b\n\nThis is a multi-part message\n"
+    )
