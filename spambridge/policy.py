@@ -375,7 +375,12 @@ def decide(
         return done(Discard(), (), "discard")
 
     sp = b" " if leading_space else b""
-    if config.spamd_rewrite_body and body_ok and txn.body_complete:
+    if (
+        config.spamd_rewrite_body
+        and body_ok
+        and txn.body_complete
+        and rewrite.looks_processed(verdict.body)
+    ):
         edits = list(_spamassassin_rewrite(config, txn, verdict, macros, now, sp))
     else:
         edits = _header_edits(config, txn, verdict, macros, now, leading_space)

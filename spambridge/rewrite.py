@@ -48,6 +48,13 @@ def split_fields(message: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
     return fields, body if sep else b""
 
 
+def looks_processed(result: bytes) -> bool:
+    """Whether a PROCESS reply is a message SpamAssassin rewrote (it has X-Spam-Status):
+    anything else is never delivered in place of the real message."""
+    fields, _ = split_fields(result)
+    return any(name.strip().lower() == b"x-spam-status" for name, _ in fields)
+
+
 def _key(field: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
     # Exact names (SpamAssassin's report_safe writes Message-Id for Message-ID) and values
     # up to the one space after the colon, which HDR_LEADSPC may or may not leave in.

@@ -155,7 +155,7 @@ def test_check_says_when_the_default_option_file_is_absent(
 
 async def test_scan_spamassassin_rewrite_prints_the_new_body() -> None:
     rewritten = (
-        b"From: sender@example.net\r\nSubject: cheap pills\r\nX-Spam-Flag: YES\r\n"
+        b"From: sender@example.net\r\nSubject: cheap pills\r\nX-Spam-Status: Yes\r\n"
         b"Content-Type: multipart/mixed; boundary=b\r\n\r\nThis is a multi-part message\r\n"
     )
     async with FakeSpamd() as spamd:
@@ -175,6 +175,6 @@ async def test_scan_spamassassin_rewrite_prints_the_new_body() -> None:
     assert code == 1, err
     shown = out.partition("\n\n")[2]
     assert shown == (
-        "From: sender@example.net\nSubject: cheap pills\nX-Spam-Flag: YES\n"
+        "From: sender@example.net\nSubject: cheap pills\nX-Spam-Status: Yes\n"
         "Content-Type: multipart/mixed; boundary=b\n\nThis is a multi-part message\n"
     )

@@ -36,6 +36,7 @@ REPORT_SAFE_HEAD = (
     b"To: rcpt@example.org\r\n"
     b"Subject: hello\r\n"
     b"X-Spam-Flag: YES\r\n"
+    b"X-Spam-Status: Yes, score=1000.0 required=5.0 tests=GTUBE\r\n"
     b"MIME-Version: 1.0\r\n"
     b'Content-Type: multipart/mixed; boundary="----------=_6B1310D7.D60EA544"\r\n'
 )
@@ -120,3 +121,12 @@ def test_process_option_errors_name_the_option(
 ) -> None:
     assert cli.main(["file=", *args, "check"]) == 2
     assert f"error: {option}: " in capsys.readouterr().err
+
+
+async def test_process_reply_that_is_no_rewritten_message_is_never_delivered() -> None:
+    async with FakeSpamd() as spamd:
+        spamd.report_override = b""  # e.g. a spamd that answered PROCESS with nothing
+        out = await one_message(PROCESS, body=SPAM_BODY, spamd=spamd)
+    assert out.final == Continue()
+    assert not any(isinstance(e, ReplaceBody) for e in out.edits)
+    assert not any(isinstance(e, ChangeHeader) and not e.value for e in out.edits)
