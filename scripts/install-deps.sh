@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the test suite needs on Debian 12 (run as root; safe to run again):
 #  - the real mail stack for the end-to-end tests: spamd, Sendmail, m4, the milter tools;
+#  - Debian's packaging tools, to build and lint the .deb (scripts/build-deb.sh);
 #  - Postfix, downloaded and unpacked under var/cache (it conflicts with Sendmail as a package);
 #  - the project with its test extras. Debian's own python3 refuses system-wide pip installs
 #    (PEP 668), so outside a virtualenv the project goes into var/venv, which scripts/test.sh
@@ -13,6 +14,8 @@ APT_PACKAGES=(
     sendmail-bin sendmail-cf m4
     miltertest swaks spamass-milter libmilter-dev lua5.3
     util-linux bsdutils python3 python3-venv python3-pip ca-certificates
+    # The Debian package test (tests/e2e/test_package.py): build, lint, install, purge.
+    git build-essential debhelper dh-virtualenv lintian
 )
 
 missing=()
