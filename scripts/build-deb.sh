@@ -4,8 +4,8 @@
 #
 #   scripts/build-deb.sh [COMMIT]   print the path of the .deb on the last line
 #
-# The result is cached in var/deb/<tree hash>/: the same tree is not built twice. Set
-# SPAMBRIDGE_DEB_REBUILD=1 to build anyway. Needs: scripts/install-deps.sh (build tools) and
+# The result is cached in var/deb/<tree hash>/ (the latest build only): the same tree is not
+# built twice. Set SPAMBRIDGE_DEB_REBUILD=1 to build anyway. Uncommitted changes are not built. Needs: scripts/install-deps.sh (build tools) and
 # PyPI (aiospamc and its dependencies are bundled into the package at build time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +38,8 @@ git archive --format=tar --prefix=spambridge/ "$commit" | tar -x -C "$work"
     exit 1
 }
 
-rm -rf "$out"
+# Keep one build: the cache is for re-running tests on an unchanged tree.
+rm -rf "$PWD/var/deb"
 mkdir -p "$out"
 mv "$work"/*.deb "$work"/*.buildinfo "$work"/*.changes "$work/build.log" "$out/"
 built=("$out"/spambridge_*.deb)
