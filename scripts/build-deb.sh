@@ -4,9 +4,10 @@
 #
 #   scripts/build-deb.sh [COMMIT]   print the path of the .deb on the last line
 #
-# The result is cached in var/deb/<tree hash>/ (the latest build only): the same tree is not
-# built twice. Set SPAMBRIDGE_DEB_REBUILD=1 to build anyway. Uncommitted changes are not built. Needs: scripts/install-deps.sh (build tools) and
-# PyPI (aiospamc and its dependencies are bundled into the package at build time).
+# Uncommitted changes are not built. The result is cached in var/deb/<tree hash>/ (the latest
+# build only): the same tree is not built twice; SPAMBRIDGE_DEB_REBUILD=1 builds anyway.
+# Needs the build tools (scripts/install-deps.sh installs them) and PyPI: aiospamc and its
+# dependencies are bundled into the package at build time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
