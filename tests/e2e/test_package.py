@@ -129,6 +129,27 @@ def policy_denies_start() -> bool:
     return run([str(policy), PACKAGE, "start"]).returncode == 101
 
 
+def postinst_start_calls(stubs: Path, *, in_chroot: bool) -> list[str]:
+    """Run the installed postinst (`configure`, a first install) with stub `ischroot`,
+    `invoke-rc.d` and `deb-systemd-invoke`; return the stub service calls it made."""
+    stubs.mkdir(exist_ok=True)
+    calls = stubs / "calls"
+    calls.write_text("")
+    scripts = {"ischroot": f"exit {0 if in_chroot else 1}"}
+    for name in ("invoke-rc.d", "deb-systemd-invoke"):
+        scripts[name] = f'echo "{name} $*" >> {calls}'
+    for name, body in scripts.items():
+        (stubs / name).write_text(f"#!/bin/sh\n{body}\n")
+        (stubs / name).chmod(0o755)
+    env = dict(os.environ, PATH=f"{stubs}:{os.environ['PATH']}", DEBIAN_FRONTEND="noninteractive")
+    postinst = f"/var/lib/dpkg/info/{PACKAGE}.postinst"
+    done = subprocess.run(
+        ["sh", postinst, "configure"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return calls.read_text().splitlines()
+
+
 def group_members(name: str) -> list[str]:
     try:
         return list(grp.getgrnam(name).gr_mem)
@@ -208,6 +229,12 @@ def test_package_install_check_run_through_sendmail_stop_purge(
             assert USER in group_members(group), f"{USER} not in group {group}"
     if policy_denies_start():
         assert not PID_FILE.exists() and not SOCKET.exists(), "started despite policy-rc.d"
+    # The installed postinst again, with ischroot and the service starters replaced by stubs:
+    # in a chroot it starts nothing; outside one it asks invoke-rc.d (which applies policy-rc.d).
+    assert postinst_start_calls(workdir / "stubs", in_chroot=True) == []
+    assert postinst_start_calls(workdir / "stubs", in_chroot=False) == [
+        "invoke-rc.d spambridge start"
+    ]
 
     done = run(["/usr/sbin/spambridge", "check"], timeout=60)
     assert done.returncode == 0, done.stderr
@@ -295,6 +322,8 @@ def _lstat_uid(path: str) -> int:
 
 
 def test_package_wheel_and_sdist_carry_man_page_and_examples(workdir: Path) -> None:
+    if run(["git", "-C", str(realstack.REPO_ROOT), "rev-parse", "HEAD"]).returncode != 0:
+        _unavailable("not a git checkout: the wheel is built from a clean export of HEAD")
     for module in ("build", "twine"):
         if importlib.util.find_spec(module) is None:
             _unavailable(f"python -m {module} is not installed (the test extra)")
