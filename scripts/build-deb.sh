@@ -4,21 +4,23 @@
 #
 #   scripts/build-deb.sh [COMMIT]   print the path of the .deb on the last line
 #
-# Uncommitted changes are not built. The result is cached in var/deb/<tree hash>/ (the latest
-# build only): the same tree is not built twice; SPAMBRIDGE_DEB_REBUILD=1 builds anyway.
+# Uncommitted changes are not built. The result is cached in var/deb/<hash of the packaged
+# files>/ (the latest build only): the same tree is not built twice; SPAMBRIDGE_DEB_REBUILD=1 builds anyway.
 # Needs the build tools (scripts/install-deps.sh installs them) and PyPI: aiospamc and its
 # dependencies are bundled into the package at build time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 commit="${1:-HEAD}"
-tree="$(git rev-parse "$commit^{tree}")"
+# The cache key: the files that go into the package (a change to the tests alone reuses it).
+tree="$(git ls-tree -r "$commit" -- pyproject.toml README.md LICENSE spambridge debian deploy \
+    docs sendmail | sha1sum | cut -d' ' -f1)"
 out="$PWD/var/deb/$tree"
 
 shopt -s nullglob
 cached=("$out"/spambridge_*.deb)
 if ((${#cached[@]} == 1)) && [[ "${SPAMBRIDGE_DEB_REBUILD:-0}" != 1 ]]; then
-    echo "build-deb: tree $tree already built" >&2
+    echo "build-deb: $commit already built ($out)" >&2
     echo "${cached[0]}"
     exit 0
 fi
