@@ -5,7 +5,8 @@
 #   scripts/build-deb.sh [COMMIT]   print the path of the .deb on the last line
 #
 # Uncommitted changes are not built. The result is cached in var/deb/<hash of the packaged
-# files>/ (the latest build only): the same tree is not built twice; SPAMBRIDGE_DEB_REBUILD=1 builds anyway.
+# files>/ (the latest build only): the same files are not built twice; SPAMBRIDGE_DEB_REBUILD=1
+# builds anyway.
 # Needs the build tools (scripts/install-deps.sh installs them) and PyPI: aiospamc and its
 # dependencies are bundled into the package at build time.
 set -euo pipefail
