@@ -19,6 +19,7 @@ import grp
 import importlib.util
 import os
 import pwd
+import shutil
 import socket
 import stat
 import subprocess
@@ -222,6 +223,10 @@ def test_package_install_check_run_through_sendmail_stop_purge(
         *(f"/usr/share/doc/spambridge/examples/{name}" for name in EXAMPLES),
     ):
         assert os.path.isfile(path), path
+    if shutil.which("systemd-analyze"):  # works without systemd as PID 1
+        units = [f"/lib/systemd/system/spambridge.{kind}" for kind in ("socket", "service")]
+        done = run(["systemd-analyze", "verify", *units], timeout=120)
+        assert done.returncode == 0 and not done.stderr.strip(), done.stderr
     user = pwd.getpwnam(USER)
     assert user.pw_shell == "/usr/sbin/nologin" and user.pw_uid < 1000, user
     for group in MTA_GROUPS:
