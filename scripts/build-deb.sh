@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build the Debian package spambridge_<version>_all.deb from a clean export of a commit
-# (HEAD by default) with Debian's own tools (dpkg-buildpackage, debhelper, dh-virtualenv).
+# Build the Debian package spambridge_<version>_all.deb (and its source package, for lintian)
+# from a clean export of a commit (HEAD by default) with Debian's own tools
+# (dpkg-buildpackage, debhelper, dh-virtualenv).
 #
 #   scripts/build-deb.sh [COMMIT]   print the path of the .deb on the last line
 #
@@ -35,7 +36,7 @@ git archive --format=tar --prefix=spambridge/ "$commit" | tar -x -C "$work"
     cd "$work/spambridge"
     env -u PYTHONPATH -u PYTHONHOME -u VIRTUAL_ENV \
         PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH" \
-        dpkg-buildpackage --build=binary --no-sign
+        dpkg-buildpackage --build=full --no-sign
 ) >"$work/build.log" 2>&1 || {
     tail -n 60 "$work/build.log" >&2
     echo "build-deb: dpkg-buildpackage failed (log above)" >&2
@@ -45,7 +46,8 @@ git archive --format=tar --prefix=spambridge/ "$commit" | tar -x -C "$work"
 # Keep one build: the cache is for re-running tests on an unchanged tree.
 rm -rf "$PWD/var/deb"
 mkdir -p "$out"
-mv "$work"/*.deb "$work"/*.buildinfo "$work"/*.changes "$work/build.log" "$out/"
+mv "$work"/*.deb "$work"/*.dsc "$work"/*.tar.* "$work"/*.buildinfo "$work"/*.changes \
+    "$work/build.log" "$out/"
 built=("$out"/spambridge_*.deb)
 echo "build-deb: built ${built[0]}" >&2
 echo "${built[0]}"
