@@ -296,7 +296,8 @@ def test_package_install_check_run_through_sendmail_stop_purge(
 
     # Nothing left: no new path that no package owns, nothing owned by the spambridge user.
     new = sorted(snapshot() - before)
-    left = [path for path in new if path not in owned_by_a_package(new)]
+    others = owned_by_a_package(new)
+    left = [path for path in new if path not in others]
     assert not left, f"left behind by the purge: {left}"
     owned = [path for path in _walk_watched() if _lstat_uid(path) == user.pw_uid]
     assert not owned, f"still owned by {USER}: {owned}"
