@@ -285,6 +285,11 @@ def test_package_install_check_run_through_sendmail_stop_purge(
     assert log.count("verdict=ham") == 1 and log.count("verdict=spam") == 1, log
     assert f"spamd={spamd.address}" in log, log
 
+    done = run([INIT_SCRIPT, "reload"], timeout=120)  # SIGHUP: the option file read again
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_until(lambda: "configuration reloaded" in daemon_log.read_text(), 10, "the reload")
+    assert int(PID_FILE.read_text()) == pid
+
     done = run([INIT_SCRIPT, "stop"], timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     wait_until(lambda: not pid_alive(pid), 30, "the daemon to exit")
