@@ -54,3 +54,14 @@ def test_packaging_units_and_init_script_run_the_packaged_binary() -> None:
     assert "DAEMON=/usr/sbin/spambridge\n" in (ROOT / "deploy" / "spambridge.init").read_text()
     link = (DEBIAN / "spambridge.links").read_text().split()
     assert link == ["opt/venvs/spambridge/bin/spambridge", "usr/sbin/spambridge"]
+
+
+def test_packaging_build_dependencies_are_installed_by_install_deps() -> None:
+    control = (DEBIAN / "control").read_text()
+    field = re.search(r"^Build-Depends:(.*?)^\S", control, re.M | re.S)
+    assert field, control
+    names = {re.split(r"[\s(]", dep.strip())[0] for dep in field.group(1).split(",")}
+    names -= {"", "debhelper-compat"}  # debhelper itself provides the compat level
+    installed = set((ROOT / "scripts" / "install-deps.sh").read_text().split())
+    assert names and names <= installed | {"debhelper"}, names - installed
+    assert "debhelper" in installed
