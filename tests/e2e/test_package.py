@@ -247,6 +247,14 @@ def test_package_install_check_run_through_sendmail_stop_purge(
     assert done.returncode == 0, done.stderr
     assert "milter-socket=unix:/run/spambridge/spambridge.sock" in done.stdout, done.stdout
 
+    # A typo in the options: the init script fails at once, naming it, and starts nothing.
+    Path("/etc/default/spambridge").write_text('SPAMBRIDGE_OPTIONS="spamd-sokcet=127.0.0.1"\n')
+    typo_log = workdir / "typo.log"
+    with typo_log.open("ab") as sink:
+        started = subprocess.run([INIT_SCRIPT, "start"], stdout=sink, stderr=sink, timeout=120)
+    assert started.returncode == 1 and "spamd-sokcet" in typo_log.read_text(), typo_log.read_text()
+    assert not PID_FILE.exists()
+
     # The admin's one-line override, then the init script, as on a SysV system.
     Path("/etc/default/spambridge").write_text(
         f'SPAMBRIDGE_OPTIONS="spamd-socket={spamd.address} log=stderr"\n'
