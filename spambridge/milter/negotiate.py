@@ -42,7 +42,7 @@ from spambridge.milter.messages import (
     Unknown,
 )
 
-__all__ = ["LEGAL_REPLIES", "Negotiated", "Wanted", "check_reply", "negotiate"]
+__all__ = ["LEGAL_REPLIES", "Negotiated", "Wanted", "check_reply", "negotiate", "required_action"]
 
 _V1_ACTIONS = ActionFlags(0x0F)  # SMFI_V1_ACTS: what an offered actions word of 0 means
 _V2_ACTIONS = ActionFlags(0x3F)  # SMFI_V2_ACTS: all that exists before version 6
@@ -235,6 +235,15 @@ _ACTION_NEEDED: dict[type, ActionFlags] = {
     ReplaceBody: ActionFlags.CHANGE_BODY,
     Quarantine: ActionFlags.QUARANTINE,
 }
+
+
+def required_action(reply: Reply) -> ActionFlags | None:
+    """The action the MTA must have granted for `reply`, or None when it needs none."""
+    if isinstance(reply, AddRecipient):
+        if reply.esmtp_args is None:
+            return ActionFlags.ADD_RECIPIENT
+        return ActionFlags.ADD_RECIPIENT_WITH_ARGS
+    return _ACTION_NEEDED.get(type(reply))
 
 
 def check_reply(after: type[Command], reply: Reply, negotiated: Negotiated) -> None:
