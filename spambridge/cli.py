@@ -195,6 +195,7 @@ def build_pool(resolved: Resolved) -> SpamdPool:
         connect_retries=c.spamd_connect_retries,
         cooldown=c.spamd_cooldown,
         ca_file=c.spamd_ca_file or None,
+        max_reply_size=c.spamd_max_reply_size * 1024,
     )
 
 

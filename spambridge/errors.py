@@ -47,6 +47,14 @@ class SpamdBadResponse(SpamdError):
     kind = "bad-response"
 
 
+class SpamdErrorStatus(SpamdBadResponse):
+    """spamd answered with an EX_* error status; `code` is its number (64..79, or other)."""
+
+    def __init__(self, message: str, host: str | None, code: int) -> None:
+        super().__init__(message, host)
+        self.code = code
+
+
 class ConfigError(SpambridgeError):
     """A configuration value is wrong. The message names the option and what it accepts."""
 

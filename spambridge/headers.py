@@ -21,6 +21,8 @@ import re
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 
+from spambridge.log import logger
+from spambridge.milter.flags import MAX_PAYLOAD
 from spambridge.milter.messages import ChangeHeader
 
 # RFC 5322 §2.1.1: a line is at most 998 octets, not counting CRLF.
@@ -32,6 +34,14 @@ MAX_LEVEL = 982
 _MAX_WSP_RUN = 64
 
 REPORT_SEPARATOR = b"\n  | "
+# The longest X-Spam-Report (or any header copied from a spamd HEADERS reply) we write, in
+# bytes: a real report is a few KB; a longer one is cut at a line boundary and says so.
+# Far below one milter packet (64 KiB), which no edit may exceed.
+MAX_REPORT = 16 * 1024
+# An RFC 2047 encoded word is at most 75 characters (§2).
+MAX_ENCODED_WORD = 75
+# RFC 5322 §3.6.8: a field name is printable ASCII except the colon.
+_FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
 
 # The headers milter-spamc writes and therefore deletes when they arrive from outside.
 MILTER_SPAMC_HEADERS: tuple[bytes, ...] = (
@@ -111,7 +121,25 @@ def format_report(report: bytes) -> bytes:
     out = _hard_wrap(lines[0].lstrip(), MAX_LINE - len(b"X-Spam-Report: "))
     for line in lines[1:]:
         out.extend(_hard_wrap(REPORT_SEPARATOR[1:] + line, MAX_LINE))
-    return b"\n".join(out)
+    return cap_lines(b"\n".join(out), MAX_REPORT, REPORT_SEPARATOR[1:])
+
+
+def cap_lines(value: bytes, limit: int, indent: bytes = b"\t") -> bytes:
+    """`value` (folded with LF) cut to at most `limit` bytes at a line boundary, with a last
+    continuation line saying it was truncated. Values within the limit are unchanged."""
+    if len(value) <= limit:
+        return value
+    marker = indent + b"[truncated: %d of %d bytes shown]" % (limit, len(value))
+    cut = value.rfind(b"\n", 0, limit - len(marker))
+    if cut <= 0:  # no line boundary early enough (lines are at most 998 octets)
+        cut = max(0, limit - len(marker) - 1)
+    return value[:cut] + b"\n" + marker
+
+
+def fits_one_packet(name: bytes, value: bytes) -> bool:
+    """Whether a header edit with this name and value fits one milter packet (with room for
+    a ChangeHeader index and a leading space)."""
+    return len(name) + len(value) + 4 + 2 + 1 <= MAX_PAYLOAD
 
 
 _LAST_DATE: list[tuple[tuple[object, ...], str]] = []
@@ -241,6 +269,7 @@ def tag_subject(subject: bytes | None, tag: bytes, *, detail: bytes | None = Non
     - CRLF folding inside the subject becomes LF folding (the MTA adds the CR).
     - If prefixing would push the first line past 998 octets, the tag goes on its own line
       and the subject follows as a continuation.
+    - A tagged Subject that would not fit one milter packet is not tagged (None).
     """
     tag = _one_line(tag, keep_8bit=True)
     if not tag:
@@ -256,8 +285,11 @@ def tag_subject(subject: bytes | None, tag: bytes, *, detail: bytes | None = Non
     token = _encode_tag(prefix, next_is_encoded_word=next_is_encoded)
     first_line = body.split(b"\n", 1)[0]
     if len(b"Subject: ") + len(token) + len(first_line) > MAX_LINE:
-        return lead + token.rstrip(b" ") + b"\n " + body
-    return lead + token + body
+        tagged = lead + token.rstrip(b" ") + b"\n " + body
+    else:
+        tagged = lead + token + body
+    # A Subject too long to tag within one milter packet stays as it is.
+    return tagged if fits_one_packet(b"Subject", tagged) else None
 
 
 # subject-tag placeholders (rspamd's subject template): %s the subject, %d the score as a
@@ -343,15 +375,39 @@ def template_subject(subject: bytes | None, template: bytes, score: float) -> by
 
 
 def _encode_tag(prefix: bytes, *, next_is_encoded_word: bool) -> bytes:
-    """The tag followed by one space, as an encoded word when it is not plain ASCII."""
+    """The tag followed by one space, as encoded words when it is not plain ASCII.
+
+    The tag is bytes as configured: UTF-8 when it decodes as such, else ISO-8859-1 (every
+    byte is a character there). Each encoded word holds whole characters and is at most
+    75 characters long (RFC 2047 §2, §5); readers join adjacent words without the space.
+    """
     visible = prefix.translate(None, _CONTROL)
     if prefix.isascii() and len(visible) == len(prefix):
         return prefix + b" "
-    text = visible.decode("utf-8", "replace")
+    try:
+        text, charset = visible.decode("utf-8"), "UTF-8"
+    except UnicodeDecodeError:
+        text, charset = visible.decode("latin-1"), "ISO-8859-1"
     if next_is_encoded_word:
         text += " "
-    encoded = base64.b64encode(text.encode("utf-8"))
-    return b"=?UTF-8?B?" + encoded + b"?= "
+    return b" ".join(encoded_words(text, charset)) + b" "
+
+
+def encoded_words(text: str, charset: str) -> list[bytes]:
+    """`text` as RFC 2047 "B" encoded words of at most 75 characters, whole characters each."""
+    head = b"=?" + charset.encode("ascii") + b"?B?"
+    room = (MAX_ENCODED_WORD - len(head) - 2) // 4 * 3  # raw bytes per word
+    words: list[bytes] = []
+    chunk = b""
+    for char in text:
+        raw = char.encode(charset)
+        if chunk and len(chunk) + len(raw) > room:
+            words.append(head + base64.b64encode(chunk) + b"?=")
+            chunk = b""
+        chunk += raw
+    if chunk or not words:
+        words.append(head + base64.b64encode(chunk) + b"?=")
+    return words
 
 
 def _starts_with_tag(body: bytes, tag: bytes) -> bool:
@@ -436,10 +492,13 @@ def spamassassin_headers(header_block: bytes) -> list[tuple[bytes, bytes]]:
         lower = name.lower()
         if not lower.startswith(b"x-spam-") or lower.startswith(b"x-spam-prev-"):
             continue
+        if _FIELD_NAME.fullmatch(name) is None or len(name) > MAX_LINE - 2:
+            logger.warning("spamd HEADERS reply: dropped a header with a bad name %r", name[:80])
+            continue
         value = raw
         if b"\n" not in raw and len(name) + 2 + len(raw.strip()) > 78:
             value = fold(name, raw.strip())
-        result.append((name, sanitize_value(value, len(name))))
+        result.append((name, cap_lines(sanitize_value(value, len(name)), MAX_REPORT)))
     return result
 
 
@@ -454,7 +513,8 @@ def spamassassin_subject(header_block: bytes) -> bytes | None:
         return None
     for name, raw in fields:
         if name.lower() == b"subject":
-            return sanitize_value(raw, len(name), keep_8bit=True)
+            subject = sanitize_value(raw, len(name), keep_8bit=True)
+            return subject if fits_one_packet(b"Subject", subject) else None
     return None
 
 

@@ -168,6 +168,15 @@ OPTIONS: tuple[Option, ...] = (
         legacy=False,
     ),
     _o(
+        "spamd-max-reply-size",
+        "int",
+        "1024",
+        "KB of spamd reply accepted (HEADERS and PROCESS replies may add the message's "
+        "size); a longer reply is a bad response, handled by spamd-error-action.",
+        group="spamd",
+        legacy=False,
+    ),
+    _o(
         "skip-body",
         "bool",
         "-",
@@ -816,6 +825,7 @@ class Config:
     spamd_timeout: float
     spamd_timeouts: str
     spamd_max_size: int
+    spamd_max_reply_size: int
     oversize_action: Literal["skip", "truncate"]
     skip_body: bool
     spamd_command: SpamdCommand
@@ -999,6 +1009,7 @@ def _check_ranges(kw: Mapping[str, object]) -> None:
     positive("milter-timeout", 1)
     positive("max-frame-size", 65536 + 1)
     positive("spamd-max-size", 0)
+    positive("spamd-max-reply-size", 1)
     positive("shutdown-grace", 0)
     positive("spamd-cooldown", 0)
     level = kw["level_character"]

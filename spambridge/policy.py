@@ -6,6 +6,7 @@ tested without sockets or an event loop.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import pwd
 import re
@@ -29,6 +30,7 @@ from spambridge.milter.messages import (
     Quarantine,
     ReplyCode,
 )
+from spambridge.milter.negotiate import required_action
 from spambridge.milter.reply import smtp_reply
 from spambridge.options import Config
 from spambridge.spamd import Verdict
@@ -262,9 +264,11 @@ def access_decision(
         if result.action.accepts or result.action is AccessAction.FRIEND:
             return on_unscanned(config, txn, why)
         if result.action.rejects:
-            return Decision(_access_reply(result.text), (), "unscanned", "reject", why)
+            return _unless_dry_run(
+                config, Decision(_access_reply(result.text), (), "unscanned", "reject", why)
+            )
         if result.action is AccessAction.DISCARD:
-            return Decision(Discard(), (), "unscanned", "discard", why)
+            return _unless_dry_run(config, Decision(Discard(), (), "unscanned", "discard", why))
     results = [amap.recipient(r.address, addr) for r in txn.recipients]
     if any(r is not None and r.action is AccessAction.HATER for r in results):
         return None
@@ -272,6 +276,15 @@ def access_decision(
         keys = ", ".join(r.key for r in results if r is not None)
         return on_unscanned(config, txn, f"access To: every recipient white-listed ({keys})")
     return None
+
+
+def _unless_dry_run(config: Config, decision: Decision) -> Decision:
+    """With dry-run nothing but Continue reaches the MTA; the log line keeps the action."""
+    if not config.dry_run:
+        return decision
+    return dataclasses.replace(
+        decision, final=Continue(), edits=(), action=f"dry-run:{decision.action}"
+    )
 
 
 def trusted(result: AccessResult) -> bool:
@@ -295,6 +308,26 @@ def _access_reply(text: str) -> ReplyCode:
 # ------------------------------------------------------------------ what to do
 
 
+def grant(decision: Decision, actions: int) -> tuple[Decision, tuple[str, ...]]:
+    """The decision without the edits the MTA did not grant, and the names of those dropped.
+
+    An MTA may offer fewer actions than we ask for (a milter proxy, a minimal MTA, an offer
+    of 0 read as the version-1 set); libmilter answers such an edit with MI_FAILURE and the
+    filter carries on, and so do we: the final reply always goes out.
+    """
+    withheld: list[str] = []
+    kept: list[Edit] = []
+    for edit in decision.edits:
+        needed = required_action(edit)
+        if needed is None or actions & needed:
+            kept.append(edit)
+        else:
+            withheld.append(type(edit).__name__)
+    if not withheld:
+        return decision, ()
+    return dataclasses.replace(decision, edits=tuple(kept)), tuple(dict.fromkeys(withheld))
+
+
 def forged_deletions(txn: Transaction, config: Config) -> list[ChangeHeader]:
     if config.header_style == "spamassassin":
         return headers.forged_header_deletions(
@@ -311,7 +344,15 @@ def on_unscanned(config: Config, txn: Transaction, reason: str) -> Decision:
 
 def on_error(config: Config, txn: Transaction, error: SpamdError) -> Decision:
     """spamd failed: the admin's spamd-error-action decides (fail open or closed)."""
-    reason = f"spamd {error.kind}: {error}"
+    return _error_decision(config, txn, f"spamd {error.kind}: {error}")
+
+
+def on_internal_error(config: Config, txn: Transaction, error: BaseException) -> Decision:
+    """Our own failure after the message arrived: the same action as for spamd trouble."""
+    return _error_decision(config, txn, f"internal: {type(error).__name__}: {error}")
+
+
+def _error_decision(config: Config, txn: Transaction, reason: str) -> Decision:
     action = config.spamd_error_action
     if config.dry_run:
         return Decision(Continue(), (), "error", f"dry-run:{action}", reason)
@@ -424,10 +465,11 @@ def _header_edits(
         subject = txn.header_values(b"Subject")
         detail = f"({score:.2f}/{threshold:.2f})".encode() if config.subject_tag_score else None
         current = subject[0] if subject else None
+        tag = config.subject_tag.encode("utf-8", "surrogateescape")  # the bytes as configured
         if headers.is_subject_template(config.subject_tag):
-            new = headers.template_subject(current, config.subject_tag.encode(), score)
+            new = headers.template_subject(current, tag, score)
         else:
-            new = headers.tag_subject(current, config.subject_tag.encode(), detail=detail)
+            new = headers.tag_subject(current, tag, detail=detail)
         if new is not None:
             edits.append(_set_subject(current, new, leading_space))
     if config.header_style == "spamassassin":

@@ -29,6 +29,7 @@ from spambridge.milter.messages import (
     Data,
     EndOfHeaders,
     EndOfMessage,
+    FinalReply,
     Header,
     Helo,
     Macro,
@@ -38,8 +39,10 @@ from spambridge.milter.messages import (
     Quit,
     QuitNewConnection,
     RcptTo,
+    Reject,
     Reply,
     Skip,
+    TempFail,
     Unknown,
 )
 from spambridge.milter.negotiate import Negotiated, Wanted, check_reply, negotiate
@@ -78,6 +81,14 @@ MACROS: tuple[tuple[Stage, tuple[str, ...]], ...] = (
 
 
 _CONTINUE = Continue()  # immutable; its wire frame is a pre-encoded constant in the codec
+
+
+@dataclass(slots=True)
+class _Scanned:
+    """What the scan at end of message left for the verdict line, whatever came of it."""
+
+    host: str = "-"
+    spamd_ms: float = 0.0
 
 
 def wanted(config: Config) -> Wanted:
@@ -179,6 +190,8 @@ class Session(asyncio.Protocol):
         # that are always legal. Empty before it: nothing is answered.
         self._replied: frozenset[type] = frozenset()
         self._legal: frozenset[tuple[type, type]] = frozenset()
+        self._actions = 0  # the negotiated actions: edits needing others are dropped
+        self._warned_withheld = False
         self._loop = asyncio.get_running_loop()
         self._timeout = self.svc.config.milter_timeout
         # A packet must arrive whole within milter-timeout of its first byte: a peer that
@@ -431,6 +444,7 @@ class Session(asyncio.Protocol):
         self._replied = negotiated.replied
         self._legal = negotiated.legal
         self.leading_space = negotiated.leading_space
+        self._actions = int(negotiated.actions)
         assert self.transport is not None
         self.transport.write(reply)
 
@@ -504,9 +518,12 @@ class Session(asyncio.Protocol):
         )
         limit = self.svc.config.max_untrusted
         if limit > 0 and self._untrusted(txn) > limit:
-            txn.recipients.pop()
-            self._answer(command, smtp_reply("452", "4.5.3", ["too many untrusted recipients"]))
-            return
+            if self.svc.config.dry_run:  # nothing but Continue reaches the MTA
+                logger.info("dry-run: would answer 452 4.5.3 too many untrusted recipients")
+            else:
+                txn.recipients.pop()
+                self._answer(command, smtp_reply("452", "4.5.3", ["too many untrusted recipients"]))
+                return
         self._answer(command)
 
     def _untrusted(self, txn: Transaction) -> int:
@@ -545,68 +562,118 @@ class Session(asyncio.Protocol):
         queue_id.set("-")
 
     async def _end_of_message(self) -> None:
+        """Answer one end of message. This cannot raise (docs/robustness.md, "Every message
+        gets an answer"): whatever fails here becomes the spamd-error-action, and the MTA
+        gets exactly one final reply and the log one verdict line."""
         if self.txn is None:  # no MAIL (or aborted): nothing to scan, nothing to change
             logger.debug("end of message outside a transaction; answering continue")
             self._send(_CONTINUE)
             return
         txn = self.txn
         svc = self.svc
+        queue_id.set(self.macros.get("i").decode("ascii", "replace") or "-")
+        started = time.monotonic()
+        result = _Scanned()
+        try:
+            decision = await self._decide(txn, svc, started, result)
+            wire = self._encode_decision(decision)
+        except Exception as exc:  # our own failure: a decision too, never a dropped connection
+            logger.error(
+                "internal error at end of message; applying spamd-error-action=%s",
+                svc.config.spamd_error_action,
+                exc_info=True,
+            )
+            svc.metrics.inc("internal_errors")
+            decision, wire = self._fallback(svc.config, txn, exc)
+        assert self.transport is not None
+        self.transport.write(wire)  # one write (one send syscall): the edits and the reply
+        spamd_ms = result.spamd_ms
+        svc.metrics.message(decision, txn.size, spamd_ms / 1000 if spamd_ms else None)
+        if logger.isEnabledFor(logging.INFO):
+            self._log_verdict(decision, txn, result.host, spamd_ms)
+        self._reset()
+
+    async def _decide(
+        self, txn: Transaction, svc: Services, started: float, result: _Scanned
+    ) -> policy.Decision:
         config = svc.config
         leading = self.leading_space
         now = datetime.now(UTC).astimezone()
-        queue_id.set(self.macros.get("i").decode("ascii", "replace") or "-")
-        started = time.monotonic()
-        spamd_ms = 0.0
-        host = "-"
         ruled = policy.access_decision(svc.access, config, self.client, self.macros, txn)
-        reason = ruled.reason if ruled else policy.skip_reason(config, self.client, self.macros)
-        if reason is None and not txn.body_complete and config.oversize_action == "skip":
-            reason = f"message over spamd-max-size ({txn.size} bytes)"
         if ruled is not None:
-            decision = ruled
-        elif reason is not None:
-            decision = policy.on_unscanned(config, txn, reason)
-        else:
-            authenticated = bool(self.macros.get("auth_authen"))
-            message = message_for_spamd(
-                txn,
-                self.client,
-                self.macros,
-                leading_space=leading,
-                drop=policy.VERDICT_HEADERS,
-                now=now,
-                authenticated=authenticated,
-            )
-            user = policy.spamd_user(config, txn)
-            outcome = await self._scan_with_progress(svc, message, user)
-            spamd_ms = (time.monotonic() - started) * 1000
-            if isinstance(outcome, Verdict):
-                host = outcome.host
-                actions = self.negotiated.actions if self.negotiated else ActionFlags(0)
-                decision = policy.decide(
-                    config,
-                    txn,
-                    outcome,
-                    macros=self.macros,
-                    now=now,
-                    leading_space=leading,
-                    quarantine_ok=bool(actions & ActionFlags.QUARANTINE),
-                    recipients_ok=bool(actions & ActionFlags.ADD_RECIPIENT),
-                    body_ok=bool(actions & ActionFlags.CHANGE_BODY),
-                    outbound=config.scan_authenticated != "skip"
-                    and policy.outbound_reason(config, self.client, self.macros) is not None,
+            return ruled
+        reason = policy.skip_reason(config, self.client, self.macros)
+        limit = config.max_scan_bytes
+        # The limit covers the headers too: a message of headers alone (no body chunk at
+        # all) would otherwise go to spamd whole.
+        over = not txn.body_complete or (limit and txn.header_bytes > limit)
+        if reason is None and over and config.oversize_action == "skip":
+            reason = f"message over spamd-max-size ({txn.size} bytes)"
+        if reason is not None:
+            return policy.on_unscanned(config, txn, reason)
+        authenticated = bool(self.macros.get("auth_authen"))
+        message = message_for_spamd(
+            txn,
+            self.client,
+            self.macros,
+            leading_space=leading,
+            drop=policy.VERDICT_HEADERS,
+            now=now,
+            authenticated=authenticated,
+        )
+        if limit and txn.header_bytes > limit:
+            message = message[:limit]  # oversize-action=truncate: the whole message, cut
+        user = policy.spamd_user(config, txn)
+        outcome = await self._scan_with_progress(svc, message, user)
+        result.spamd_ms = (time.monotonic() - started) * 1000
+        if not isinstance(outcome, Verdict):
+            result.host = outcome.host or "-"
+            return policy.on_error(config, txn, outcome)
+        result.host = outcome.host
+        actions = self.negotiated.actions if self.negotiated else ActionFlags(0)
+        return policy.decide(
+            config,
+            txn,
+            outcome,
+            macros=self.macros,
+            now=now,
+            leading_space=leading,
+            quarantine_ok=bool(actions & ActionFlags.QUARANTINE),
+            recipients_ok=bool(actions & ActionFlags.ADD_RECIPIENT),
+            body_ok=bool(actions & ActionFlags.CHANGE_BODY),
+            outbound=config.scan_authenticated != "skip"
+            and policy.outbound_reason(config, self.client, self.macros) is not None,
+        )
+
+    def _encode_decision(self, decision: policy.Decision) -> bytes:
+        """The wire bytes of the granted edits and the final reply."""
+        if decision.edits:
+            decision, withheld = policy.grant(decision, self._actions)
+            if withheld and not self._warned_withheld:
+                self._warned_withheld = True  # once per connection: the offer does not change
+                logger.warning(
+                    "edits not granted by the MTA's negotiated actions are dropped: %s",
+                    ", ".join(withheld),
                 )
-            else:
-                host = outcome.host or "-"
-                decision = policy.on_error(config, txn, outcome)
-        # One write (one send syscall) for the edits and the final reply together.
-        replies = (*decision.edits, decision.final)
-        assert self.transport is not None
-        self.transport.write(b"".join(self._encode_checked(reply) for reply in replies))
-        svc.metrics.message(decision, txn.size, spamd_ms / 1000 if spamd_ms else None)
-        if logger.isEnabledFor(logging.INFO):
-            self._log_verdict(decision, txn, host, spamd_ms)
-        self._reset()
+        encode_checked = self._encode_checked
+        return b"".join(
+            [*(encode_checked(edit) for edit in decision.edits), encode_checked(decision.final)]
+        )
+
+    def _fallback(
+        self, config: Config, txn: Transaction, exc: BaseException
+    ) -> tuple[policy.Decision, bytes]:
+        """The spamd-error-action for an internal failure; without edits if even those fail."""
+        try:
+            decision = policy.on_internal_error(config, txn, exc)
+            return decision, self._encode_decision(decision)
+        except Exception:
+            logger.error("internal error while applying spamd-error-action", exc_info=True)
+        action = config.spamd_error_action
+        final: FinalReply = _CONTINUE if action == "accept" or config.dry_run else TempFail()
+        if action == "reject" and not config.dry_run:
+            final = Reject()
+        return policy.Decision(final, (), "error", action, "internal"), encode(final)
 
     def _log_verdict(
         self, decision: policy.Decision, txn: Transaction, host: str, ms: float

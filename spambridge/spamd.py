@@ -16,6 +16,7 @@ import errno
 import getpass
 import ipaddress
 import logging
+import math
 import os
 import random
 import re
@@ -30,6 +31,7 @@ from spambridge.errors import (
     ConfigError,
     SpamdBadResponse,
     SpamdError,
+    SpamdErrorStatus,
     SpamdTimeout,
     SpamdUnavailable,
 )
@@ -71,6 +73,7 @@ __all__ = [
     "SpamdPool",
     "SpamdTimeouts",
     "Verdict",
+    "parse_reply",
     "parse_spamd_socket",
     "parse_spamd_sockets",
     "parse_spamd_timeouts",
@@ -84,6 +87,10 @@ DEFAULT_PORT = 783
 NO_LIMIT_SECONDS = 3600.0
 
 COMMANDS = frozenset({"CHECK", "SYMBOLS", "REPORT", "REPORT_IFSPAM", "HEADERS", "PROCESS"})
+# Replies that carry the message back (HEADERS its header, PROCESS all of it) may be that much
+# longer than the reply bound.
+_ECHOING = frozenset({"HEADERS", "PROCESS"})
+DEFAULT_MAX_REPLY = 1024 * 1024  # bytes; a REPORT of every rule SpamAssassin has is ~100 KB
 
 # EX_* codes that describe this message or this user rather than the host: retrying elsewhere
 # would fail the same way, and the host is healthy.
@@ -279,6 +286,42 @@ def sanitize_user(user: str | None) -> str:
     return _USER_DROP_RE.sub("", user or "")
 
 
+def _parse_response(raw: bytes, label: str) -> Any:
+    """aiospamc's response for `raw`; any failure to parse it is SpamdBadResponse."""
+    try:
+        parsed = _ResponseParser().parse(raw)
+        return aiospamc.responses.Response(**parsed)
+    except Exception as exc:  # ParseError, UnicodeDecodeError on 8-bit bytes, ValueError ...
+        raise SpamdBadResponse(f"{label} sent a bad reply ({_describe(exc)})", label) from None
+
+
+def parse_reply(raw: bytes, *, command: str, host: str, elapsed: float = 0.0) -> Verdict:
+    """spamd's whole reply to a scan -> Verdict. Anything else raises SpamdBadResponse
+    (SpamdErrorStatus for an EX_* status): garbage, a missing Spam header, a score or
+    threshold that is not a finite number (nan or inf make every comparison false)."""
+    response = _parse_response(raw, host)
+    try:
+        response.raise_for_status()
+        spam = response.headers.spam
+        if spam is None:
+            raise SpamdBadResponse(f"{host} answered {command} without a Spam header", host)
+        score, threshold = float(spam.score), float(spam.threshold)
+        if not (math.isfinite(score) and math.isfinite(threshold)):
+            raise SpamdBadResponse(
+                f"{host} answered a score that is not a finite number ({score}/{threshold})", host
+            )
+        return Verdict(
+            bool(spam.value), score, threshold, bytes(response.body), command, host, elapsed
+        )
+    except aiospamc.responses.ResponseException as exc:
+        code = int(exc.code)
+        raise SpamdErrorStatus(f"{host} answered EX code {code}: {exc}", host, code) from None
+    except SpamdBadResponse:
+        raise
+    except Exception as exc:
+        raise SpamdBadResponse(f"{host} sent a bad reply ({_describe(exc)})", host) from None
+
+
 # --------------------------------------------------------------------------- transport
 
 
@@ -324,6 +367,8 @@ class _Exchange(asyncio.Protocol):
         self.last = 0.0  # loop time of the last progress (send finished, bytes read)
         self.timer: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
+        self.limit = DEFAULT_MAX_REPLY  # bytes of reply accepted; past it, a bad response
+        self.size = 0
         self._watched: tuple[float, float, SpamdTimeouts, str] | None = None
 
     # ---------------------------------------------------------------- protocol callbacks
@@ -339,6 +384,12 @@ class _Exchange(asyncio.Protocol):
         self.last = self.loop.time()
 
     def data_received(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self.limit:  # never buffer a runaway reply whole
+            if not self.done.done():
+                self.done.set_exception(_ReplyTooLarge(self.limit))
+            self.abort()
+            return
         self.chunks.append(data)
         self.last = self.loop.time()
 
@@ -548,6 +599,8 @@ class _SocketExchange(_Exchange):
                 self.eof_received()
                 return
             self.data_received(data)
+            if self.sock is None:  # aborted: the reply grew past its limit
+                return
 
     def _lost(self, exc: OSError) -> None:
         self._unregister()
@@ -573,6 +626,14 @@ class _SocketExchange(_Exchange):
 
 _READ_SIZE = 65536  # what asyncio's transports read at a time
 _CONNECTING = frozenset({errno.EINPROGRESS, errno.EAGAIN, errno.EINTR})
+
+
+class _ReplyTooLarge(Exception):
+    """The reply passed the exchange's limit (bytes)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
 
 
 class _TimedConnection:
@@ -607,11 +668,15 @@ class _TimedConnection:
             raise
         return exchange
 
-    async def request(self, data: bytes) -> bytes:
+    async def request(self, data: bytes, limit: int = DEFAULT_MAX_REPLY) -> bytes:
         label = self.label
         exchange = await self._start(asyncio.get_running_loop(), data)
+        exchange.limit = limit  # before any reply byte: data_received runs from the loop
         try:
             return await exchange.done
+        except _ReplyTooLarge:
+            error = SpamdBadResponse(f"{label} sent a reply over {limit} bytes", label)
+            raise _Attempt(error, connecting=False) from None
         except OSError as exc:
             phase = "connect" if exchange.connecting else "send" if exchange.sending else "read"
             raise _failed(phase, label, exc) from None
@@ -682,12 +747,7 @@ class _ResponseParser(aiospamc.incremental_parser.ResponseParser):  # type: igno
 async def _request(conn: _TimedConnection, request: Any) -> Any:
     """aiospamc's Client.request (serialize, send, parse, raise on EX codes) minus its loguru
     binds, which cost more per scan than parsing the reply."""
-    raw = await conn.request(bytes(request))
-    try:
-        parsed = _ResponseParser().parse(raw)
-    except aiospamc.incremental_parser.ParseError as error:
-        raise aiospamc.exceptions.BadResponse(raw) from error
-    response = aiospamc.responses.Response(**parsed)
+    response = _parse_response(await conn.request(bytes(request)), conn.label)
     response.raise_for_status()
     return response
 
@@ -715,6 +775,7 @@ class SpamdPool:
         connect_retries: int = 1,
         cooldown: float = 30.0,
         ca_file: str | None = None,
+        max_reply_size: int = DEFAULT_MAX_REPLY,
         logger: logging.Logger | None = None,
     ) -> None:
         if not endpoints:
@@ -728,6 +789,7 @@ class SpamdPool:
         self.select = select
         self.connect_retries = max(1, connect_retries)  # attempts per host when connect fails
         self.cooldown = cooldown
+        self.max_reply_size = max_reply_size  # bytes; a longer reply is a bad response
         self.counters: collections.Counter[str] = collections.Counter()
         self._log = logger or logging.getLogger("spambridge.spamd")
         self._semaphore = asyncio.Semaphore(max_connections)
@@ -788,25 +850,21 @@ class SpamdPool:
         self.counters["scans"] += 1
         started = time.monotonic()
         try:
-            response, label = await self._scan_with_budget(message, command, sanitize_user(user))
+            found = await self._scan_with_budget(message, command, sanitize_user(user))
         except SpamdError as exc:
             self.counters[f"errors.{exc.kind}"] += 1
             raise
-        spam = response.headers.spam
-        if spam is None:
-            self.counters["errors.bad-response"] += 1
-            raise SpamdBadResponse(f"{label} answered {command} without a Spam header", label)
         return Verdict(
-            is_spam=bool(spam.value),
-            score=float(spam.score),
-            threshold=float(spam.threshold),
-            body=bytes(response.body),
-            command=command,
-            host=label,
-            elapsed=time.monotonic() - started,
+            found.is_spam,
+            found.score,
+            found.threshold,
+            found.body,
+            command,
+            found.host,
+            time.monotonic() - started,
         )
 
-    async def _scan_with_budget(self, message: bytes, command: str, user: str) -> tuple[Any, str]:
+    async def _scan_with_budget(self, message: bytes, command: str, user: str) -> Verdict:
         tried: list[str] = []
         try:
             async with asyncio.timeout(self.timeouts.end):
@@ -823,9 +881,7 @@ class SpamdPool:
                 f"spamd scan exceeded the end timeout of {self.timeouts.end:g}s{where}", last
             ) from None
 
-    async def _failover(
-        self, message: bytes, command: str, user: str, tried: list[str]
-    ) -> tuple[Any, str]:
+    async def _failover(self, message: bytes, command: str, user: str, tried: list[str]) -> Verdict:
         last_error: SpamdError | None = None
         hosts = self._order()
         for index, endpoint in enumerate(hosts):
@@ -848,32 +904,30 @@ class SpamdPool:
                     )
                 continue
             self._set_aside.pop(label, None)
-            return response, label
+            return response
         assert last_error is not None
         raise last_error
 
-    async def _try_host(self, label: str, message: bytes, command: str, user: str) -> Any:
+    async def _try_host(self, label: str, message: bytes, command: str, user: str) -> Verdict:
         conn = self._connections[label]
+        limit = self.max_reply_size + (len(message) if command in _ECHOING else 0)
         for attempt in range(self.connect_retries):
             request = aiospamc.requests.Request(command, body=message)
             if user:
                 request.headers.user = user
             try:
-                return await _request(conn, request)
+                return parse_reply(
+                    await conn.request(bytes(request), limit), command=command, host=label
+                )
             except _Attempt as failed:
                 if not failed.connecting or attempt + 1 >= self.connect_retries:
                     raise
-            except aiospamc.responses.ResponseException as exc:
-                code = int(exc.code)
-                error = SpamdBadResponse(f"{label} answered EX code {code}: {exc}", label)
+            except SpamdErrorStatus as exc:
                 raise _Attempt(
-                    error, connecting=False, host_fault=code not in _PER_MESSAGE_CODES
+                    exc, connecting=False, host_fault=exc.code not in _PER_MESSAGE_CODES
                 ) from None
-            except aiospamc.exceptions.ClientException as exc:
-                cause = exc.__cause__
-                why = _describe(cause) if cause is not None else "unparseable reply"
-                error = SpamdBadResponse(f"{label} sent a bad reply ({why})", label)
-                raise _Attempt(error, connecting=False) from None
+            except SpamdBadResponse as exc:
+                raise _Attempt(exc, connecting=False) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def ping(self) -> dict[str, bool]:
@@ -885,12 +939,7 @@ class SpamdPool:
                     response = await _request(
                         self._connections[label], aiospamc.requests.Request("PING")
                     )
-            except (
-                _Attempt,
-                TimeoutError,
-                aiospamc.exceptions.ClientException,
-                aiospamc.responses.ResponseException,
-            ):
+            except (_Attempt, TimeoutError, SpamdError, aiospamc.responses.ResponseException):
                 return False
             return str(response.message).strip().upper() == "PONG"
 
