@@ -145,6 +145,8 @@ def finish(config: Config, warnings: tuple[str, ...] = ()) -> Resolved:
     if config.access_db:
         AccessMap.load(config.access_db)  # a bad map is a start-up error, not a surprise later
     notes = list(warnings)
+    if not config.spamd_socket:
+        notes.append("spamd-socket is empty: scanning is disabled, every message passes unscanned")
     if timeouts.end + 10 > min(SNIPPET_SENDMAIL_END, SNIPPET_POSTFIX_CONTENT):
         notes.append(
             f"spamd end timeout {timeouts.end:.0f}s does not fit the MTA timeouts of the shipped "
@@ -301,16 +303,22 @@ async def scan_message(resolved: Resolved, raw: bytes, *, as_json: bool = False)
         now=now,
         authenticated=False,
     )
-    pool = build_pool(resolved)
-    try:
-        outcome: Verdict | SpamdError = await pool.scan(
-            message, command=config.spamd_command, user=config.spamd_user or None
-        )
-    except SpamdError as exc:
-        outcome = exc
-    finally:
-        await pool.close()
-    if isinstance(outcome, Verdict):
+    outcome: Verdict | SpamdError | None = None
+    if config.spamd_socket:
+        pool = build_pool(resolved)
+        try:
+            outcome = await pool.scan(
+                message, command=config.spamd_command, user=config.spamd_user or None
+            )
+        except SpamdError as exc:
+            outcome = exc
+        finally:
+            await pool.close()
+    if outcome is None:  # spamd-socket is empty: scanning disabled, as in the daemon
+        decision = policy.on_unscanned(config, txn, "scanning disabled (spamd-socket is empty)")
+        status = EXIT_HAM
+        summary = f"unscanned ({decision.reason})"
+    elif isinstance(outcome, Verdict):
         decision = policy.decide(config, txn, outcome, macros=macros, now=now, leading_space=True)
         status = EXIT_SPAM if outcome.is_spam else EXIT_HAM
         summary = (
@@ -416,9 +424,6 @@ def run(argv: Sequence[str], resolved: Resolved, defaults: Mapping[str, str] | N
     setup(config.log, config.verbose)
     if config.daemon:
         daemonize(config.pid_file)
-    if config.pid_file:
-        Path(config.pid_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(config.pid_file).write_text(f"{os.getpid()}\n")
     if config.work_dir:
         os.chdir(config.work_dir)
     try:
@@ -429,9 +434,22 @@ def run(argv: Sequence[str], resolved: Resolved, defaults: Mapping[str, str] | N
         print(f"spambridge: error: {exc}", file=sys.stderr)
         return 2
     finally:
-        if config.pid_file:
-            with contextlib.suppress(OSError):
-                os.unlink(config.pid_file)
+        remove_pid_file(config.pid_file)
+
+
+def write_pid_file(path: str) -> None:
+    """Written once the socket is ours: an instance refused for a socket in use must not
+    overwrite (and then remove) the running instance's pid file."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(f"{os.getpid()}\n")
+
+
+def remove_pid_file(path: str) -> None:
+    """Remove the pid file if it is this process's own."""
+    with contextlib.suppress(OSError, ValueError):
+        if path and int(Path(path).read_text().split()[0]) == os.getpid():
+            os.unlink(path)
 
 
 async def serve(argv: Sequence[str], resolved: Resolved, defaults: Mapping[str, str] | None) -> int:
@@ -444,6 +462,7 @@ async def serve(argv: Sequence[str], resolved: Resolved, defaults: Mapping[str, 
     stats.gauges["connections_active"] = lambda: float(len(server.sessions))
     stats.gauges["scans_in_flight"] = lambda: float(current.pool.in_flight)
     sockets = server.bind()
+    write_pid_file(resolved.config.pid_file)
     drop_privileges(resolved.config)
     await server.start(sockets)
     metrics_server = None

@@ -778,8 +778,6 @@ class SpamdPool:
         max_reply_size: int = DEFAULT_MAX_REPLY,
         logger: logging.Logger | None = None,
     ) -> None:
-        if not endpoints:
-            raise ValueError("SpamdPool needs at least one endpoint")
         if select not in ("failover", "round-robin", "random"):
             raise ValueError(f"unknown select mode {select!r}")
         if max_connections < 1:
@@ -847,6 +845,8 @@ class SpamdPool:
         command = command.upper()
         if command not in COMMANDS:
             raise ValueError(f"unsupported spamd command {command!r}")
+        if not self.endpoints:  # spamd-socket is empty: callers skip the scan before this
+            raise SpamdUnavailable("no spamd host configured (spamd-socket is empty)")
         self.counters["scans"] += 1
         started = time.monotonic()
         try:
