@@ -129,7 +129,7 @@ OPTIONS: tuple[Option, ...] = (
         "list",
         "127.0.0.1:783",
         "spamd hosts: host:port, host,port, [v6addr]:port, /unix/path or ssl:host:port. "
-        "Repeat the option or separate entries with spaces for a pool. Empty disables "
+        "Repeat the option or separate entries with spaces or commas for a pool. Empty disables "
         "scanning.",
         group="spamd",
     ),
@@ -521,7 +521,8 @@ OPTIONS: tuple[Option, ...] = (
         "trusted-networks",
         "list",
         "",
-        "Client networks not scanned (CIDR, IPv4 and IPv6; spaces or repeats).",
+        "Client networks not scanned (CIDR, IPv4 and IPv6; separated by spaces or commas, "
+        "or repeated). An IPv4-mapped IPv6 client matches its IPv4 network.",
         group="policy",
         legacy=False,
     ),
@@ -971,9 +972,11 @@ def _networks(
     entries: Iterable[str],
 ) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     out = []
-    for entry in entries:
+    # Commas separate entries too: spamass-milter -i and glts --trusted-networks write them so.
+    for entry in (part for value in entries for part in value.split(",") if part.strip()):
         try:
-            out.append(ipaddress.ip_network(entry.replace("[", "").replace("]", ""), strict=False))
+            text = entry.strip().replace("[", "").replace("]", "")
+            out.append(ipaddress.ip_network(text, strict=False))
         except ValueError:
             raise ConfigError(
                 "trusted-networks",

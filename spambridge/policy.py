@@ -137,8 +137,11 @@ def outbound_reason(config: Config, client: Client, macros: Macros) -> str | Non
         except ValueError:
             ip = None
         if ip is not None:
+            mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
             for net in config.trusted_networks:
-                if ip.version == net.version and ip in net:
+                if (ip.version == net.version and ip in net) or (
+                    mapped is not None and net.version == 4 and mapped in net
+                ):
                     return f"trusted network {net}"
     return None
 

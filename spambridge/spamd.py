@@ -199,8 +199,19 @@ def parse_spamd_socket(text: str) -> SpamdEndpoint:
 
 
 def parse_spamd_sockets(values: Sequence[str]) -> tuple[SpamdEndpoint, ...]:
-    """Parse every entry; a value may hold several entries separated by whitespace."""
-    return tuple(parse_spamd_socket(entry) for value in values for entry in value.split())
+    """Parse every entry; a value may hold several entries separated by whitespace or by
+    commas (spamc's -d host1,host2). A comma followed by a bare port number is
+    milter-spamc's host,port form, not a separator."""
+    entries: list[str] = []
+    for word in (word for value in values for word in value.split()):
+        first, *rest = word.split(",")
+        entries.append(first)
+        for part in rest:
+            if part.isdigit() and "," not in entries[-1]:
+                entries[-1] += "," + part
+            elif part:
+                entries.append(part)
+    return tuple(parse_spamd_socket(entry) for entry in entries)
 
 
 # --------------------------------------------------------------------------- timeouts
