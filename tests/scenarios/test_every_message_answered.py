@@ -5,6 +5,7 @@ oversized spamd replies, headers-only messages over spamd-max-size."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,8 @@ from spambridge.milter.messages import (
 )
 from spambridge.milter.negotiate import required_action
 from tests.scenarios.conftest import BODY, HEADERS, ClientFactory, messages, open_session
+from tests.scenarios.policy_support import one_message as policy_message
+from tests.scenarios.policy_support import score_body
 from tests.support.controller import running_milter
 from tests.support.fake_spamd import GTUBE, FakeSpamd
 from tests.support.milter_client import EomResult
@@ -125,7 +128,9 @@ def assert_frames_fit(edits: list[Reply]) -> None:
 async def test_eom_huge_spamd_report_is_capped_on_a_line_boundary(
     connect: ClientFactory, logs: pytest.LogCaptureFixture
 ) -> None:
-    rules = b"".join(b" 0.1 RULE_%04d           Some rule that hit this message\n" % i for i in range(1400))
+    rules = b"".join(
+        b" 0.1 RULE_%04d           Some rule that hit this message\n" % i for i in range(1400)
+    )
     async with (
         ScriptedSpamd(spamd_reply(rules)) as spamd,
         running_milter([*FAST, f"spamd-socket={spamd.address}"]) as milter,
@@ -133,7 +138,9 @@ async def test_eom_huge_spamd_report_is_capped_on_a_line_boundary(
         result = await one_message(connect, milter.address, HEADERS, BODY)
     assert result.final == Continue()
     assert_frames_fit(result.edits)
-    report = next(e for e in result.edits if isinstance(e, AddHeader) and e.name == b"X-Spam-Report")
+    report = next(
+        e for e in result.edits if isinstance(e, AddHeader) and e.name == b"X-Spam-Report"
+    )
     lines = report.value.split(b"\n")
     assert b"truncated" in lines[-1]
     # Every kept rule line is whole.
@@ -144,9 +151,11 @@ async def test_eom_huge_spamd_report_is_capped_on_a_line_boundary(
 async def test_eom_huge_header_in_a_headers_reply_is_capped(
     connect: ClientFactory, logs: pytest.LogCaptureFixture
 ) -> None:
-    block = b"X-Spam-Flag: YES\r\nX-Spam-Report: " + b"\r\n\t* 0.1 RULE text".join(
-        b"line%d" % i for i in range(8000)
-    ) + b"\r\n\r\n"
+    block = (
+        b"X-Spam-Flag: YES\r\nX-Spam-Report: "
+        + b"\r\n\t* 0.1 RULE text".join(b"line%d" % i for i in range(8000))
+        + b"\r\n\r\n"
+    )
     async with (
         ScriptedSpamd(spamd_reply(block)) as spamd,
         running_milter(
@@ -293,3 +302,32 @@ async def test_eom_headers_only_message_is_truncated_to_the_limit(
         assert len(spamd.requests) == 1
         assert len(spamd.requests[0].body) <= 16 * 1024
     assert result.final == Continue()
+
+
+# ------------------------------------------------------------------ 9. dry-run changes nothing
+
+
+async def test_eom_dry_run_access_reject_reaches_the_mta_as_continue(
+    tmp_path: Path, logs: pytest.LogCaptureFixture
+) -> None:
+    access = tmp_path / "access"
+    access.write_text("Connect:198.51.100.7 REJECT\n")
+    out = await policy_message(["+dry-run", f"access-db=text!{access}"], body=score_body(9))
+    assert out.result.stage == "eom"
+    assert out.final == Continue() and out.edits == []
+    lines = verdict_lines(logs)
+    assert len(lines) == 1 and "action=dry-run:reject" in lines[0]
+
+
+async def test_eom_dry_run_max_untrusted_accepts_every_recipient(
+    logs: pytest.LogCaptureFixture,
+) -> None:
+    out = await policy_message(
+        ["+dry-run", "max-untrusted=1"],
+        body=score_body(1),
+        rcpts=(b"<a@example.org>", b"<b@example.org>"),
+    )
+    assert out.result.stage == "eom"
+    assert out.final == Continue()
+    assert any("would answer 452" in m for m in messages(logs, logging.INFO))
+    assert len(verdict_lines(logs)) == 1

@@ -14,9 +14,7 @@ from types import TracebackType
 
 def spamd_reply(body: bytes = b"", *, spam: bytes = b"True ; 1000.0 / 5.0") -> bytes:
     """A well-formed SPAMD/1.1 EX_OK reply carrying `body`."""
-    return (
-        b"SPAMD/1.1 0 EX_OK\r\nContent-length: %d\r\nSpam: %s\r\n\r\n" % (len(body), spam) + body
-    )
+    return b"SPAMD/1.1 0 EX_OK\r\nContent-length: %d\r\nSpam: %s\r\n\r\n" % (len(body), spam) + body
 
 
 class ScriptedSpamd:
