@@ -1017,7 +1017,7 @@ def _check_ranges(kw: Mapping[str, object]) -> None:
     positive("spamd-cooldown", 0)
     level = kw["level_character"]
     assert isinstance(level, str)
-    if len(level.encode()) > 1:
+    if len(level.encode("utf-8", "surrogateescape")) > 1:
         raise ConfigError("level-character", f"{level!r}: one ASCII character, or empty")
 
 

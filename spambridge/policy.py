@@ -593,7 +593,9 @@ def _verdict_headers(
     out.append((b"X-Spam-Status", headers.format_status(spam, verdict.score, verdict.threshold)))
     if config.level_character and (spam or config.always_add_level):
         # present even when empty (score < 1), as milter-spamc and SpamAssassin do
-        level = headers.format_level(verdict.score, config.level_character.encode())
+        level = headers.format_level(
+            verdict.score, config.level_character.encode("utf-8", "surrogateescape")
+        )
         out.append((b"X-Spam-Level", level))
     report = headers.format_report(verdict.body) if verdict.command.startswith("REPORT") else b""
     if report:

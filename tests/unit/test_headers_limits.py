@@ -94,11 +94,13 @@ def test_headers_latin1_tag_is_an_iso_8859_1_encoded_word() -> None:
 
 def test_headers_latin1_subject_tag_from_an_option_file_tags_spam(tmp_path: Path) -> None:
     path = tmp_path / "spambridge.cf"
-    path.write_bytes(b"subject-tag=[SP\xc4M]\n")
+    path.write_bytes(b"subject-tag=[SP\xc4M]\nlevel-character=\xe4\n")
     config = resolve([f"file={path}"])[1].config
     txn = Transaction(sender=b"<a@example.net>")
     txn.add_header(b"Subject", b" hello")
     verdict = Verdict(True, 1000.0, 5.0, b"", "REPORT", "h", 0.0)
     decision = policy.decide(config, txn, verdict, macros=Macros(), now=NOW, leading_space=True)
+    level = next(e for e in decision.edits if getattr(e, "name", b"") == b"X-Spam-Level")
+    assert level.value.strip() == b"\xe4" * 982  # type: ignore[attr-defined]
     subject = next(e for e in decision.edits if isinstance(e, ChangeHeader))
     assert subject.value == b" =?ISO-8859-1?B?" + base64.b64encode(b"[SP\xc4M]") + b"?= hello"
