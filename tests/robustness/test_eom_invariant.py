@@ -325,7 +325,9 @@ def test_eom_invariant_one_final_reply_whatever_spamd_and_the_mta_do(
     live.spamd.reply = reply
     live.spamd.requests.clear()
     errors_before = live.milter.services.metrics.counters["internal_errors"]
-    negotiated, replies, steps = converse(live.milter.address, shape)
+    address = live.milter.address
+    assert isinstance(address, tuple)
+    negotiated, replies, steps = converse(address, shape)
 
     step_replies, answer = replies[:steps], replies[steps:]
     assert len(step_replies) == steps, replies
