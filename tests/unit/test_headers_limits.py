@@ -13,7 +13,7 @@ import pytest
 
 from spambridge import headers, policy
 from spambridge.cli import resolve
-from spambridge.milter.messages import ChangeHeader
+from spambridge.milter.messages import AddHeader, ChangeHeader
 from spambridge.spamd import Verdict
 from spambridge.transaction import Macros, Transaction
 
@@ -100,7 +100,9 @@ def test_headers_latin1_subject_tag_from_an_option_file_tags_spam(tmp_path: Path
     txn.add_header(b"Subject", b" hello")
     verdict = Verdict(True, 1000.0, 5.0, b"", "REPORT", "h", 0.0)
     decision = policy.decide(config, txn, verdict, macros=Macros(), now=NOW, leading_space=True)
-    level = next(e for e in decision.edits if getattr(e, "name", b"") == b"X-Spam-Level")
-    assert level.value.strip() == b"\xe4" * 982  # type: ignore[attr-defined]
+    level = next(
+        e for e in decision.edits if isinstance(e, AddHeader) and e.name == b"X-Spam-Level"
+    )
+    assert level.value.strip() == b"\xe4" * 982
     subject = next(e for e in decision.edits if isinstance(e, ChangeHeader))
     assert subject.value == b" =?ISO-8859-1?B?" + base64.b64encode(b"[SP\xc4M]") + b"?= hello"
