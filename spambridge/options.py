@@ -484,7 +484,9 @@ OPTIONS: tuple[Option, ...] = (
         "dry-run",
         "bool",
         "-",
-        "Decide and log everything, change nothing (every message is accepted unchanged).",
+        "Decide and log everything, change nothing: the MTA gets only Continue (access-map "
+        "rejects and max-untrusted included) and no edit; the verdict line says what would "
+        "have happened (action=dry-run:ACTION).",
         group="actions",
         legacy=False,
     ),

@@ -331,3 +331,32 @@ async def test_eom_dry_run_max_untrusted_accepts_every_recipient(
     assert out.final == Continue()
     assert any("would answer 452" in m for m in messages(logs, logging.INFO))
     assert len(verdict_lines(logs)) == 1
+
+
+# ------------------------------------------------------------------ the README failure table
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"SPAMD/1.1 0 EX_OK\r\nSp\xe4m: True ; 5.0 / 5.0\r\n\r\n",
+        spamd_reply(spam=b"True ; nan / 5.0"),
+        b"\x00\xff\xfeHTTP/9.9 this is not spamd\r\n\r\n",
+    ],
+    ids=["8bit-header", "nan", "not-spamd"],
+)
+async def test_eom_garbage_reply_fails_over_to_the_next_host(
+    connect: ClientFactory, logs: pytest.LogCaptureFixture, garbage: bytes
+) -> None:
+    async with (
+        ScriptedSpamd(garbage) as bad,
+        FakeSpamd() as good,
+        running_milter([*FAST, f"spamd-socket={bad.address} {good.address}"]) as milter,
+    ):
+        result = await one_message(connect, milter.address, HEADERS, GTUBE + b"\r\n")
+        assert len(bad.requests) == 1 and len(good.requests) == 1
+    assert result.final == Continue()
+    assert AddHeader(b"X-Spam-Flag", b" YES") in result.edits
+    lines = verdict_lines(logs)
+    assert len(lines) == 1 and "verdict=spam" in lines[0] and good.address in lines[0]
+    assert any("trying" in m and bad.address in m for m in messages(logs, logging.WARNING))
