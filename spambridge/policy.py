@@ -322,7 +322,7 @@ def grant(decision: Decision, actions: int) -> tuple[Decision, tuple[str, ...]]:
     kept: list[Edit] = []
     for edit in decision.edits:
         needed = required_action(edit)
-        if needed is None or actions & needed:
+        if not needed or actions & needed:
             kept.append(edit)
         else:
             withheld.append(type(edit).__name__)

@@ -237,13 +237,26 @@ _ACTION_NEEDED: dict[type, ActionFlags] = {
 }
 
 
-def required_action(reply: Reply) -> ActionFlags | None:
-    """The action the MTA must have granted for `reply`, or None when it needs none."""
-    if isinstance(reply, AddRecipient):
-        if reply.esmtp_args is None:
-            return ActionFlags.ADD_RECIPIENT
-        return ActionFlags.ADD_RECIPIENT_WITH_ARGS
-    return _ACTION_NEEDED.get(type(reply))
+# The same as plain ints, for the per-message check of every edit (enum.Flag arithmetic
+# costs microseconds a time).
+_ADD_RECIPIENT = int(ActionFlags.ADD_RECIPIENT)
+_ADD_RECIPIENT_WITH_ARGS = int(ActionFlags.ADD_RECIPIENT_WITH_ARGS)
+_NEEDED_BITS: dict[type, int] = {
+    **{kind: int(flag) for kind, flag in _ACTION_NEEDED.items()},
+    AddRecipient: _ADD_RECIPIENT,
+}
+
+
+def required_action(reply: Reply) -> int:
+    """The action bit the MTA must have granted for `reply`; 0 when it needs none."""
+    needed = _NEEDED_BITS.get(type(reply), 0)
+    if (
+        needed == _ADD_RECIPIENT
+        and isinstance(reply, AddRecipient)
+        and reply.esmtp_args is not None
+    ):
+        return _ADD_RECIPIENT_WITH_ARGS
+    return needed
 
 
 def check_reply(after: type[Command], reply: Reply, negotiated: Negotiated) -> None:

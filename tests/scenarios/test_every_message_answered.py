@@ -38,7 +38,7 @@ def verdict_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 def assert_granted(edits: list[Reply], actions: ActionFlags) -> None:
     for edit in edits:
         needed = required_action(edit)
-        assert needed is None or actions & needed, f"{edit!r} needs {needed!r}"
+        assert not needed or actions & needed, f"{edit!r} needs {needed!r}"
 
 
 async def one_message(
