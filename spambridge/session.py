@@ -647,18 +647,19 @@ class Session(asyncio.Protocol):
 
     def _encode_decision(self, decision: policy.Decision) -> bytes:
         """The wire bytes of the granted edits and the final reply."""
-        if decision.edits:
-            decision, withheld = policy.grant(decision, self._actions)
-            if withheld and not self._warned_withheld:
-                self._warned_withheld = True  # once per connection: the offer does not change
-                logger.warning(
-                    "edits not granted by the MTA's negotiated actions are dropped: %s",
-                    ", ".join(withheld),
-                )
+        legal = self._legal  # (command, reply) pairs legal whatever their arguments
+        for edit in decision.edits:
+            if (EndOfMessage, type(edit)) not in legal:  # not granted, or AddRecipient
+                decision, withheld = policy.grant(decision, self._actions)
+                if withheld and not self._warned_withheld:
+                    self._warned_withheld = True  # once per connection: the offer stays
+                    logger.warning(
+                        "edits not granted by the MTA's negotiated actions are dropped: %s",
+                        ", ".join(withheld),
+                    )
+                break
         encode_checked = self._encode_checked
-        return b"".join(
-            [*(encode_checked(edit) for edit in decision.edits), encode_checked(decision.final)]
-        )
+        return b"".join([*map(encode_checked, decision.edits), encode_checked(decision.final)])
 
     def _fallback(
         self, config: Config, txn: Transaction, exc: BaseException
