@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import spambridge.policy
 from spambridge.milter.flags import MAX_PAYLOAD, ActionFlags
 from spambridge.milter.messages import (
     AddHeader,
@@ -360,3 +361,43 @@ async def test_eom_garbage_reply_fails_over_to_the_next_host(
     lines = verdict_lines(logs)
     assert len(lines) == 1 and "verdict=spam" in lines[0] and good.address in lines[0]
     assert any("trying" in m and bad.address in m for m in messages(logs, logging.WARNING))
+
+
+# ------------------------------------------------------------------ the invariant's last resort
+
+
+@pytest.mark.parametrize(
+    ("action", "final"),
+    [("accept", Continue()), ("tempfail", TEMPFAIL)],
+)
+async def test_eom_internal_error_becomes_the_error_action(
+    connect: ClientFactory,
+    logs: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    action: str,
+    final: Reply,
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug in the policy")
+
+    monkeypatch.setattr(spambridge.policy, "decide", broken)
+    async with (
+        FakeSpamd() as spamd,
+        running_milter(
+            [*FAST, f"spamd-socket={spamd.address}", f"spamd-error-action={action}"]
+        ) as milter,
+    ):
+        client = await connect(milter.address)
+        await open_session(client)
+        first = await client.send_message(FORGED, GTUBE + b"\r\n")
+        second = await client.send_message(FORGED, GTUBE + b"\r\n")  # the connection lives on
+        assert milter.services.metrics.counters["internal_errors"] == 2
+    for result in (first, second):
+        assert result.final == final
+        if action == "accept":  # fail open still removes the forged verdict
+            assert result.edits == [ChangeHeader(1, b"X-Spam-Flag", b"")]
+    lines = verdict_lines(logs)
+    assert len(lines) == 2
+    assert all("verdict=error" in line and "internal: RuntimeError" in line for line in lines)
+    errors = [r for r in logs.records if r.levelno == logging.ERROR]
+    assert len(errors) == 2 and all(r.exc_info for r in errors)
