@@ -84,6 +84,7 @@ OPTION_SETS = {
         "+always-add-flag",
     ],
     "spamassassin": ["header-style=spamassassin", "spamd-command=HEADERS"],
+    "process": ["header-style=spamassassin", "spamd-command=PROCESS", "+spamd-rewrite-body"],
     "reject": ["extra-reject=0", "+smtp-detailed-reply", "spamd-error-action=reject"],
 }
 
