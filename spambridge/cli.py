@@ -442,7 +442,10 @@ def write_pid_file(path: str) -> None:
     overwrite (and then remove) the running instance's pid file."""
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(f"{os.getpid()}\n")
+        # Whole or not at all: a reader that sees the file never sees it half written.
+        partial = Path(f"{path}.{os.getpid()}.tmp")
+        partial.write_text(f"{os.getpid()}\n")
+        os.replace(partial, path)
 
 
 def remove_pid_file(path: str) -> None:
