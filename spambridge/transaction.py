@@ -1,8 +1,9 @@
 """One SMTP connection and transaction as the MTA showed them to us.
 
-Builds the exact bytes spamd sees: a synthetic Return-Path and Received first (the MTA adds its
-own Received only after the milters ran, so SpamAssassin would otherwise miss the last hop),
-then the headers and body as the MTA will deliver them.
+Builds the bytes spamd sees: a synthetic Return-Path and Received first (the MTA adds its own
+Received only after the milters ran, and the Return-Path only at final delivery, so
+SpamAssassin would otherwise miss the last hop and the envelope sender), then the headers and
+body as the MTA received them, less the headers the MTA itself removes before delivery.
 """
 
 from __future__ import annotations
@@ -23,6 +24,20 @@ _CLEARS: dict[bytes, bytes] = {
     b"M": b"RTLNBE",
     b"R": b"TLNBE",
 }
+
+
+# Incoming headers the MTA removes before delivery: Postfix's `message_drop_headers` default
+# (its cleanup drops them before any milter sees them) and what Sendmail drops at delivery
+# (Return-Path and Content-Length are H_ACHECK headers, Bcc/Resent-Bcc are H_BCC). A sender's
+# own Return-Path after our Received line would make SpamAssassin distrust the envelope sender
+# ("cannot trust envelope-from") and skip the rules that need it.
+MTA_DROPPED_HEADERS = frozenset({b"return-path", b"content-length", b"bcc", b"resent-bcc"})
+
+# Bytes that may not appear in an RFC 5322 field name (ftext is %d33-57 / %d59-126).
+_NOT_FTEXT = bytes(range(0x21)) + b":" + bytes(range(0x7F, 0x100))
+# Control bytes (CR, LF, NUL, DEL, ...) removed from envelope values before they go into a
+# header line, as header values are cleaned: a CR/LF must not start a header of its own.
+_ENVELOPE_DELETE = bytes(range(0x20)) + b"\x7f"
 
 
 def macro_name(name: bytes) -> bytes:
@@ -208,10 +223,13 @@ def message_for_spamd(
 ) -> bytes:
     """The bytes spamd scans: synthetic Return-Path and Received, then the message.
 
-    Headers named in `drop` (lower case) are left out because we delete them from the
-    delivered message too, so spamd sees what the recipient will get.
+    Left out: headers named in `drop` (lower case), because we delete them from the delivered
+    message too; the headers the MTA removes before delivery (`MTA_DROPPED_HEADERS`); and any
+    header whose name is not an RFC 5322 field name. The delivered message is not changed.
     """
-    sender = txn.sender if txn.sender.startswith(b"<") else b"<" + txn.sender + b">"
+    sender = txn.sender.translate(None, _ENVELOPE_DELETE)
+    if not sender.startswith(b"<"):
+        sender = b"<" + sender + b">"
     parts: list[bytes | bytearray] = [
         b"Return-Path: " + sender + b"\r\n",
         received_header(client, macros, now=now, authenticated=authenticated) + b"\r\n",
@@ -219,7 +237,14 @@ def message_for_spamd(
     parts += (
         header_line(name, value, leading_space=leading_space)
         for name, value in txn.headers
-        if name.lower() not in drop
+        if _keep_for_spamd(name, drop)
     )
     parts += (b"\r\n", txn.body)
     return b"".join(parts)  # one copy of the body, not two (bytearray, then bytes())
+
+
+def _keep_for_spamd(name: bytes, drop: frozenset[bytes]) -> bool:
+    lname = name.lower()
+    if lname in drop or lname in MTA_DROPPED_HEADERS:
+        return False
+    return bool(name) and name.translate(None, _NOT_FTEXT) == name

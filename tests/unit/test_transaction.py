@@ -110,3 +110,48 @@ def test_transaction_message_for_spamd_is_exact() -> None:
     assert head.endswith(b"\r\nSubject: hello \xe9\r\nX-Folded: one\r\n\ttwo")
     assert b"X-Spam-Flag" not in out
     assert body == b"line 1\r\n\r\n.line 3  \r\n"
+
+
+def _spamd_copy(t: Transaction) -> bytes:
+    c = Client(b"c", Family.INET, 1, b"192.0.2.1", b"c")
+    return message_for_spamd(
+        t, c, Macros(), leading_space=True, drop=frozenset(), now=WHEN, authenticated=False
+    )
+
+
+def test_transaction_message_for_spamd_leaves_out_headers_the_mta_drops() -> None:
+    """Postfix's message_drop_headers default; Sendmail drops the same four at delivery."""
+    t = Transaction(sender=b"<a@example.net>")
+    for name in (b"Return-Path", b"return-path", b"Content-Length", b"Bcc", b"Resent-Bcc"):
+        t.add_header(name, b" <x@elsewhere.example>")
+    t.add_header(b"Subject", b" kept")
+    t.add_body(b"body\r\n", 0)
+    head = _spamd_copy(t).partition(b"\r\n\r\n")[0].lower()
+    assert head.count(b"return-path:") == 1
+    assert head.startswith(b"return-path: <a@example.net>\r\nreceived: ")
+    for name in (b"content-length:", b"\nbcc:", b"resent-bcc:", b"elsewhere"):
+        assert head.find(name) < 0, name
+    assert head.endswith(b"\r\nsubject: kept")
+
+
+def test_transaction_message_for_spamd_envelope_cannot_inject_header_lines() -> None:
+    t = Transaction(sender=b"<a@example.net>\r\nX-Injected: yes\r\n\x00")
+    t.add_body(b"body\r\n", 0)
+    head = _spamd_copy(t).partition(b"\r\n\r\n")[0]
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"Return-Path: <a@example.net>X-Injected: yes"
+    assert not [line for line in lines if line.startswith(b"X-Injected")]
+
+
+def test_transaction_message_for_spamd_keeps_only_rfc5322_field_names() -> None:
+    t = Transaction(sender=b"<>")
+    t.add_header(b"Bad Name", b" space in the name")
+    t.add_header(b"", b" empty name")
+    t.add_header(b"X-8bit-\xe9", b" eight-bit name")
+    t.add_header(b"X-Ctl\x01", b" control byte")
+    t.add_header(b"X-Tilde~!#$%&'*+-/=?^_`{|}", b" every other printable is ftext")
+    t.add_body(b"body\r\n", 0)
+    head = _spamd_copy(t).partition(b"\r\n\r\n")[0]
+    names = [line.partition(b":")[0] for line in head.split(b"\r\n") if line[:1] not in b" \t"]
+    assert names == [b"Return-Path", b"Received", b"X-Tilde~!#$%&'*+-/=?^_`{|}"]
+    assert head.startswith(b"Return-Path: <>\r\n")
