@@ -38,7 +38,7 @@ class Scan:
 # A rule line of SpamAssassin's report: " 1.0 RULE_NAME   description".
 _REPORT_RULE = re.compile(r"^\s*(-?\d+\.\d+)\s+([A-Za-z0-9_]+)(?:\s|$)")
 _BRIDGE_STATUS = re.compile(rb"hits=(-?\d+\.\d+)")
-_SA_STATUS = re.compile(rb"score=(-?\d+\.\d+).*?tests=(\S*)", re.S)
+_SA_STATUS = re.compile(rb"score=(-?\d+\.\d+).*?tests=(.*?)(?:\s+autolearn=|\s+version=|$)", re.S)
 
 
 def report_rules(report: str) -> tuple[str, ...]:
@@ -92,10 +92,10 @@ def samilter_scan(delivered: bytes) -> Scan | None:
     statuses = unfolded(delivered, b"X-Spam-Status")
     if not statuses:
         return None
-    text = re.sub(rb"\n[ \t]+", b"", statuses[-1])
-    match = _SA_STATUS.search(text)
+    match = _SA_STATUS.search(statuses[-1])
     assert match, statuses
-    rules = tuple(sorted(r for r in match[2].decode().split(",") if r and r != "none"))
+    names = re.sub(rb"\s+", b"", match[2]).decode().split(",")  # folded after commas
+    rules = tuple(sorted(r for r in names if r and r != "none"))
     return Scan(round(float(match[1]), 1), rules)
 
 

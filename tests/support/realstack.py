@@ -766,6 +766,43 @@ def start_spambridge(
     return bridge
 
 
+@dataclass
+class SpamassMilter(Daemon):
+    """spamass-milter (the C++ peer), for side-by-side runs; one spamc child per message."""
+
+    port: int = 0
+
+    @property
+    def sendmail_socket(self) -> str:
+        return f"inet:{self.port}@127.0.0.1"
+
+    @property
+    def postfix_socket(self) -> str:
+        return f"inet:127.0.0.1:{self.port}"
+
+
+def start_spamass_milter(
+    workdir: Path,
+    spamd_port: int,
+    *,
+    args: Sequence[str] = ("-m",),
+    spamc_args: Sequence[str] = (),
+    timeout: float = 20.0,
+) -> SpamassMilter:
+    """spamass-milter in the foreground on a free loopback port, scanning with spamd at
+    ``spamd_port``. No ``-i``: Debian's default ``-i 127.0.0.1`` would skip every local test
+    client. ``-m`` (the default here) leaves the body and Subject alone."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    argv = ["spamass-milter", "-p", f"inet:{port}@127.0.0.1", *args]
+    argv += ["--", "-d", "127.0.0.1", "-p", str(spamd_port), *spamc_args]
+    process = _spawn(argv, workdir / f"spamass-milter-{port}.log")
+    milter = SpamassMilter(process.proc, process.log_path, port=port)
+    _await_ready(milter, "spamass-milter", lambda: port_accepts(port), timeout, "it to listen")
+    return milter
+
+
 # ------------------------------------------------------------------------------------- SMTP
 
 
