@@ -35,7 +35,7 @@ import pytest
 from tests.e2e.conftest import BRIDGE_ARGS
 from tests.support import corpus_run, fidelity, realstack
 from tests.support.corpus_run import CORPUS_CACHE, CorpusMessage, Outcome, Tally
-from tests.support.realstack import Mta, Spamd, field_name, split_message, wait_until
+from tests.support.realstack import Mta, Spamd, field_name, wait_until
 
 FULL = os.environ.get("SPAMBRIDGE_CORPUS") == "full"
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600 if FULL else 600)]
@@ -154,7 +154,7 @@ def _bridge_one(
     exchanges = recorder.take()
     assert len(exchanges) == 1, f"{message.name}: {len(exchanges)} spamd requests"
 
-    ours = corpus_run.check_edits(
+    ours, without_ours = corpus_run.check_edits(
         message,
         plain,
         filtered,
@@ -164,12 +164,7 @@ def _bridge_one(
     names = [field_name(f) for f in ours]
     assert names.count(b"x-spam-status") == 1 and names.count(b"x-scanned-by") == 1, names
 
-    fields, body = split_message(filtered)
-    kept = fields[: len(fields) - len(ours)]
-    separator = b"\r\n" if filtered.find(b"\r\n") >= 0 else b"\n"
-    judged = fidelity.with_return_path(
-        corpus_run.SENDER, fidelity.wire(b"".join(kept) + separator + body)
-    )
+    judged = fidelity.with_return_path(corpus_run.SENDER, fidelity.wire(without_ours))
     direct = fidelity.direct_scan(spamd.port, judged)
     acted_on = fidelity.bridge_scan(filtered)
     assert acted_on is not None

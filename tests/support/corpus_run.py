@@ -39,6 +39,10 @@ RCPT = "bob@example.test"
 # spambridge's own headers (milter-spamc style); forged copies of the first four are removed.
 BRIDGE_HEADERS = frozenset({b"x-spam-flag", b"x-spam-status", b"x-spam-level", b"x-spam-report"})
 BRIDGE_ADDED = BRIDGE_HEADERS | {b"x-scanned-by"}
+# Headers an MTA drops at delivery that spambridge cannot leave out for it, since the other
+# MTA delivers them (README "What spamd sees"): Sendmail drops Full-Name, Postfix keeps it.
+INHERENT_DROPS = frozenset({b"full-name"})
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -49,8 +53,9 @@ class CorpusMessage:
 
     @property
     def wire(self) -> bytes:
-        """CRLF line ends, ending in CRLF: what is sent over SMTP."""
-        data = fidelity.wire(self.raw)
+        """What is sent over SMTP: every line end (CRLF, bare LF, bare CR) as CRLF, as RFC
+        5321 requires (Sendmail refuses a bare CR or LF), and a CRLF at the end."""
+        data = _LINE_END.sub(b"\r\n", self.raw)
         return data if data.endswith(b"\r\n") else data + b"\r\n"
 
 
@@ -115,25 +120,40 @@ def check_edits(
     *,
     removed: frozenset[bytes],
     added: frozenset[bytes],
-) -> list[bytes]:
+) -> tuple[list[bytes], bytes]:
     """Assert ``filtered`` is the no-milter delivery ``plain`` less the header fields named in
-    ``removed`` plus fields named in ``added`` at the end of the header, byte for byte apart
-    from the fields the MTA itself wrote for this delivery (trace, queue ids, dates).
+    ``removed`` plus new fields named in ``added``, byte for byte apart from the fields the
+    MTA itself wrote for this delivery (trace, queue ids, dates: compared by name).
 
-    Returns the added fields."""
+    New fields go at the end of the header, except that Sendmail puts an added field in the
+    place of a deleted one of the same name. Returns (the added fields, ``filtered`` without
+    them)."""
     sent_fields = {f.replace(b"\r\n", b"\n") for f in split_message(message.wire)[0]}
     plain_fields, plain_body = split_message(plain)
     got_fields, got_body = split_message(filtered)
     assert got_body == plain_body, f"{message.name}: body differs from the no-milter delivery"
     expected = [f for f in plain_fields if field_name(f) not in removed]
-    kept, extra = got_fields[: len(expected)], got_fields[len(expected) :]
+    # Every field named in `removed` is ours (forged ones are gone); so are the last
+    # X-Scanned-By fields beyond those the sender wrote.
+    extra = Counter(field_name(f) for f in got_fields if field_name(f) in added)
+    extra.subtract(field_name(f) for f in expected)
+    ours: list[bytes] = []
+    kept: list[bytes] = []
+    for item in reversed(got_fields):
+        name = field_name(item)
+        if extra[name] > 0:
+            extra[name] -= 1
+            ours.insert(0, item)
+        else:
+            kept.insert(0, item)
+    assert len(kept) == len(expected), f"{message.name}: {kept!r} vs {expected!r}"
     for want, got in zip(expected, kept, strict=True):
         if want.replace(b"\r\n", b"\n") in sent_fields:
             assert got == want, f"{message.name}: {want!r} delivered as {got!r}"
         else:  # written by the MTA for this delivery
             assert field_name(got) == field_name(want), f"{message.name}: {want!r} vs {got!r}"
-    assert extra and all(field_name(f) in added for f in extra), f"{message.name}: {extra!r}"
-    return extra
+    separator = b"\r\n" if filtered.find(b"\r\n") >= 0 else b"\n"
+    return ours, b"".join(kept) + separator + got_body
 
 
 # ------------------------------------------------------------------------------ fidelity
@@ -201,12 +221,19 @@ def attribute(
     problems = []
     if seen_fields[0] != judged_fields[0]:
         problems.append(f"Return-Path {seen_fields[0]!r} vs {judged_fields[0]!r}")
-    # Step 2's header edits must all be the MTA's own, as the no-milter delivery shows:
-    # what spamd saw and the delivery lacks was dropped or rewritten by the MTA; what the
-    # delivery has and spamd did not see was never sent, i.e. the MTA wrote it.
+    # Step 2's header edits must all be the MTA's own: what the delivery has and spamd did
+    # not see was never sent (the MTA wrote it); what spamd saw and the delivery lacks was
+    # rewritten by the MTA (a field of that name was delivered instead) or is a documented
+    # drop spambridge cannot mirror. A header the MTA always drops (Return-Path ...) left in
+    # spamd's copy is spambridge's fault, not the MTA's.
     only_seen = [f for f in seen_fields[2:] if f not in judged_fields]
     only_judged = [f for f in judged_fields[2:] if f not in seen_fields]
-    problems += [f"spamd saw {f!r}, not delivered" for f in only_seen if f in plain_fields]
+    rewritten = {field_name(f) for f in only_judged}
+    for item in only_seen:
+        if item in plain_fields:
+            problems.append(f"spamd saw {item!r}: delivered without the milter, not with it")
+        elif field_name(item) not in rewritten | INHERENT_DROPS:
+            problems.append(f"spamd saw {item!r}, which the MTA drops before delivery")
     problems += [f"delivered {f!r}, spamd did not see it" for f in only_judged if f in sent_fields]
     if seen_body != judged_body and plain_body == sent_body:
         problems.append("the body spamd saw differs from the delivered one")

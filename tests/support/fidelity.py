@@ -35,8 +35,10 @@ class Scan:
         return f"{self.score:.1f} [{' '.join(self.rules)}]"
 
 
+MAX_SCAN = 16 * 1024 * 1024  # bytes spamc may send; above every test message
+
 # A rule line of SpamAssassin's report: " 1.0 RULE_NAME   description".
-_REPORT_RULE = re.compile(r"^\s*(-?\d+\.\d+)\s+([A-Za-z0-9_]+)(?:\s|$)")
+_REPORT_RULE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s+([A-Za-z0-9_]+)(?:\s|$)")  # GTUBE: "1000"
 _BRIDGE_STATUS = re.compile(rb"hits=(-?\d+\.\d+)")
 _SA_STATUS = re.compile(rb"score=(-?\d+\.\d+).*?tests=(.*?)(?:\s+autolearn=|\s+version=|$)", re.S)
 
@@ -51,7 +53,8 @@ def report_rules(report: str) -> tuple[str, ...]:
 def direct_scan(spamd_port: int, message: bytes, *, timeout: float = 60.0) -> Scan:
     """SpamAssassin's own verdict on ``message``, asked through the spamc client."""
     result = subprocess.run(
-        ["spamc", "-d", "127.0.0.1", "-p", str(spamd_port), "-R", "-x"],
+        # -s: spamc's own size limit (500 KB by default) would answer 0/0 unscanned.
+        ["spamc", "-d", "127.0.0.1", "-p", str(spamd_port), "-R", "-x", "-s", str(MAX_SCAN)],
         input=message,
         capture_output=True,
         timeout=timeout,
