@@ -234,13 +234,31 @@ def message_for_spamd(
         b"Return-Path: " + sender + b"\r\n",
         received_header(client, macros, now=now, authenticated=authenticated) + b"\r\n",
     ]
-    parts += (
-        header_line(name, value, leading_space=leading_space)
-        for name, value in txn.headers
-        if _keep_for_spamd(name, drop)
-    )
+    keep = _keep_table(drop)
+    for name, value in txn.headers:
+        kept = keep.get(name)
+        if kept is None:
+            kept = keep[name] = _keep_for_spamd(name, drop)
+        if kept:
+            parts.append(header_line(name, value, leading_space=leading_space))
     parts += (b"\r\n", txn.body)
     return b"".join(parts)  # one copy of the body, not two (bytearray, then bytes())
+
+
+# Whether a header name goes into spamd's copy, by drop set: the same few dozen names come
+# back in every message, and a lookup is cheaper than lowering and checking each one. Bounded,
+# since senders choose the names.
+_KEEP: dict[frozenset[bytes], dict[bytes, bool]] = {}
+_KEEP_MAX = 4096
+
+
+def _keep_table(drop: frozenset[bytes]) -> dict[bytes, bool]:
+    table = _KEEP.get(drop)
+    if table is None or len(table) > _KEEP_MAX:
+        if len(_KEEP) > 8:
+            _KEEP.clear()
+        table = _KEEP[drop] = {}
+    return table
 
 
 def _keep_for_spamd(name: bytes, drop: frozenset[bytes]) -> bool:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from spambridge import transaction
 from spambridge.milter.flags import Family
 from spambridge.transaction import (
     Client,
@@ -155,3 +156,26 @@ def test_transaction_message_for_spamd_keeps_only_rfc5322_field_names() -> None:
     names = [line.partition(b":")[0] for line in head.split(b"\r\n") if line[:1] not in b" \t"]
     assert names == [b"Return-Path", b"Received", b"X-Tilde~!#$%&'*+-/=?^_`{|}"]
     assert head.startswith(b"Return-Path: <>\r\n")
+
+
+def test_transaction_message_for_spamd_name_decisions_per_drop_set_and_bounded() -> None:
+    t = Transaction(sender=b"<>")
+    t.add_header(b"X-A", b" 1")
+    c = Client(b"c", Family.INET, 1, b"192.0.2.1", b"c")
+
+    def copy(drop: frozenset[bytes]) -> bytes:
+        return message_for_spamd(
+            t, c, Macros(), leading_space=True, drop=drop, now=WHEN, authenticated=False
+        )
+
+    assert b"\r\nX-A: 1\r\n" not in copy(frozenset({b"x-a"}))
+    assert b"\r\nX-A: 1\r\n" in copy(frozenset())
+    many = Transaction(sender=b"<>")
+    for i in range(10_000):
+        many.add_header(b"X-%d" % i, b" v")
+    out = message_for_spamd(
+        many, c, Macros(), leading_space=True, drop=frozenset(), now=WHEN, authenticated=False
+    )
+    assert out.count(b": v\r\n") == 10_000
+    copy(frozenset())  # the next message starts a fresh table: memory stays bounded
+    assert len(transaction._KEEP[frozenset()]) == 1
