@@ -179,3 +179,12 @@ def test_transaction_message_for_spamd_name_decisions_per_drop_set_and_bounded()
     assert out.count(b": v\r\n") == 10_000
     copy(frozenset())  # the next message starts a fresh table: memory stays bounded
     assert len(transaction._KEEP[frozenset()]) == 1
+
+
+def test_transaction_received_envelope_values_cannot_inject_header_lines() -> None:
+    m = Macros()
+    m.define(b"M", ((b"i", b"Q1\r\nX-Injected: qid"), (b"{auth_authen}", b"bob\nX-Injected: a")))
+    c = Client(b"c\r\nX-Injected: name", Family.INET, 1, b"192.0.2.1", b"h\r\nX-Injected: helo")
+    line = received_header(c, m, now=WHEN, authenticated=True)
+    assert all(not part.startswith(b"X-Injected") for part in line.split(b"\r\n")), line
+    assert all(part[:1] == b"\t" for part in line.split(b"\r\n")[1:]), line
