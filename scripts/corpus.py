@@ -335,7 +335,11 @@ def load_manifest(cache: Path) -> list[dict[str, object]]:
 
 def render_doc(manifest: list[dict[str, object]]) -> str:
     by_source = Counter(str(e["source"]) for e in manifest)
-    counts = Counter(f for e in manifest for f in e["features"])  # type: ignore[attr-defined]
+    counts: Counter[str] = Counter()
+    for entry in manifest:
+        found = entry["features"]
+        assert isinstance(found, list)
+        counts.update(str(f) for f in found)
     total = len(manifest)
     lines = [
         "# The real-mail corpus",
