@@ -17,7 +17,7 @@ For each MTA:
 
 The default suite runs a subset (every source, two messages of each feature: about 24).
 The whole corpus: ``SPAMBRIDGE_CORPUS=full python -m pytest -p no:randomly -s
-tests/e2e/test_corpus.py`` (about 7 minutes); the figures are printed and written to
+tests/e2e/test_corpus.py`` (5 to 7 minutes); the figures are printed and written to
 var/corpus/results-<mta>.txt.
 """
 
