@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
     spamassassin spamd spamc
     sendmail-bin sendmail-cf m4
-    miltertest swaks spamass-milter libmilter-dev lua5.3
+    miltertest swaks spamass-milter libmilter-dev lua5.3 haproxy
     util-linux bsdutils python3 python3-venv python3-pip ca-certificates
     # The Debian package test (tests/e2e/test_package.py): build, lint, install, purge.
     git build-essential debhelper dh-virtualenv lintian
@@ -33,7 +33,7 @@ fi
 # Where a package's postinst started daemons (no policy-rc.d), stop them: the tests start
 # their own on free loopback ports and the system ones would only get in the way.
 if [[ "${CI:-}" == "true" ]]; then
-    for service in sendmail spamass-milter spamd; do
+    for service in sendmail spamass-milter spamd haproxy; do
         if [[ -x "/etc/init.d/$service" ]]; then
             "/etc/init.d/$service" stop >/dev/null 2>&1 || true
         fi

@@ -196,6 +196,8 @@ def build_pool(resolved: Resolved) -> SpamdPool:
         max_connections=c.spamd_max_connections,
         connect_retries=c.spamd_connect_retries,
         cooldown=c.spamd_cooldown,
+        slow_factor=c.spamd_slow_factor,
+        slow_samples=c.spamd_slow_samples,
         ca_file=c.spamd_ca_file or None,
         max_reply_size=c.spamd_max_reply_size * 1024,
     )
@@ -464,6 +466,7 @@ async def serve(argv: Sequence[str], resolved: Resolved, defaults: Mapping[str, 
     stats.sources.append(lambda: current.pool.counters)
     stats.gauges["connections_active"] = lambda: float(len(server.sessions))
     stats.gauges["scans_in_flight"] = lambda: float(current.pool.in_flight)
+    stats.families.append(lambda: current.pool.metric_families())
     sockets = server.bind()
     write_pid_file(resolved.config.pid_file)
     drop_privileges(resolved.config)
@@ -494,6 +497,7 @@ async def serve(argv: Sequence[str], resolved: Resolved, defaults: Mapping[str, 
         except ConfigError as exc:
             logger.error("reload failed, keeping the running configuration: %s", exc)
             return
+        current.pool.stop_probes()  # scans in flight finish on it; its probes end here
         current = fresh_services
         setup(fresh.config.log, fresh.config.verbose)
         logger.info("configuration reloaded; new messages use it")

@@ -12,8 +12,9 @@ import asyncio
 import bisect
 import collections
 import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 from spambridge.errors import ConfigError
 from spambridge.log import logger
@@ -50,6 +51,18 @@ class Histogram:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class Family:
+    """A labelled metric family read at scrape time (the spamd pool's per-host figures):
+    `name` without the spambridge_ prefix (and without _total for a counter)."""
+
+    name: str
+    kind: Literal["gauge", "counter"]
+    doc: str
+    labels: tuple[str, ...]
+    samples: tuple[tuple[tuple[str, ...], float], ...]
+
+
 class Metrics:
     """Process-wide figures. Cheap enough to update on every message."""
 
@@ -60,6 +73,7 @@ class Metrics:
         self.message_bytes = Histogram(SIZE_BUCKETS)
         self.gauges: dict[str, Callable[[], float]] = {}
         self.sources: list[Callable[[], Mapping[str, int]]] = []
+        self.families: list[Callable[[], Iterable[Family]]] = []
 
     def inc(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
@@ -152,6 +166,13 @@ class _Collector:
         yield errors
         for name, read in sorted(m.gauges.items()):
             yield GaugeMetricFamily(f"spambridge_{name}", name.replace("_", " "), value=read())
+        for source in m.families:
+            for family in source():
+                kind = GaugeMetricFamily if family.kind == "gauge" else CounterMetricFamily
+                out = kind(f"spambridge_{family.name}", family.doc, labels=list(family.labels))
+                for values, value in family.samples:
+                    out.add_metric(list(values), value)
+                yield out
         for metric, histogram, doc in (
             ("spambridge_spamd_seconds", m.spamd_seconds, "Time in spamd per scanned message"),
             ("spambridge_message_bytes", m.message_bytes, "Message size"),

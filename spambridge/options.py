@@ -233,9 +233,11 @@ OPTIONS: tuple[Option, ...] = (
     _o(
         "spamd-select",
         "choice",
-        "failover",
-        "How the spamd pool picks a host: failover (in order), round-robin, random.",
-        ("failover", "round-robin", "random"),
+        "least-loaded",
+        "How the spamd pool picks a host: least-loaded (fewest scans in flight per unit of "
+        "weight, ties to the lowest recent latency), failover (in order), round-robin, "
+        "random. A spamd-socket entry may end in ;weight=N (default 1) for a bigger host.",
+        ("least-loaded", "failover", "round-robin", "random"),
         group="spamd",
         legacy=False,
     ),
@@ -251,7 +253,28 @@ OPTIONS: tuple[Option, ...] = (
         "spamd-cooldown",
         "seconds",
         "30",
-        "A spamd host that failed is set aside this long before it is tried again.",
+        "A spamd host that failed or is slow is set aside this long, then PINGed until it "
+        "answers PONG; meanwhile it gets mail only if every other host fails. 0 disables "
+        "set-asides.",
+        group="spamd",
+        legacy=False,
+    ),
+    _o(
+        "spamd-slow-factor",
+        "float",
+        "5",
+        "Set a spamd host aside as slow when the median of its last spamd-slow-samples "
+        "scans is this many times the pool's (the other hosts' median) and 50 ms above it; "
+        "0 disables.",
+        group="spamd",
+        legacy=False,
+    ),
+    _o(
+        "spamd-slow-samples",
+        "int",
+        "5",
+        "Scans a spamd host must have answered (since it last joined the pool) before it "
+        "can be judged slow; also the window of its recent latency.",
         group="spamd",
         legacy=False,
     ),
@@ -836,9 +859,11 @@ class Config:
     spamd_user_from: Literal["passwd", "local-part", "address", "domain", "fixed"]
     no_user_config: bool
     is_gateway: bool
-    spamd_select: Literal["failover", "round-robin", "random"]
+    spamd_select: Literal["least-loaded", "failover", "round-robin", "random"]
     spamd_connect_retries: int
     spamd_cooldown: float
+    spamd_slow_factor: float
+    spamd_slow_samples: int
     spamd_max_connections: int
     spamd_ca_file: str
     spamd_error_action: Literal["accept", "tempfail", "reject"]
@@ -1017,6 +1042,11 @@ def _check_ranges(kw: Mapping[str, object]) -> None:
     positive("spamd-max-reply-size", 1)
     positive("shutdown-grace", 0)
     positive("spamd-cooldown", 0)
+    positive("spamd-slow-samples")
+    slow = kw["spamd_slow_factor"]
+    assert isinstance(slow, float)
+    if slow != 0 and not 1 < slow < 1e6:
+        raise ConfigError("spamd-slow-factor", f"must be 0 (off) or above 1, got {slow:g}")
     level = kw["level_character"]
     assert isinstance(level, str)
     if len(level.encode("utf-8", "surrogateescape")) > 1:

@@ -12,20 +12,20 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import errno
 import getpass
 import ipaddress
 import logging
 import math
 import os
-import random
 import re
 import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from spambridge.errors import (
     ConfigError,
@@ -35,6 +35,8 @@ from spambridge.errors import (
     SpamdTimeout,
     SpamdUnavailable,
 )
+from spambridge.metrics import Family
+from spambridge.spamd_hosts import Host, HostBoard, Select
 
 
 def _ensure_user_env() -> None:
@@ -101,8 +103,10 @@ _PER_MESSAGE_CODES = frozenset({64, 65, 66, 67, 76, 77})
 
 _SOCKET_FORMS = (
     "accepted forms: host, host:port, host,port, [v6addr], [v6addr]:port, v6addr, "
-    "/path/to/socket, unix:/path/to/socket, ssl:host:port, ssl:[v6addr]:port"
+    "/path/to/socket, unix:/path/to/socket, ssl:host:port, ssl:[v6addr]:port, "
+    "each optionally followed by ;weight=N (1-1000)"
 )
+MAX_WEIGHT = 1000
 _HOSTNAME_RE = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?")
 
 
@@ -115,6 +119,7 @@ class SpamdEndpoint:
     port: int = DEFAULT_PORT
     path: str = ""
     tls: bool = False
+    weight: int = 1  # `;weight=N` after the entry: its share of the load
 
 
 def _socket_error(text: str, why: str) -> ConfigError:
@@ -178,9 +183,26 @@ def _tcp_endpoint(text: str, rest: str, tls: bool) -> SpamdEndpoint:
     return SpamdEndpoint(label=label, host=host, port=port, tls=tls)
 
 
+def _parse_weight(text: str, params: str) -> int:
+    name, sep, value = params.partition("=")
+    if name.strip().lower() != "weight" or not sep:
+        raise _socket_error(text, f"unknown parameter {params!r} (only weight=N)")
+    value = value.strip()
+    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= MAX_WEIGHT:
+        raise _socket_error(text, f"weight {value!r} is not a whole number 1-{MAX_WEIGHT}")
+    return int(value)
+
+
 def parse_spamd_socket(text: str) -> SpamdEndpoint:
     """Parse one spamd-socket entry (see `_SOCKET_FORMS`)."""
-    entry = text.strip()
+    entry, sep, params = text.strip().partition(";")
+    if sep:
+        weight = _parse_weight(text, params)
+        return dataclasses.replace(_parse_address(text, entry), weight=weight)
+    return _parse_address(text, entry)
+
+
+def _parse_address(text: str, entry: str) -> SpamdEndpoint:
     if not entry:
         raise _socket_error(text, "the entry is empty")
     if any(c.isspace() for c in entry):
@@ -207,7 +229,7 @@ def parse_spamd_sockets(values: Sequence[str]) -> tuple[SpamdEndpoint, ...]:
         first, *rest = word.split(",")
         entries.append(first)
         for part in rest:
-            if part.isdigit() and "," not in entries[-1]:
+            if part.partition(";")[0].isdigit() and "," not in entries[-1]:  # port;weight=N
                 entries[-1] += "," + part
             elif part:
                 entries.append(part)
@@ -769,11 +791,14 @@ async def _request(conn: _TimedConnection, request: Any) -> Any:
 class SpamdPool:
     """Scans messages on a list of spamd endpoints with failover and a concurrency cap.
 
-    `connect_retries` is the number of connect attempts per host (at least 1). A host that
-    fails is set aside for `cooldown` seconds (0 disables that): it goes to the end of the
-    order, so it is still tried when every other host fails too. Errors after the request was
-    sent also move on to the next host while the end timeout allows, except EX codes that
-    describe the message itself (EX_PROTOCOL, EX_DATAERR, ...), which no other host would fix.
+    `select` picks the host for each scan (spamd_hosts.SELECT_MODES); the others follow as
+    the failover order. `connect_retries` is the number of connect attempts per host (at
+    least 1). A host that fails, or answers `slow_factor` times slower than the pool over
+    its last `slow_samples` scans, is set aside: it gets no mail while another host
+    answers, and after `cooldown` seconds a PING decides whether it comes back (0 disables
+    set-asides). Errors after the request was sent also move on to the next host while the
+    end timeout allows, except EX codes that describe the message itself (EX_PROTOCOL,
+    EX_DATAERR, ...), which no other host would fix.
     """
 
     def __init__(
@@ -781,16 +806,16 @@ class SpamdPool:
         endpoints: Sequence[SpamdEndpoint],
         *,
         timeouts: SpamdTimeouts = SpamdTimeouts(),
-        select: Literal["failover", "round-robin", "random"] = "failover",
+        select: Select = "least-loaded",
         max_connections: int = 10,
         connect_retries: int = 1,
         cooldown: float = 30.0,
+        slow_factor: float = 5.0,
+        slow_samples: int = 5,
         ca_file: str | None = None,
         max_reply_size: int = DEFAULT_MAX_REPLY,
         logger: logging.Logger | None = None,
     ) -> None:
-        if select not in ("failover", "round-robin", "random"):
-            raise ValueError(f"unknown select mode {select!r}")
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         self.endpoints = tuple(endpoints)
@@ -801,10 +826,18 @@ class SpamdPool:
         self.max_reply_size = max_reply_size  # bytes; a longer reply is a bad response
         self.counters: collections.Counter[str] = collections.Counter()
         self._log = logger or logging.getLogger("spambridge.spamd")
+        self.hosts = HostBoard(
+            self.endpoints,
+            select=select,
+            cooldown=cooldown,
+            slow_factor=slow_factor,
+            slow_samples=slow_samples,
+            probe=self._probe,
+            logger=self._log,
+            counters=self.counters,
+        )
         self._semaphore = asyncio.Semaphore(max_connections)
         self._in_flight = 0
-        self._next_start = 0
-        self._set_aside: dict[str, float] = {}  # label -> monotonic time it may be used again
         ctx: ssl.SSLContext | None = None
         if any(e.tls for e in self.endpoints):
             ctx = ssl.create_default_context(cafile=ca_file)  # built once, shared
@@ -823,29 +856,16 @@ class SpamdPool:
         return self._in_flight
 
     async def close(self) -> None:
-        """Nothing persistent is held (one connection per request); kept for symmetry."""
-        self._set_aside.clear()
+        """Stops the probes; nothing else is held (one connection per request)."""
+        self.stop_probes()
 
-    # ------------------------------------------------------------------ host order
+    def stop_probes(self) -> None:
+        """Cancel the PINGs of set-aside hosts (on reload the old pool is dropped)."""
+        self.hosts.close()
 
-    def _order(self) -> list[SpamdEndpoint]:
-        hosts = list(self.endpoints)
-        if self.select == "round-robin":
-            start = self._next_start % len(hosts)
-            self._next_start = start + 1
-            hosts = hosts[start:] + hosts[:start]
-        elif self.select == "random":
-            random.shuffle(hosts)
-        now = time.monotonic()
-        ready = [h for h in hosts if self._set_aside.get(h.label, 0.0) <= now]
-        cooling = [h for h in hosts if self._set_aside.get(h.label, 0.0) > now]
-        # Cooling hosts go last: skipped while others answer, tried rather than not at all.
-        return ready + cooling
-
-    def _set_host_aside(self, label: str) -> None:
-        if self.cooldown > 0:
-            self._set_aside[label] = time.monotonic() + self.cooldown
-            self.counters["host_set_aside"] += 1
+    def metric_families(self) -> list[Family]:
+        """Per-host figures for the metrics endpoint."""
+        return self.hosts.metric_families()
 
     # ------------------------------------------------------------------ scanning
 
@@ -894,17 +914,21 @@ class SpamdPool:
 
     async def _failover(self, message: bytes, command: str, user: str, tried: list[str]) -> Verdict:
         last_error: SpamdError | None = None
-        hosts = self._order()
-        for index, endpoint in enumerate(hosts):
-            label = endpoint.label
+        board = self.hosts
+        hosts = board.order()
+        for index, host in enumerate(hosts):
+            label = host.label
             tried.append(label)
+            host.in_flight += 1
+            started = time.monotonic()
             try:
                 response = await self._try_host(label, message, command, user)
             except _Attempt as attempt:
                 last_error = attempt.error
                 if not attempt.host_fault:
+                    board.answered(host, time.monotonic() - started)
                     raise attempt.error from None
-                self._set_host_aside(label)
+                board.failed(host, str(attempt.error))
                 if index + 1 < len(hosts):
                     self.counters["failovers"] += 1
                     self._log.warning(
@@ -914,7 +938,9 @@ class SpamdPool:
                         hosts[index + 1].label,
                     )
                 continue
-            self._set_aside.pop(label, None)
+            finally:
+                host.in_flight -= 1
+            board.answered(host, time.monotonic() - started)
             return response
         assert last_error is not None
         raise last_error
@@ -941,19 +967,26 @@ class SpamdPool:
                 raise _Attempt(exc, connecting=False) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _probe(self, host: Host) -> tuple[bool, str]:
+        """PING one host under the connect and read timeouts: (answered PONG, detail)."""
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.timeouts.connect + self.timeouts.read):
+                response = await _request(
+                    self._connections[host.label], aiospamc.requests.Request("PING")
+                )
+        except _Attempt as attempt:
+            return False, str(attempt.error)
+        except TimeoutError:
+            return False, "no answer in time"
+        except (SpamdError, aiospamc.responses.ResponseException) as exc:
+            return False, _describe(exc)
+        ms = (time.monotonic() - started) * 1000
+        if str(response.message).strip().upper() != "PONG":
+            return False, f"answered {str(response.message)[:40]!r}"
+        return True, f"PONG in {ms:.0f} ms"
+
     async def ping(self) -> dict[str, bool]:
         """Send PING to every endpoint; label -> whether it answered PONG."""
-
-        async def one(label: str) -> bool:
-            try:
-                async with asyncio.timeout(self.timeouts.end):
-                    response = await _request(
-                        self._connections[label], aiospamc.requests.Request("PING")
-                    )
-            except (_Attempt, TimeoutError, SpamdError, aiospamc.responses.ResponseException):
-                return False
-            return str(response.message).strip().upper() == "PONG"
-
-        labels = [e.label for e in self.endpoints]
-        results = await asyncio.gather(*(one(label) for label in labels))
-        return dict(zip(labels, results, strict=True))
+        results = await asyncio.gather(*(self._probe(host) for host in self.hosts.hosts))
+        return {h.label: ok for h, (ok, _) in zip(self.hosts.hosts, results, strict=True)}

@@ -119,12 +119,17 @@ class FakeSpamd:
     # Off for the long-running benchmark backend: kept requests would pile up (hundreds of
     # MB over a run) and every full garbage collection would walk them, stalling all scans.
     record: bool = True
+    # Like spamd's --max-children: at most `children` scans are worked on at once (0: no
+    # limit), each taking `service_time` seconds (a sleep); the rest wait, as spamd queues.
+    children: int = 0
+    service_time: float = 0.0
     connections: int = 0
     active: int = 0
     max_active: int = 0
     _server: asyncio.Server | None = field(default=None, repr=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
     _stopping: asyncio.Event | None = field(default=None, repr=False)
+    _free_at: list[float] = field(default_factory=list, repr=False)  # per child, loop time
 
     @property
     def address(self) -> str:
@@ -267,6 +272,8 @@ class FakeSpamd:
             return False
         if fault == "delay" or (match := _DELAY_RE.fullmatch(fault)):
             await asyncio.sleep(float(match.group(1)) if match else self.delay)
+        if method != "PING" and (self.children or self.service_time):
+            await self._work()
         reply = build_reply(method, body, report_override=self.report_override)
         if fault == "reset":
             writer.write(reply[: max(1, len(reply) // 2)])
@@ -281,6 +288,23 @@ class FakeSpamd:
             return False
         await _send(writer, reply)
         return False
+
+    async def _work(self) -> None:
+        """One scan's service time on one of `children` children, first come first served.
+        Each child keeps its own timeline: a scan starts when that child's previous one was
+        due to end, so the event loop's lateness in waking a sleeper (a millisecond or so on
+        a busy machine) delays that answer but does not pile up into lost capacity."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if not self.children:
+            await asyncio.sleep(self.service_time)
+            return
+        if len(self._free_at) != self.children:
+            self._free_at = [now] * self.children
+        child = min(range(self.children), key=self._free_at.__getitem__)
+        end = max(now, self._free_at[child]) + self.service_time
+        self._free_at[child] = end
+        await asyncio.sleep(end - now)
 
 
 async def _send(writer: asyncio.StreamWriter, data: bytes) -> None:

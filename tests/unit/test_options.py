@@ -92,6 +92,10 @@ def test_options_list_append_and_repeat() -> None:
         (["socket-mode=999"], "socket-mode", "octal"),
         (["level-character=xy"], "level-character", "one ASCII character"),
         (["spamd-timeouts=X:5s"], "spamd-timeouts", "spamd-timeouts"),
+        (["spamd-select=fastest"], "spamd-select", "least-loaded, failover"),
+        (["spamd-slow-factor=0.5"], "spamd-slow-factor", "0 (off) or above 1"),
+        (["spamd-slow-samples=0"], "spamd-slow-samples", "at least 1"),
+        (["spamd-socket=127.0.0.1;weight=0"], "spamd-socket", "weight"),
     ],
 )
 def test_options_errors_name_the_option(argv: list[str], option: str, words: str) -> None:

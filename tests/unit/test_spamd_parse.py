@@ -177,3 +177,45 @@ def test_spamd_import_survives_uid_without_passwd_entry() -> None:
     )
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout.strip() == b"spambridge"
+
+
+@pytest.mark.parametrize(
+    ("text", "label", "weight"),
+    [
+        ("127.0.0.1:783;weight=4", "127.0.0.1:783", 4),
+        ("spamd.example.org;WEIGHT=2", "spamd.example.org:783", 2),
+        ("[::1]:784;weight=1000", "[::1]:784", 1000),
+        ("unix:/run/spamd.sock;weight=3", "unix:/run/spamd.sock", 3),
+        ("127.0.0.1:783", "127.0.0.1:783", 1),
+    ],
+)
+def test_spamd_parse_socket_weight(text: str, label: str, weight: int) -> None:
+    endpoint = parse_spamd_socket(text)
+    assert (endpoint.label, endpoint.weight) == (label, weight)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("127.0.0.1:783;weight=0", "weight '0' is not a whole number 1-1000"),
+        ("127.0.0.1:783;weight=1001", "1-1000"),
+        ("127.0.0.1:783;weight=x", "weight 'x'"),
+        ("127.0.0.1:783;weight", "unknown parameter 'weight'"),
+        ("127.0.0.1:783;speed=2", "unknown parameter 'speed=2'"),
+        (";weight=2", "the entry is empty"),
+    ],
+)
+def test_spamd_parse_socket_bad_weight_names_the_option(text: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_spamd_socket(text)
+    assert info.value.option == "spamd-socket"
+    assert fragment in str(info.value)
+
+
+def test_spamd_parse_sockets_weight_in_lists() -> None:
+    endpoints = parse_spamd_sockets(["a.example:783;weight=2,b.example host,784;weight=3"])
+    assert [(e.label, e.weight) for e in endpoints] == [
+        ("a.example:783", 2),
+        ("b.example:783", 1),
+        ("host:784", 3),
+    ]

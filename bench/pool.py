@@ -1,0 +1,627 @@
+"""Pool phase: spambridge's spamd pool beside a spamc-style client, on a fleet of fake spamds.
+
+    python -m bench.pool                 # every scenario, every subject (about 6 minutes)
+    python -m bench.pool --scenarios heterogeneous --subjects least-loaded,spamc-style
+
+The fake spamds (tests/support/fake_spamd.py) run in their own process. Each has a fixed
+number of children, like spamd's --max-children, and a fixed service time per message that is
+a sleep, so the shared CPU barely moves the figures. Scenarios:
+
+- heterogeneous: three hosts of 2 children at 80, 40 and 20 ms per message (25, 50 and 100
+  messages/s: capacities 1 : 2 : 4, 175 in all); 30 senders in a closed loop (each sends its
+  next message when the last is answered), 40 messages each. Reported: messages/s as a
+  fraction of the summed capacity in the steady state (from 1 s after the start until the
+  first sender is done, while all 30 are sending), and over the whole run (ramp-up and the
+  last stragglers included).
+- slow-host: three equal hosts (2 children, 40 ms: 150 messages/s together); an open loop
+  at 75 messages/s (what the two healthy hosts can carry); after 6 s the first host turns
+  10x slower (400 ms) for the remaining 14 s. Reported: p50/p99 of the messages sent before
+  and after, and the time from the slowdown to the last live message the slow host got.
+- host-dies: the same three hosts and rate; the first host is killed after 5 s (connections
+  in progress are closed unanswered, new ones refused) and started again at 12 s; the run
+  ends 10 s later. Reported: messages lost (no verdict), failovers, and the time from the
+  restart to the first message the host answers again.
+
+Subjects: spambridge's SpamdPool with each spamd-select (its defaults otherwise:
+spamd-max-connections 16, spamd-timeouts C:5s;S:30s;R:110s;E:120s, spamd-slow-factor 5,
+spamd-slow-samples 5), least-loaded with weights 1:2:4 on the heterogeneous pool, and
+"spamc-style": what spamc -d host1,host2,host3 -H does (a random host order per message,
+the next host only when the connect fails, no cap on connections), as spamass-milter runs it.
+spamd-cooldown is 5 s in host-dies (so the run stays short) and the default 30 s elsewhere.
+
+Results: bench/results/pool.json and pool.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.spamdcost import _as_spamd_sees_it
+from spambridge.errors import SpamdError
+from spambridge.spamd import SpamdPool, parse_spamd_socket
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = Path(__file__).with_name("results")
+
+HETEROGENEOUS = ((2, 0.080), (2, 0.040), (2, 0.020))  # (children, seconds per message)
+EQUAL = ((2, 0.040), (2, 0.040), (2, 0.040))
+SENDERS, PER_SENDER = 30, 40
+RATE = 75.0  # messages/s in the open-loop scenarios: half of EQUAL's 150
+SLOW_BEFORE, SLOW_AFTER, SLOW_FACTOR = 6.0, 14.0, 10.0
+DIE_AT, BACK_AT, DIE_END = 5.0, 12.0, 22.0
+DIE_COOLDOWN = 5.0
+GRACE = 5.0  # after an open-loop window, how long unanswered messages may still finish
+WARMUP = 1.0  # seconds at the start of an open loop left out of "before"
+SUBJECTS = ("least-loaded", "round-robin", "random", "failover", "spamc-style")
+SCENARIOS = ("heterogeneous", "slow-host", "host-dies", "spamd-child")
+SPAMD_CHILD_MESSAGES = 40  # per child, in the spamd-child scenario
+
+
+def capacity(spec: Sequence[tuple[int, float]]) -> float:
+    return sum(children / seconds for children, seconds in spec)
+
+
+# ------------------------------------------------------------------ the fleet (own process)
+
+
+async def _fleet(spec: Sequence[tuple[int, float]]) -> None:
+    from tests.support.fake_spamd import FakeSpamd
+
+    def make(i: int, port: int = 0) -> FakeSpamd:
+        children, seconds = spec[i]
+        return FakeSpamd(port=port, children=children, service_time=seconds, record=False)
+
+    servers = [await make(i).start() for i in range(len(spec))]
+    ports = [s.port for s in servers]
+    # When each host last accepted a connection (CLOCK_MONOTONIC, which the driver's
+    # time.monotonic() shares): sampled every 5 ms, so it needs no change to the fake.
+    seen = [0] * len(spec)
+    last = [0.0] * len(spec)
+
+    async def sample() -> None:
+        while True:
+            for i, server in enumerate(servers):
+                if server.connections != seen[i]:
+                    seen[i], last[i] = server.connections, time.monotonic()
+            await asyncio.sleep(0.005)
+
+    sampler = asyncio.create_task(sample())
+    print(" ".join(map(str, ports)), flush=True)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := (await reader.readline()).decode().split():
+        command, index = line[0], int(line[1])
+        answer = ""
+        if command == "speed":  # speed I FACTOR: service time = base * FACTOR
+            servers[index].service_time = spec[index][1] * float(line[2])
+        elif command == "down":
+            await servers[index].stop()
+        elif command == "up":
+            servers[index] = await make(index, ports[index]).start()
+            seen[index] = 0
+        elif command == "last":  # last I: when host I last accepted a connection
+            answer = f" {last[index]}"
+        print(f"ok{answer}", flush=True)
+    sampler.cancel()
+    for server in servers:
+        await server.stop()
+
+
+class Fleet:
+    """The fake spamds in a child process, driven over its stdin."""
+
+    def __init__(self, spec: Sequence[tuple[int, float]]) -> None:
+        self.spec = spec
+        self.proc: asyncio.subprocess.Process | None = None
+        self.addresses: list[str] = []
+
+    async def __aenter__(self) -> Fleet:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.pool",
+            "--fleet",
+            ",".join(f"{c}x{s}" for c, s in self.spec),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=REPO_ROOT,
+            env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
+        )
+        assert self.proc.stdout is not None
+        ports = (await asyncio.wait_for(self.proc.stdout.readline(), 20)).split()
+        self.addresses = [f"127.0.0.1:{int(p)}" for p in ports]
+        return self
+
+    async def command(self, text: str) -> str:
+        assert self.proc is not None and self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(text.encode() + b"\n")
+        await self.proc.stdin.drain()
+        reply = (await asyncio.wait_for(self.proc.stdout.readline(), 20)).decode().split()
+        assert reply[:1] == ["ok"], reply
+        return " ".join(reply[1:])
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.proc is not None and self.proc.stdin
+        self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 10)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+# ------------------------------------------------------------------ subjects
+
+
+@dataclass
+class Outcome:
+    sent: float  # seconds since the run started
+    latency: float
+    host: str | None  # None: no verdict (lost)
+
+
+class SpamcStyle:
+    """spamc -d h1,h2,h3 -H: a random host order per message; the next host is tried only
+    when the connect fails; no cap on connections (one spamc per message)."""
+
+    def __init__(self, addresses: Sequence[str]) -> None:
+        self.hosts = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in addresses]
+        self.failovers = 0
+
+    async def scan(self, message: bytes) -> str | None:
+        order = random.sample(self.hosts, len(self.hosts))
+        request = b"REPORT SPAMC/1.5\r\nContent-length: %d\r\n\r\n" % len(message) + message
+        for index, (host, port) in enumerate(order):
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
+            except (OSError, TimeoutError):
+                if index + 1 < len(order):
+                    self.failovers += 1
+                continue
+            try:
+                writer.write(request)
+                writer.write_eof()
+                reply = await asyncio.wait_for(reader.read(), 120)
+            except (OSError, TimeoutError):
+                return None
+            finally:
+                writer.close()
+            head = reply.split(b"\r\n\r\n", 1)[0]
+            ok = reply.startswith(b"SPAMD/") and b"\r\nSpam: " in head
+            return f"{host}:{port}" if ok else None
+        return None
+
+
+Scan = Callable[[bytes], Awaitable[str | None]]
+
+
+def make_subject(
+    name: str, addresses: Sequence[str], *, weights: Sequence[int] = (), cooldown: float = 30.0
+) -> tuple[Scan, Callable[[], int], Callable[[], Awaitable[None]]]:
+    """(scan, failovers so far, close) for a subject name."""
+    if name == "spamc-style":
+        peer = SpamcStyle(addresses)
+
+        async def nothing() -> None:
+            return None
+
+        return peer.scan, lambda: peer.failovers, nothing
+    entries = (
+        [f"{a};weight={w}" for a, w in zip(addresses, weights, strict=True)]
+        if weights
+        else list(addresses)
+    )
+    select = name.removesuffix("+weights")
+    pool = SpamdPool(
+        [parse_spamd_socket(e) for e in entries],
+        select=select,  # type: ignore[arg-type]
+        max_connections=16,
+        cooldown=cooldown,
+        logger=_quiet_logger(),
+    )
+
+    async def scan(message: bytes) -> str | None:
+        try:
+            return (await pool.scan(message, command="REPORT")).host
+        except SpamdError:
+            return None
+
+    return scan, lambda: pool.counters["failovers"], pool.close
+
+
+def _quiet_logger() -> Any:
+    import logging
+
+    log = logging.getLogger("bench.pool.spamd")
+    log.propagate = False
+    log.addHandler(logging.NullHandler())
+    return log
+
+
+# ------------------------------------------------------------------ loops
+
+
+async def closed_loop(
+    scan: Scan, message: bytes, senders: int, each: int
+) -> tuple[list[Outcome], float]:
+    """The outcomes, and when (seconds from the start) the first sender was done: until
+    then all `senders` keep the pool busy (the steady state)."""
+    start = time.monotonic()
+    out: list[Outcome] = []
+    finished: list[float] = []
+
+    async def sender() -> None:
+        for _ in range(each):
+            sent = time.monotonic()
+            host = await scan(message)
+            out.append(Outcome(sent - start, time.monotonic() - sent, host))
+        finished.append(time.monotonic() - start)
+
+    await asyncio.gather(*(sender() for _ in range(senders)))
+    return out, min(finished)
+
+
+async def open_loop(
+    scan: Scan,
+    message: bytes,
+    rate: float,
+    duration: float,
+    events: Sequence[tuple[float, Callable[[], Awaitable[None]]]],
+) -> tuple[list[Outcome], int]:
+    """Message k is sent k/rate seconds after the start, answered or not. Returns the
+    outcomes and how many were still unanswered GRACE seconds after the window (their
+    latency is then a lower bound: the time they had waited; their host "unanswered")."""
+    start = time.monotonic()
+    tasks: list[tuple[float, asyncio.Task[tuple[str | None, float]]]] = []
+
+    async def one() -> tuple[str | None, float]:
+        host = await scan(message)
+        return host, time.monotonic()
+
+    async def run_events() -> None:
+        for at, action in events:
+            await asyncio.sleep(max(0.0, start + at - time.monotonic()))
+            await action()
+
+    driver = asyncio.create_task(run_events())
+    for k in range(int(rate * duration)):
+        await asyncio.sleep(max(0.0, start + k / rate - time.monotonic()))
+        tasks.append((time.monotonic(), asyncio.create_task(one())))
+    await driver
+    _, still = await asyncio.wait([t for _, t in tasks], timeout=GRACE)
+    now = time.monotonic()
+    out = []
+    for sent, task in tasks:
+        if task.done():
+            host, finished = task.result()
+            out.append(Outcome(sent - start, finished - sent, host))
+        else:
+            task.cancel()
+            out.append(Outcome(sent - start, now - sent, "unanswered"))
+    await asyncio.gather(*still, return_exceptions=True)
+    return out, len(still)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# ------------------------------------------------------------------ scenarios
+
+
+@dataclass
+class Row:
+    scenario: str
+    subject: str
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+async def measured_capacity(addresses: Sequence[str], message: bytes) -> float:
+    """Each fake host alone, kept busy by 8 senders for 2 s: messages/s summed. The check
+    that the fleet delivers its nominal capacity on this machine at this moment."""
+    total = 0.0
+    for address in addresses:
+        pool = SpamdPool([parse_spamd_socket(address)], max_connections=8)
+        stop = time.monotonic() + 2.0
+        done = 0
+
+        async def sender(pool: SpamdPool = pool, stop: float = stop) -> None:
+            nonlocal done
+            while time.monotonic() < stop:
+                await pool.scan(message, command="REPORT")
+                done += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(sender() for _ in range(8)))
+        total += done / (time.monotonic() - started)
+        await pool.close()
+    return total
+
+
+async def heterogeneous(subject: str, message: bytes) -> Row:
+    async with Fleet(HETEROGENEOUS) as fleet:
+        measured = await measured_capacity(fleet.addresses, message)
+        weights = (1, 2, 4) if subject.endswith("+weights") else ()
+        scan, _, close = make_subject(subject, fleet.addresses, weights=weights)
+        started = time.monotonic()
+        out, steady_end = await closed_loop(scan, message, SENDERS, PER_SENDER)
+        wall = time.monotonic() - started
+        await close()
+    # Steady state: from WARMUP until the first sender is done (all 30 sending meanwhile).
+    done_in = [o for o in out if WARMUP <= o.sent + o.latency < steady_end]
+    rate = len(done_in) / (steady_end - WARMUP) if steady_end > WARMUP + 1 else len(out) / wall
+    share = {a: sum(o.host == a for o in out) for a in fleet.addresses}
+    return Row(
+        "heterogeneous",
+        subject,
+        {
+            "messages": len(out),
+            "lost": sum(o.host is None for o in out),
+            "msgs_per_s": round(rate, 1),
+            "capacity": capacity(HETEROGENEOUS),
+            "fraction": round(rate / capacity(HETEROGENEOUS), 3),
+            "fraction_whole_run": round(len(out) / wall / capacity(HETEROGENEOUS), 3),
+            "capacity_measured": round(measured, 1),
+            "fraction_of_measured": round(rate / measured, 3),
+            "p50_ms": round(percentile([o.latency for o in out], 0.5) * 1000, 1),
+            "p99_ms": round(percentile([o.latency for o in out], 0.99) * 1000, 1),
+            "share_1_2_4": [share[a] for a in fleet.addresses],
+        },
+    )
+
+
+async def slow_host(subject: str, message: bytes) -> Row:
+    async with Fleet(EQUAL) as fleet:
+        scan, _, close = make_subject(subject, fleet.addresses)
+        slow = fleet.addresses[0]
+
+        slowed = 0.0
+
+        async def slow_down() -> None:
+            nonlocal slowed
+            await fleet.command(f"speed 0 {SLOW_FACTOR}")
+            slowed = time.monotonic()
+
+        out, unanswered = await open_loop(
+            scan, message, RATE, SLOW_BEFORE + SLOW_AFTER, [(SLOW_BEFORE, slow_down)]
+        )
+        last_to_slow = float(await fleet.command("last 0")) - slowed
+        await close()
+    before = [o.latency for o in out if WARMUP <= o.sent < SLOW_BEFORE]
+    after = [o.latency for o in out if o.sent >= SLOW_BEFORE]
+    answered_by_slow = [o for o in out if o.sent >= SLOW_BEFORE and o.host == slow]
+    end = SLOW_BEFORE + SLOW_AFTER
+    # Routed around: the slow host accepted its last connection well before the end.
+    routed = last_to_slow < SLOW_AFTER - 2.0
+    p99_before = percentile(before, 0.99)
+    p99_after = percentile(after, 0.99)
+    return Row(
+        "slow-host",
+        subject,
+        {
+            "messages": len(out),
+            "lost": sum(o.host is None for o in out),
+            "unanswered_at_cutoff": unanswered,
+            "p50_before_ms": round(percentile(before, 0.5) * 1000, 1),
+            "p99_before_ms": round(p99_before * 1000, 1),
+            "p50_after_ms": round(percentile(after, 0.5) * 1000, 1),
+            "p99_after_ms": round(p99_after * 1000, 1),
+            "p99_rise": round(p99_after / p99_before - 1, 3),
+            "answered_by_slow_host_after": len(answered_by_slow),
+            "route_around_s": round(max(0.0, last_to_slow), 2) if routed else None,
+            "window_s": end,
+        },
+    )
+
+
+async def host_dies(subject: str, message: bytes) -> Row:
+    async with Fleet(EQUAL) as fleet:
+        scan, failovers, close = make_subject(subject, fleet.addresses, cooldown=DIE_COOLDOWN)
+        victim = fleet.addresses[0]
+
+        async def down() -> None:
+            await fleet.command("down 0")
+
+        async def up() -> None:
+            await fleet.command("up 0")
+
+        out, unanswered = await open_loop(
+            scan, message, RATE, DIE_END, [(DIE_AT, down), (BACK_AT, up)]
+        )
+        count = failovers()
+        await close()
+    answered_again = [
+        o.sent + o.latency - BACK_AT
+        for o in out
+        if o.host == victim and o.sent + o.latency > BACK_AT
+    ]
+    return Row(
+        "host-dies",
+        subject,
+        {
+            "messages": len(out),
+            "lost": sum(o.host is None for o in out),
+            "unanswered_at_cutoff": unanswered,
+            "failovers": count,
+            "reuse_after_s": round(min(answered_again), 2) if answered_again else None,
+            "cooldown_s": DIE_COOLDOWN if subject != "spamc-style" else None,
+            "p99_ms": round(percentile([o.latency for o in out], 0.99) * 1000, 1),
+        },
+    )
+
+
+async def spamd_child() -> list[Row]:
+    """Real spamd (-L, no Bayes), 5 KB ham messages sent straight to it: messages/s with one
+    child and one sender, and with one child per core and as many senders. The sizing
+    figure of the README."""
+    import shutil
+    import tempfile
+
+    from bench.smtpload import run_spamd
+    from tests.support import realstack
+
+    if shutil.which("spamd") is None:
+        print("    spamd not installed: spamd-child skipped", file=sys.stderr)
+        return []
+    rows = []
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory(prefix="bench-spamd-") as tmp:
+        for children in sorted({1, cores}):
+            spamd = realstack.start_spamd(Path(tmp) / f"spamd{children}", children=children)
+            try:
+                await run_spamd(spamd.port, total=4 * children, concurrency=children)  # warm-up
+                result = await run_spamd(
+                    spamd.port,
+                    total=SPAMD_CHILD_MESSAGES * children,
+                    concurrency=children,
+                )
+            finally:
+                spamd.stop()
+            rows.append(
+                Row(
+                    "spamd-child",
+                    f"{children} child(ren), {children} sender(s)",
+                    {
+                        "messages": SPAMD_CHILD_MESSAGES * children,
+                        "errors": result.errors,
+                        "msgs_per_s": round(result.rate, 2),
+                        "msgs_per_s_per_child": round(result.rate / children, 2),
+                        "p50_ms": round(result.percentile(50) * 1000, 1),
+                        "cores": cores,
+                    },
+                )
+            )
+    return rows
+
+
+# ------------------------------------------------------------------ report
+
+
+def targets(rows: Sequence[Row]) -> list[str]:
+    got = {(r.scenario, r.subject): r.figures for r in rows}
+    lines = []
+    het = got.get(("heterogeneous", "least-loaded"))
+    peer = got.get(("heterogeneous", "spamc-style"))
+    if het:
+        verdict = "met" if het["fraction"] >= 0.95 else "missed"
+        lines.append(f"least-loaded >= 95 % of summed capacity: {het['fraction']:.3f} ({verdict})")
+        if peer:
+            beats = "met" if het["fraction"] > peer["fraction"] else "missed"
+            lines.append(f"  beats spamc-style ({peer['fraction']:.3f}): {beats}")
+    slow = got.get(("slow-host", "least-loaded"))
+    speer = got.get(("slow-host", "spamc-style"))
+    if slow:
+        verdict = "met" if slow["p99_rise"] <= 0.25 else "missed"
+        lines.append(
+            f"least-loaded p99 rise with one slow host <= 25 %: "
+            f"{slow['p99_before_ms']} -> {slow['p99_after_ms']} ms, "
+            f"{slow['p99_rise'] * 100:+.0f} % ({verdict})"
+        )
+        if speer:
+            beats = "met" if slow["p99_after_ms"] < speer["p99_after_ms"] else "missed"
+            lines.append(f"  beats spamc-style (p99 after {speer['p99_after_ms']} ms): {beats}")
+    for subject in SUBJECTS:
+        dies = got.get(("host-dies", subject))
+        if dies and subject != "spamc-style":
+            verdict = "met" if dies["lost"] == 0 else "missed"
+            lines.append(f"{subject}: messages lost when a host dies: {dies['lost']} ({verdict})")
+    return lines
+
+
+def markdown(rows: Sequence[Row], meta: dict[str, Any]) -> str:
+    out = [
+        "# Pool phase (`python -m bench.pool`)",
+        "",
+        f"{meta['when']}, {meta['cpus']} CPUs, Python {meta['python']}.",
+        "",
+    ]
+    for scenario in SCENARIOS:
+        chosen = [r for r in rows if r.scenario == scenario]
+        if not chosen:
+            continue
+        keys = list(chosen[0].figures)
+        out += [f"## {scenario}", "", "| subject | " + " | ".join(keys) + " |"]
+        out.append("| --- " * (len(keys) + 1) + "|")
+        for r in chosen:
+            out.append(f"| {r.subject} | " + " | ".join(str(r.figures[k]) for k in keys) + " |")
+        out.append("")
+    out += ["## Targets", "", *(f"- {line}" for line in targets(rows)), ""]
+    return "\n".join(out)
+
+
+async def run(scenarios: Sequence[str], subjects: Sequence[str]) -> list[Row]:
+    message = _as_spamd_sees_it(5 * 1024)
+    rows: list[Row] = []
+    for scenario in scenarios:
+        if scenario == "spamd-child":
+            print(f"[{time.strftime('%H:%M:%S')}] spamd-child", file=sys.stderr, flush=True)
+            for row in await spamd_child():
+                print(f"    {json.dumps(row.figures)}", file=sys.stderr, flush=True)
+                rows.append(row)
+            continue
+        names = list(subjects)
+        if scenario == "heterogeneous" and "least-loaded" in names:
+            names.insert(names.index("least-loaded") + 1, "least-loaded+weights")
+        for name in names:
+            print(f"[{time.strftime('%H:%M:%S')}] {scenario}: {name}", file=sys.stderr, flush=True)
+            if scenario == "heterogeneous":
+                row = await heterogeneous(name, message)
+            elif scenario == "slow-host":
+                row = await slow_host(name, message)
+            else:
+                row = await host_dies(name, message)
+            print(f"    {json.dumps(row.figures)}", file=sys.stderr, flush=True)
+            rows.append(row)
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.pool", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--subjects", default=",".join(SUBJECTS))
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--fleet", help=argparse.SUPPRESS)  # internal: run the fake spamds
+    args = parser.parse_args(argv)
+    if args.fleet:
+        spec = [(int(c), float(s)) for c, s in (e.split("x") for e in args.fleet.split(","))]
+        asyncio.run(_fleet(spec))
+        return 0
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    subjects = [s for s in args.subjects.split(",") if s]
+    for name in (*scenarios, *subjects):
+        if name not in (*SCENARIOS, *SUBJECTS):
+            parser.error(f"unknown scenario or subject {name!r}")
+    rows = asyncio.run(run(scenarios, subjects))
+    meta = {
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "pool.json").write_text(
+        json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=1) + "\n"
+    )
+    text = markdown(rows, meta)
+    (args.out / "pool.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
