@@ -1,0 +1,164 @@
+"""Fixtures for the differential suite: the real milter-spamc 1.17.1 beside spambridge.
+
+The oracle is built from ../shared/oracle (next to the repository root) by its build.sh, which
+installs its build packages when missing. Without that directory the suite is skipped with the
+reason; under CI=true it fails instead, so a broken pipeline cannot pass silently.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.oracle.recording_proxy import RecordingProxy
+from tests.support import realstack
+from tests.support.realstack import Daemon, Spambridge, Spamd
+
+ORACLE_DIR = realstack.REPO_ROOT.parent / "shared" / "oracle"
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and the oracle is unavailable: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def oracle_binary() -> Path:
+    build = ORACLE_DIR / "build.sh"
+    if not build.exists():
+        _unavailable(f"no milter-spamc oracle sources at {ORACLE_DIR}")
+    result = subprocess.run(
+        ["bash", str(build)], capture_output=True, text=True, timeout=900, check=False
+    )
+    if result.returncode != 0:
+        # Two builds at once can trip over each other's files; one retry settles it.
+        result = subprocess.run(
+            ["bash", str(build)], capture_output=True, text=True, timeout=900, check=False
+        )
+    if result.returncode != 0:
+        pytest.fail(f"building the oracle failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def oracle_help(oracle_binary: Path) -> str:
+    """milter-spamc's +help output: every option and default, in option-file syntax."""
+    result = subprocess.run(
+        [str(oracle_binary), "+help"], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 64, result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def oracle_workdir() -> Iterator[Path]:
+    path = realstack.make_workdir("spambridge-oracle-")
+    yield path
+
+
+@pytest.fixture(scope="session")
+def spamd(oracle_workdir: Path) -> Iterator[Spamd]:
+    if missing := realstack.require_binaries(["spamd", "spamc"]):
+        _unavailable(f"missing {missing}")
+    daemon = realstack.start_spamd(oracle_workdir / "spamd", children=2)
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def proxy(spamd: Spamd) -> Iterator[RecordingProxy]:
+    recorder = RecordingProxy(("127.0.0.1", spamd.port))
+    yield recorder
+    recorder.close()
+
+
+@dataclass
+class Pair:
+    """milter-spamc and spambridge started on the same option file."""
+
+    oracle_port: int
+    bridge_port: int
+    oracle: Daemon
+    bridge: Spambridge
+
+
+PairFactory = Callable[[str], Pair]
+
+
+def _start_oracle(binary: Path, option_file: Path, workdir: Path) -> tuple[Daemon, int]:
+    port = realstack.free_port()
+    argv = [
+        str(binary),
+        f"file={option_file}",
+        "-daemon",
+        "run-user=nobody",
+        "run-group=nogroup",
+        f"work-dir={workdir}",
+        f"pid-file={workdir}/milter-spamc.pid",
+        f"milter-socket=inet:{port}@127.0.0.1",
+    ]
+    log_path = workdir / "milter-spamc.log"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
+    daemon = Daemon(proc, log_path)
+    try:
+        realstack.wait_until(
+            lambda: daemon.running() and realstack.port_accepts(port), 20, "milter-spamc"
+        )
+    except realstack.StackError:
+        daemon.stop()
+        raise realstack.StackError(
+            f"milter-spamc did not start: {realstack.describe_logs(daemon)}"
+        ) from None
+    return daemon, port
+
+
+@pytest.fixture(scope="session")
+def milter_pair(
+    oracle_binary: Path, oracle_workdir: Path, proxy: RecordingProxy
+) -> Iterator[PairFactory]:
+    """start(option text) -> both milters on that option file; one pair per distinct text."""
+    pairs: dict[str, Pair] = {}
+
+    def start(options: str) -> Pair:
+        if options in pairs:
+            return pairs[options]
+        workdir = oracle_workdir / f"pair-{len(pairs)}"
+        workdir.mkdir()
+        workdir.chmod(0o777)
+        option_file = workdir / "milter-spamc.cf"
+        option_file.write_text(options.replace("@SPAMD@", proxy.address.replace(":", ",")))
+        option_file.chmod(0o644)
+        oracle, oracle_port = _start_oracle(oracle_binary, option_file, workdir)
+        try:
+            bridge = realstack.start_spambridge(
+                [
+                    f"file={option_file}",
+                    "-daemon",
+                    "run-user=",
+                    "run-group=",
+                    f"work-dir={workdir}",
+                    f"pid-file={workdir}/spambridge.pid",
+                    "log=stderr",
+                ],
+                workdir,
+                legacy_syntax=True,
+            )
+        except Exception:
+            oracle.stop()
+            raise
+        pairs[options] = Pair(oracle_port, bridge.port, oracle, bridge)
+        return pairs[options]
+
+    yield start
+    for pair in pairs.values():
+        pair.oracle.stop()
+        pair.bridge.stop()
