@@ -58,6 +58,11 @@ MILTER_SPAMC_DEFAULTS: Mapping[str, str] = {
     "file": "/etc/mail/milter-spamc.cf",
     "milter-socket": "unix:/var/run/milter/milter-spamc.socket",
     "pid-file": "/var/run/milter/milter-spamc.pid",
+    "daemon": "+",
+    "run-user": "milter",
+    "run-group": "milter",
+    "work-dir": "/var/tmp",
+    "spamd-max-size": "64",  # with milter-spamc's truncation (see options.build_config)
 }
 
 USAGE = """\
@@ -126,6 +131,16 @@ def resolve(
     return parsed, replace(resolved, option_file=path if read else None)
 
 
+def legacy_spamd_timeouts(seconds: float) -> str:
+    """milter-spamc's one spamd-timeout=N as spamd-timeouts fields: N for send, each read and
+    the whole scan, but at most 5 s (the spamd-timeouts default) per connect, so a spamd
+    host that hangs on connect leaves time to fail over to the next one. 0 (no limit) gives
+    the longest limit."""
+    n = int(seconds)
+    connect = min(n, 5) if n > 0 else 5
+    return f"C:{connect}s;S:{n}s;R:{n}s;E:{n}s"
+
+
 def finish(config: Config, warnings: tuple[str, ...] = ()) -> Resolved:
     """Cross-option validation and derived values."""
     policy.validate(config)
@@ -134,7 +149,7 @@ def finish(config: Config, warnings: tuple[str, ...] = ()) -> Resolved:
     if "spamd-timeouts" in config.explicit:
         timeouts = parse_spamd_timeouts(config.spamd_timeouts)
     elif "spamd-timeout" in config.explicit:
-        timeouts = parse_spamd_timeouts(str(int(config.spamd_timeout)))
+        timeouts = parse_spamd_timeouts(legacy_spamd_timeouts(config.spamd_timeout))
     else:
         timeouts = parse_spamd_timeouts(config.spamd_timeouts)
     from spambridge.server import parse_milter_socket

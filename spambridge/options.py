@@ -558,6 +558,16 @@ OPTIONS: tuple[Option, ...] = (
         "Sendmail access map: text!/path (makemap's input) or /path.db. Empty disables.",
         group="policy",
     ),
+    _o(
+        "access-db-blacklist",
+        "bool",
+        "-",
+        "Let access-db REJECT, ERROR: and DISCARD entries reject or discard the message. Off by "
+        "default, as in milter-spamc (built without its blacklist): those entries are the "
+        "MTA's, which has applied them already, and only white-list entries skip the scan.",
+        group="policy",
+        legacy=False,
+    ),
     # --- process
     _o(
         "file",
@@ -639,6 +649,12 @@ IGNORED: Mapping[str, str] = {
     "sendmail-cf": "not needed",
     "interface-ip": "taken from {if_addr}",
     "interface-name": "taken from {if_name}",
+    "tld-level-one-file": "address syntax checks are the MTA's job",
+    "tld-level-two-file": "address syntax checks are the MTA's job",
+    "smdb-debug": "use verbose=database",
+    "smdb-key-has-nul": "text!/path maps are read as text, .db maps through makemap -u",
+    "smdb-use-stat": "maps are reloaded by SIGHUP",
+    "smdb-relay-ok": "RELAY entries are read as OK",
 }
 
 VERBOSE_WORDS = (
@@ -691,7 +707,14 @@ class Settings:
             else:
                 self.values[key] = entries
         elif append:
-            raise ConfigError(name, "+= appends to a list option; this option takes one value")
+            # libsnert's += on a one-value option appends ";value" to the current string
+            current = self.values.get(key, opt.default)
+            assert isinstance(current, str)
+            self.values[key] = f"{current};{value}" if current else value
+        elif name.lower() in ALIASES and opt.kind == "bool" and _boolean(value) is None:
+            # milter-spamc's +help writes its usage text as this misspelled option's value;
+            # libsnert reads any such text as 0 (off).
+            self.values[key] = "-"
         else:
             self.values[key] = value
         self.explicit.add(key)
@@ -784,49 +807,92 @@ def parse_argv(argv: Sequence[str], settings: Settings | None = None) -> ParsedA
 
 
 def read_option_file(path: str, settings: Settings) -> None:
-    """Read a milter-spamc style option file: options separated by lines, `#` comments.
+    """Read an option file the way libsnert's optionFile() does, so milter-spamc's files (and
+    its whole `+help` output) read unchanged.
 
-    The whole rest of a `name=value` line is the value, so values may hold spaces
-    (a list of spamd hosts, a reply text). Quotes around a value are removed.
+    A line starting with `#` is a comment. Other lines are split into words as libsnert's
+    TokenSplitA() splits them (blanks separate words; quotes group, and are removed, anywhere
+    in a word: `subject-tag="[SPAM] #1"`; a backslash escapes), and every word that is an
+    option (`name=value`, `name+=value`, `+name`, `-name`) is applied in order, so one line may
+    hold several options. A word starting with `#` ends the line. Where libsnert stops reading
+    the line at any other word, spambridge adds it to the value before it, separated by one
+    space, so `reject-reply=550 5.7.1 go away` keeps its spaces without quotes.
     """
     try:
         text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
     except OSError as exc:
         raise ConfigError("file", f"cannot read {path}: {exc.strerror}") from exc
     for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
+        if raw.startswith("#"):
             continue
         try:
-            _apply_file_line(line, settings)
+            _apply_file_line(raw, settings)
         except ConfigError as exc:
             detail = str(exc).removeprefix(f"{exc.option}: ")
             raise ConfigError(exc.option, f"{path}:{lineno}: {detail}") from exc
 
 
+def split_words(line: str) -> list[str]:
+    """libsnert TokenSplitA() with its default delimiters: quotes and backslashes removed."""
+    words: list[str] = []
+    word: list[str] = []
+    in_word = False
+    quote = ""
+    escape = False
+    for ch in line:
+        if escape:
+            word.append(_BACKSLASH.get(ch, ch))
+            escape = False
+        elif ch in "\"'" and (not quote or ch == quote):
+            quote = "" if quote else ch
+            in_word = True
+        elif ch == "\\":
+            escape = in_word = True
+        elif not quote and ch in " \t\r\n":
+            if in_word:
+                words.append("".join(word))
+                word, in_word = [], False
+        else:
+            word.append(ch)
+            in_word = True
+    if in_word:
+        words.append("".join(word))
+    return words
+
+
+# libsnert TextBackslash(): the character a backslash escape stands for.
+_BACKSLASH = {"a": "\a", "b": "\b", "e": "\x1b", "f": "\f", "n": "\n", "r": "\r", "s": " "}
+_BACKSLASH |= {"t": "\t", "v": "\v"}
+_OPTION_WORD = re.compile(r"^(?P<name>[A-Za-z_][^=]*?)(?P<op>\+?=)(?P<value>.*)$", re.S)
+
+
 def _apply_file_line(line: str, settings: Settings) -> None:
-    m = _MILTER_SPAMC.match(line)
-    if m:
-        value = _strip_comment(m["value"]).strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        settings.set(m["name"], value, append=m["op"] == "+=")
-        return
-    for word in _strip_comment(line).split():
-        if word[0] in "+-" and len(word) > 1:
+    last: tuple[str, str, bool] | None = None  # the option being read: name, value, append
+
+    def flush() -> None:
+        if last is not None:
+            settings.set(last[0], last[1], append=last[2])
+
+    for word in split_words(line):
+        if word.startswith("#"):
+            break
+        m = _OPTION_WORD.match(word)
+        if m:
+            flush()
+            last = (m["name"], m["value"], m["op"] == "+=")
+        elif len(word) > 1 and word[0] in "+-" and (word[1].isalpha() or word[1] == "_"):
+            flush()
+            last = None
             opt = BY_NAME.get(word[1:].lower())
             if opt is not None and opt.kind != "bool":
                 # as on the command line: +name is only for on/off options
                 raise ConfigError(opt.name, f"takes a value: write {opt.name}=VALUE")
             settings.set(word[1:], word[0])
+        elif last is not None:
+            last = (last[0], f"{last[1]} {word}", last[2])
         else:
             raise ConfigError(word, "expected name=value, +name or -name")
-
-
-def _strip_comment(value: str) -> str:
-    # A '#' starts a comment only at the start of a word, so "a#b" values survive.
-    m = re.search(r"(^|\s)#", value)
-    return value[: m.start()] if m else value
+    flush()
 
 
 # ------------------------------------------------------------------ typed config
@@ -903,6 +969,7 @@ class Config:
     outbound_reject_score: float | None
     trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     access_db: str
+    access_db_blacklist: bool
     file: str
     daemon: bool
     pid_file: str
@@ -921,11 +988,22 @@ class Config:
         """spamd-max-size in bytes; 0 means no limit."""
         return self.spamd_max_size * 1024
 
+    @property
+    def truncate_bytes(self) -> int:
+        """Body bytes milter-spamc takes before it stops (KB*1024 - KB/64: 65535 for 64 KB,
+        one libmilter body chunk); 0 means no limit."""
+        return self.spamd_max_size * 1024 - self.spamd_max_size // 64
+
 
 _TRUE = {"+", "1", "yes", "true", "on"}
 _FALSE = {"-", "0", "no", "false", "off", ""}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.I)
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _boolean(value: str) -> bool | None:
+    word = value.strip().lower()
+    return True if word in _TRUE else False if word in _FALSE else None
 
 
 def _convert(opt: Option, raw: str | list[str]) -> object:
@@ -976,6 +1054,11 @@ def build_config(settings: Settings, defaults: Mapping[str, str] | None = None) 
         else:
             raw = opt.default
         kwargs[opt.attr] = _convert(opt, raw)
+    explicit = settings.explicit | set(defaults or ())
+    if "spamd-max-size" in explicit and "oversize-action" not in explicit:
+        # milter-spamc's spamd-max-size means "scan the first N KB": a file written for it
+        # keeps scanning what it scanned.
+        kwargs["oversize_action"] = "truncate"
     kwargs["socket_mode"] = _octal("socket-mode", str(kwargs["socket_mode"]))
     kwargs["trusted_networks"] = _networks(kwargs["trusted_networks"])  # type: ignore[arg-type]
     kwargs["verbose"] = _verbose(str(kwargs["verbose"]))

@@ -191,9 +191,17 @@ def _local_user(config: Config, rcpt: Recipient) -> str:
         return ""
     if config.is_gateway and _local_use_literal(rcpt.host):
         return local
-    if rcpt.host and not rcpt.mailer.lower().startswith((b"local", b"cyrus")):
+    if not is_local(config, rcpt):
         return ""
     return local if _PASSWD.has_user(local) else ""
+
+
+def is_local(config: Config, rcpt: Recipient) -> bool:
+    """milter-spamc's local recipient: {rcpt_host} empty (Sendmail's local mailer), a cyrus*
+    mailer, or with is-gateway a local-use address literal."""
+    if not rcpt.host or rcpt.mailer.lower().startswith(b"cyrus"):
+        return True
+    return config.is_gateway and _local_use_literal(rcpt.host)
 
 
 class PasswdCache:
@@ -266,6 +274,8 @@ def access_decision(
         why = f"access {tag}: {result.key} {result.action.value}"
         if result.action.accepts or result.action is AccessAction.FRIEND:
             return on_unscanned(config, txn, why)
+        if not config.access_db_blacklist:
+            continue  # milter-spamc's build: black-list entries do not reject or discard
         if result.action.rejects:
             return _unless_dry_run(
                 config, Decision(_access_reply(result.text), (), "unscanned", "reject", why)
@@ -559,12 +569,12 @@ def report_rule_lines(report: bytes, *, limit: int) -> list[str]:
             continue
         wanted = float(m[1]) != 0 and len(out) < limit
         if wanted:
-            out.append(_reply_text(raw)[:900])
+            out.append(_reply_text(raw.rstrip(), squeeze=False)[:900])  # verbatim, as milter-spamc
     return out
 
 
-def _reply_text(raw: bytes) -> str:
-    text = b" ".join(raw.split()).decode("ascii", "replace")
+def _reply_text(raw: bytes, *, squeeze: bool = True) -> str:
+    text = (b" ".join(raw.split()) if squeeze else raw).decode("ascii", "replace")
     return "".join(c if 32 <= ord(c) < 127 else "?" for c in text).replace("%", "p")
 
 
@@ -572,6 +582,10 @@ def _verdict_headers(
     config: Config, txn: Transaction, verdict: Verdict, macros: Macros, now: datetime
 ) -> list[tuple[bytes, bytes]]:
     out: list[tuple[bytes, bytes]] = []
+    spam = verdict.is_spam
+    milter_spamc = config.header_style != "spamassassin"
+    if milter_spamc and (spam or config.always_add_flag):
+        out.append((b"X-Spam-Flag", headers.format_flag(spam)))  # first, as milter-spamc
     if config.add_scanned_by:
         out.append(
             (
@@ -587,9 +601,6 @@ def _verdict_headers(
     if config.header_style == "spamassassin":
         out.extend(headers.spamassassin_headers(verdict.body))
         return out
-    spam = verdict.is_spam
-    if spam or config.always_add_flag:
-        out.append((b"X-Spam-Flag", headers.format_flag(spam)))
     out.append((b"X-Spam-Status", headers.format_status(spam, verdict.score, verdict.threshold)))
     if config.level_character and (spam or config.always_add_level):
         # present even when empty (score < 1), as milter-spamc and SpamAssassin do
@@ -597,7 +608,11 @@ def _verdict_headers(
             verdict.score, config.level_character.encode("utf-8", "surrogateescape")
         )
         out.append((b"X-Spam-Level", level))
-    report = headers.format_report(verdict.body) if verdict.command.startswith("REPORT") else b""
+    # SYMBOLS: milter-spamc puts spamd's comma-separated rule names in X-Spam-Report too
+    with_report = verdict.command.startswith("REPORT") or verdict.command == "SYMBOLS"
+    report = headers.format_report(verdict.body) if with_report else b""
+    if report and verdict.body.endswith(b"\n"):
+        report += headers.REPORT_SEPARATOR  # milter-spamc's dangling "  | " line
     if report:
         out.append((b"X-Spam-Report", report))
     if config.mail_policy == "redirect" and spam:
@@ -605,7 +620,7 @@ def _verdict_headers(
             out.append(
                 (
                     b"X-Original-Recipient",
-                    headers.sanitize_value(rcpt.address, len(b"X-Original-Recipient")),
+                    headers.sanitize_value(_angle(rcpt.address), len(b"X-Original-Recipient")),
                 )
             )
     return out
@@ -643,9 +658,9 @@ def _mail_policy(config: Config, txn: Transaction, verdict: Verdict, sp: bytes) 
         edits.append(AddRecipient(_angle(target)))
         return edits
     # redirect: every original recipient is replaced
-    all_local = all(not r.host or r.mailer.lower().startswith(b"local") for r in txn.recipients)
+    all_local = all(is_local(config, r) for r in txn.recipients)
     for rcpt in txn.recipients:
-        edits.append(DeleteRecipient(rcpt.address))
+        edits.append(DeleteRecipient(_angle(rcpt.address)))
         if config.mail_format and all_local:
             edits.append(
                 AddRecipient(_angle(format_recipient(config.mail_format, rcpt.address, txn.sender)))
@@ -656,28 +671,34 @@ def _mail_policy(config: Config, txn: Transaction, verdict: Verdict, sp: bytes) 
 
 
 def _angle(address: str | bytes) -> bytes:
+    """A recipient edit's address, bare as milter-spamc gives it (the MTA takes both forms)."""
     raw = address.encode() if isinstance(address, str) else address
     raw = raw.strip()
-    return raw if raw.startswith(b"<") else b"<" + raw + b">"
+    return raw[1:-1] if raw.startswith(b"<") and raw.endswith(b">") else raw
 
 
 def format_recipient(fmt: str, recipient: bytes, sender: bytes) -> str:
-    """milter-spamc's mail-format: %A address, %D domain, %L local part, %P plus detail,
-    %R recipient as given, %S sender, %T a timestamp-free tag (empty here), %% a percent."""
-    addr = recipient.strip(b"<>").decode("ascii", "replace")
-    local, _, domain = addr.partition("@")
+    """milter-spamc's mail-format, as libsnert's formatPath(): %A address, %D domain, %L local
+    part without its +detail, %P local part with it (%L+%R), %R the detail, %S the source
+    route (@a,@b of <@a,@b:user@host>), %T the source route and a colon when there is one,
+    %% a percent. An unknown escape gives nothing. (`sender` is kept for callers.)"""
+    addr = recipient.strip().strip(b"<>").decode("ascii", "replace")
+    route = ""
+    if addr.startswith("@") and ":" in addr:
+        route, _, addr = addr.partition(":")
+    local, _, domain = addr.rpartition("@") if "@" in addr else (addr, "", "")
     base, _, detail = local.partition("+")
     table = {
         "A": addr,
         "D": domain,
         "L": base,
-        "P": detail,
-        "R": recipient.decode("ascii", "replace"),
-        "S": sender.strip(b"<>").decode("ascii", "replace"),
-        "T": "",
+        "P": f"{base}+{detail}" if detail else base,
+        "R": detail,
+        "S": route,
+        "T": f"{route}:" if route else "",
         "%": "%",
     }
-    return re.sub(r"%(.)", lambda m: table.get(m[1], m[0]), fmt)
+    return re.sub(r"%(.?)", lambda m: table.get(m[1], ""), fmt, flags=re.S)
 
 
 def precedence_is_low(values: Sequence[bytes]) -> bool:

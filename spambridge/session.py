@@ -542,7 +542,10 @@ class Session(asyncio.Protocol):
             if reply:
                 self._answer(chunk)
             return
-        fits = txn.add_body(chunk.data, config.max_scan_bytes)
+        if config.oversize_action == "truncate":
+            fits = txn.add_body_chunk(chunk.data, config.truncate_bytes)
+        else:
+            fits = txn.add_body(chunk.data, config.max_scan_bytes)
         if (
             not fits
             and reply

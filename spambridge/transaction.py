@@ -156,6 +156,17 @@ class Transaction:
         self.body += data
         return True
 
+    def add_body_chunk(self, data: bytes, limit: int) -> bool:
+        """milter-spamc's truncation: whole body chunks until `limit` body bytes (headers not
+        counted) have been taken; 0: no limit. Returns False once a chunk is dropped."""
+        taken = len(self.body)
+        self.body_seen += len(data)
+        if limit and taken >= limit:
+            self.body_complete = False
+            return False
+        self.body += data
+        return True
+
     @property
     def size(self) -> int:
         return self.header_bytes + self.body_seen

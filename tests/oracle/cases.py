@@ -24,9 +24,9 @@ def options(*lines: str) -> str:
     return BASE + "".join(line + "\n" for line in lines)
 
 
-def headers(*extra: tuple[bytes, bytes], subject: bytes | None = b" Budget notes") -> list[
-    tuple[bytes, bytes]
-]:
+def headers(
+    *extra: tuple[bytes, bytes], subject: bytes | None = b" Budget notes"
+) -> list[tuple[bytes, bytes]]:
     out = [
         (b"From", b" Alice <alice@example.org>"),
         (b"To", b" Bob <bob@example.com>"),
@@ -58,7 +58,140 @@ class Case:
     tags: Sequence[str] = field(default_factory=tuple)
 
 
+ORACLE_HELP = "@HELP@"  # replaced by milter-spamc's own +help output (see conftest)
+
+_8BIT_SUBJECT = " Caf\xe9 pr\xeat".encode("latin-1")
+_FOLDED_SUBJECT = b" " + b" ".join([b"word%d" % i for i in range(40)])[:200] + b"\n\tcontinued"  # Sendmail folds with LF
+FORGED = (
+    (b"X-Spam-Flag", b" YES"),
+    (b"X-Spam-Status", b" YES, hits=99.00 required=5.00"),
+    (b"X-Spam-Level", b" xxxxxxxx"),
+    (b"X-Spam-Report", b" forged"),
+    (b"X-Spam-Flag", b" YES"),
+)
+BIG_BODY = b"".join(
+    b"line %05d of a long but ordinary message about the budget\r\n" % i for i in range(2500)
+)
+ACCESS = "@ACCESS@"
+
+LOCAL_ONE = (local_rcpt("nobody"),)
+LOCAL_TWO = (local_rcpt("nobody"), local_rcpt("daemon"))
+MIXED = (local_rcpt("nobody"), remote_rcpt("carol@example.net"))
+CYRUS = (
+    (
+        b"<nobody@mbox.example.test>",
+        {"{rcpt_mailer}": "cyrusv2", "{rcpt_host}": "mbox", "{rcpt_addr}": "nobody"},
+    ),
+)
+AUTH = {"{auth_authen}": "alice", "{auth_type}": "PLAIN"}
+
+
+def spam(**kw: object) -> Message:
+    fields = {"headers": headers(subject=b" Buy now"), "body": SPAM_BODY, **kw}
+    return Message(**fields)  # type: ignore[arg-type]
+
+
+def ham(**kw: object) -> Message:
+    fields = {"headers": headers(), "body": HAM_BODY, **kw}
+    return Message(**fields)  # type: ignore[arg-type]
+
+
 CASES: tuple[Case, ...] = (
     Case("ham", options(), HAM),
     Case("spam", options(), SPAM),
+    Case("spam-no-subject", options(), spam(headers=headers(subject=None))),
+    Case("spam-already-tagged", options(), spam(headers=headers(subject=b" [spam] Buy now"))),
+    Case("spam-long-folded-subject", options(), spam(headers=headers(subject=_FOLDED_SUBJECT))),
+    Case("ham-forged-headers", options(), ham(headers=headers(*FORGED))),
+    Case("spam-forged-headers", options(), spam(headers=headers(*FORGED, subject=b" Buy"))),
+    Case("spam-empty-body", options(), spam(body=b"")),
+    Case("ham-local-rcpt-user", options(), ham(rcpts=LOCAL_ONE)),
+    Case("ham-two-local-rcpts", options("spamd-user=fallback"), ham(rcpts=LOCAL_TWO)),
+    Case("ham-mixed-rcpts", options(), ham(rcpts=MIXED)),
+    Case("ham-cyrus-rcpt", options(), ham(rcpts=CYRUS)),
+    Case(
+        "ham-no-user-config",
+        options("-no-user-config +no-user-config spamd-user=sa"),
+        ham(rcpts=LOCAL_ONE),
+    ),
+    Case("spam-smtp-auth", options(), spam(mail_macros=AUTH, headers=headers(*FORGED))),
+    Case("spam-smtp-auth-not-ok", options("-smtp-auth-ok"), spam(mail_macros=AUTH)),
+    # several options on one line, quotes inside a token, += on a one-value option
+    Case(
+        "spam-tag-score-quoted-tag",
+        options('subject-tag="[SPAM] #1" +subject-tag-score +always-add-flag'),
+        SPAM,
+    ),
+    Case("ham-always-add", options("+always-add-flag +always-add-level level-character=*"), HAM),
+    Case("spam-no-level-char", options("level-character="), SPAM),
+    Case("spam-reject-detailed", options("extra-reject=0"), SPAM),
+    Case("spam-reject-plain", options("extra-reject=0 -smtp-detailed-reply"), SPAM),
+    Case("spam-reject-high-threshold", options("extra-reject=2000"), SPAM),
+    Case("spam-discard", options("extra-discard=0"), SPAM),
+    Case(
+        "spam-discard-low-precedence",
+        options("+discard-low-precedence- extra-reject=0"),
+        spam(headers=headers((b"Precedence", b" bulk"), subject=b" Buy")),
+    ),
+    Case("spam-command-check", options("spamd-command=CHECK"), SPAM),
+    Case("ham-command-check", options("spamd-command=CHECK"), HAM),
+    Case("spam-command-symbols", options("spamd-command=SYMBOLS"), SPAM),
+    Case("spam-command-report-ifspam", options("spamd-command=REPORT_IFSPAM"), SPAM),
+    Case("ham-command-report-ifspam", options("spamd-command=REPORT_IFSPAM"), HAM),
+    Case("spam-policy-copy", options("mail-policy=copy mail-spam=spam@example.test"), SPAM),
+    Case(
+        "spam-policy-copy-low",
+        options(
+            "mail-policy=copy mail-spam=spam@example.test mail-low-spam=low@example.test",
+            "extra-low-spam=2000",
+        ),
+        SPAM,
+    ),
+    Case("spam-policy-redirect", options("mail-policy=redirect mail-spam=spam@example.test"), SPAM),
+    Case(
+        "spam-mail-format-all-escapes",
+        options(
+            "mail-policy=redirect mail-spam=spam@example.test",
+            'mail-format="%A|%D|%L|%P|%R|%S|%T|%%@example.test"',
+        ),
+        spam(rcpts=(local_rcpt("nobody+box"),)),
+    ),
+    Case(
+        "spam-mail-format-mixed-rcpts",
+        options("mail-policy=redirect mail-spam=spam@example.test mail-format=%L+spam@%D"),
+        spam(rcpts=MIXED),
+    ),
+    Case("ham-copies", options("mail-ham=ham@example.test mail-archive=all@example.test"), HAM),
+    Case("spam-copies", options("mail-ham=ham@example.test mail-archive=all@example.test"), SPAM),
+    Case("big-ham-max-size-1", options("spamd-max-size=1"), ham(body=BIG_BODY)),
+    Case("big-ham-max-size-64", options("spamd-max-size=64"), ham(body=BIG_BODY * 2)),
+    Case("big-ham-unlimited", options("spamd-max-size=0"), ham(body=BIG_BODY)),
+    Case("small-body-chunk", options(), ham(body=b"Hi Bob, see you.\r\n")),
+    Case("max-untrusted", options("max-untrusted=1"), ham(rcpts=LOCAL_TWO)),
+    Case("spamd-down", options("spamd-socket=127.0.0.1,9"), SPAM),
+    Case("plus-help-option-file", ORACLE_HELP + BASE, SPAM),
+    Case("access-from-reject", options(ACCESS), spam(sender=b"<enemy@example.org>")),
+    Case("access-from-error", options(ACCESS), spam(sender=b"<error@example.org>")),
+    Case("access-from-discard", options(ACCESS), spam(sender=b"<discard@example.org>")),
 )
+
+# Cases whose difference is deliberate: case name -> the README row that says why.
+DOCUMENTED: dict[str, str] = {
+    "ham-forged-headers": "forged header removal",
+    "spam-forged-headers": "forged header removal",
+    "spam-smtp-auth": "SMTP AUTH senders",
+    "spam-smtp-auth-not-ok": "synthetic Received header",
+    "spam-tag-score-quoted-tag": "scores of 1000 and more",
+    "spam-reject-detailed": "scores of 1000 and more",
+    "small-body-chunk": "body chunks under 20 bytes",
+    "spam-policy-copy-low": "mail-low-spam",
+    "ham-copies": "edit order",
+    "spam-copies": "edit order",
+    "spam-policy-redirect": "edit order",
+    "spam-mail-format-all-escapes": "edit order",
+    "spam-mail-format-mixed-rcpts": "edit order",
+    "spam-discard-low-precedence": "Precedence header",
+    "spam-no-subject": "missing Subject",
+    "spam-long-folded-subject": "folded headers to spamd",
+}
+CASES = tuple(Case(c.name, c.options, c.message, DOCUMENTED.get(c.name), c.tags) for c in CASES)

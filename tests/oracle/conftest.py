@@ -19,6 +19,16 @@ from tests.oracle.recording_proxy import RecordingProxy
 from tests.support import realstack
 from tests.support.realstack import Daemon, Spambridge, Spamd
 
+# One map for every access case: each kind of entry, keyed by the case's client or address.
+ACCESS_MAP = """\
+Connect:192.0.2.1\tOK
+Connect:192.0.2.2\tRELAY
+From:friend@example.org\tOK
+From:enemy@example.org\tREJECT
+From:error@example.org\tERROR:"550 5.7.1 go away"
+From:discard@example.org\tDISCARD
+Spam:pal@example.com\tFRIEND
+"""
 ORACLE_DIR = realstack.REPO_ROOT.parent / "shared" / "oracle"
 
 
@@ -123,7 +133,7 @@ def _start_oracle(binary: Path, option_file: Path, workdir: Path) -> tuple[Daemo
 
 @pytest.fixture(scope="session")
 def milter_pair(
-    oracle_binary: Path, oracle_workdir: Path, proxy: RecordingProxy
+    oracle_binary: Path, oracle_workdir: Path, proxy: RecordingProxy, oracle_help: str
 ) -> Iterator[PairFactory]:
     """start(option text) -> both milters on that option file; one pair per distinct text."""
     pairs: dict[str, Pair] = {}
@@ -135,7 +145,12 @@ def milter_pair(
         workdir.mkdir()
         workdir.chmod(0o777)
         option_file = workdir / "milter-spamc.cf"
-        option_file.write_text(options.replace("@SPAMD@", proxy.address.replace(":", ",")))
+        access = oracle_workdir / "access"
+        access.write_text(ACCESS_MAP)
+        access.chmod(0o644)
+        text = options.replace("@SPAMD@", proxy.address.replace(":", ","))
+        text = text.replace("@HELP@", oracle_help).replace("@ACCESS@", f"access-db=text!{access}")
+        option_file.write_text(text)
         option_file.chmod(0o644)
         oracle, oracle_port = _start_oracle(oracle_binary, option_file, workdir)
         try:

@@ -56,8 +56,19 @@ NORMALISATIONS: tuple[tuple[str, str], ...] = (
         "of X-Scanned-By are replaced by placeholders",
     ),
     (
-        "Received date",
-        "the date of the synthetic Received header sent to spamd is replaced by a placeholder",
+        "synthetic Received header",
+        "the Received header both put first in the copy for spamd is replaced by a placeholder: "
+        "spambridge writes Sendmail's full form (README: synthetic Received header)",
+    ),
+    (
+        "empty User",
+        "an empty `User:` line in the request to spamd counts as none (milter-spamc always "
+        "sends one; README: empty spamd User)",
+    ),
+    (
+        "edits of a refused message",
+        "with a reject or discard at end of message the header and recipient edits are not "
+        "compared: the MTA drops them with the message (milter-spamc sends them, spambridge not)",
     ),
     (
         "SPAMC request head",
@@ -153,15 +164,15 @@ def normalise_edit(edit: Reply, leadspc: bool) -> tuple[object, ...]:
     return (repr(edit),)
 
 
-_RECEIVED_DATE = re.compile(rb"(\r?\nReceived: [^\r\n]*?; )[^\r\n]*")
+_RECEIVED = re.compile(rb"\r\nReceived: .*?\r\n(?![ \t])", re.S)
 
 
 def normalise_spamd_request(raw: bytes) -> bytes:
     head, sep, message = raw.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     command = lines[0].split(b" ", 1)[0]
-    users = [line for line in lines[1:] if line.lower().startswith(b"user:")]
-    message = _RECEIVED_DATE.sub(rb"\1DATE", b"\n" + message, count=1)[1:]
+    users = [line for line in lines[1:] if line.lower().startswith(b"user:") and line[5:].strip()]
+    message = _RECEIVED.sub(b"\r\nReceived: SYNTHETIC\r\n", b"\r\n" + message, count=1)[2:]
     return b"\r\n".join([command, *users]) + sep + message
 
 
@@ -225,6 +236,8 @@ async def converse(port: int, msg: Message, proxy: RecordingProxy) -> Outcome:
         result = await client.end_of_message(macros={"{msg_id}": "<case@example.org>"})
         outcome.edits = [normalise_edit(e, leadspc) for e in result.edits]
         outcome.final = describe(result.final)
+        if outcome.final == "discard" or outcome.final.startswith(("reply 5", "reject")):
+            outcome.edits = []  # normalisation "edits of a refused message"
         outcome.replies.append(("eom", outcome.final))
         return await _finish(client, outcome, proxy)
     finally:
