@@ -582,10 +582,6 @@ def _verdict_headers(
     config: Config, txn: Transaction, verdict: Verdict, macros: Macros, now: datetime
 ) -> list[tuple[bytes, bytes]]:
     out: list[tuple[bytes, bytes]] = []
-    spam = verdict.is_spam
-    milter_spamc = config.header_style != "spamassassin"
-    if milter_spamc and (spam or config.always_add_flag):
-        out.append((b"X-Spam-Flag", headers.format_flag(spam)))  # first, as milter-spamc
     if config.add_scanned_by:
         out.append(
             (
@@ -601,6 +597,9 @@ def _verdict_headers(
     if config.header_style == "spamassassin":
         out.extend(headers.spamassassin_headers(verdict.body))
         return out
+    spam = verdict.is_spam
+    if spam or config.always_add_flag:
+        out.append((b"X-Spam-Flag", headers.format_flag(spam)))
     out.append((b"X-Spam-Status", headers.format_status(spam, verdict.score, verdict.threshold)))
     if config.level_character and (spam or config.always_add_level):
         # present even when empty (score < 1), as milter-spamc and SpamAssassin do
@@ -611,8 +610,6 @@ def _verdict_headers(
     # SYMBOLS: milter-spamc puts spamd's comma-separated rule names in X-Spam-Report too
     with_report = verdict.command.startswith("REPORT") or verdict.command == "SYMBOLS"
     report = headers.format_report(verdict.body) if with_report else b""
-    if report and verdict.body.endswith(b"\n"):
-        report += headers.REPORT_SEPARATOR  # milter-spamc's dangling "  | " line
     if report:
         out.append((b"X-Spam-Report", report))
     if config.mail_policy == "redirect" and spam:
@@ -620,7 +617,7 @@ def _verdict_headers(
             out.append(
                 (
                     b"X-Original-Recipient",
-                    headers.sanitize_value(_angle(rcpt.address), len(b"X-Original-Recipient")),
+                    headers.sanitize_value(rcpt.address, len(b"X-Original-Recipient")),
                 )
             )
     return out
@@ -660,7 +657,7 @@ def _mail_policy(config: Config, txn: Transaction, verdict: Verdict, sp: bytes) 
     # redirect: every original recipient is replaced
     all_local = all(is_local(config, r) for r in txn.recipients)
     for rcpt in txn.recipients:
-        edits.append(DeleteRecipient(_angle(rcpt.address)))
+        edits.append(DeleteRecipient(rcpt.address))
         if config.mail_format and all_local:
             edits.append(
                 AddRecipient(_angle(format_recipient(config.mail_format, rcpt.address, txn.sender)))
@@ -671,10 +668,9 @@ def _mail_policy(config: Config, txn: Transaction, verdict: Verdict, sp: bytes) 
 
 
 def _angle(address: str | bytes) -> bytes:
-    """A recipient edit's address, bare as milter-spamc gives it (the MTA takes both forms)."""
     raw = address.encode() if isinstance(address, str) else address
     raw = raw.strip()
-    return raw[1:-1] if raw.startswith(b"<") and raw.endswith(b">") else raw
+    return raw if raw.startswith(b"<") else b"<" + raw + b">"
 
 
 def format_recipient(fmt: str, recipient: bytes, sender: bytes) -> str:
