@@ -97,25 +97,37 @@ async def test_access_db_non_matching_entries_still_scan(tmp_path: Path, entry: 
 
 
 async def test_access_db_reject_and_error_text(tmp_path: Path) -> None:
-    out = await one_message([access_map(tmp_path, "Connect:198.51.100.7 REJECT\n")])
+    out = await one_message(
+        [access_map(tmp_path, "Connect:198.51.100.7 REJECT\n"), "+access-db-blacklist"]
+    )
     assert out.final == ReplyCode(b"550 5.7.1 access denied")
     assert out.requests == []
     out = await one_message(
-        [access_map(tmp_path, 'From:sender@example.net ERROR:"553 5.7.1 go away"\n')]
+        [
+            access_map(tmp_path, 'From:sender@example.net ERROR:"553 5.7.1 go away"\n'),
+            "+access-db-blacklist",
+        ]
     )
     assert out.final == ReplyCode(b"553 5.7.1 go away")
-    out = await one_message([access_map(tmp_path, "From:sender@example.net 554 5.7.0 no thanks\n")])
+    out = await one_message(
+        [
+            access_map(tmp_path, "From:sender@example.net 554 5.7.0 no thanks\n"),
+            "+access-db-blacklist",
+        ]
+    )
     assert out.final == ReplyCode(b"554 5.7.0 no thanks")
 
 
 async def test_access_db_cidr_pattern_reject(tmp_path: Path) -> None:
     entry = "milter-spamc-Connect: [198.51.100.0/24]REJECT OK\n"
-    out = await one_message([access_map(tmp_path, entry)])
+    out = await one_message([access_map(tmp_path, entry), "+access-db-blacklist"])
     assert out.final == ReplyCode(b"550 5.7.1 access denied")
 
 
 async def test_access_db_discard(tmp_path: Path) -> None:
-    out = await one_message([access_map(tmp_path, "From:example.net DISCARD\n")])
+    out = await one_message(
+        [access_map(tmp_path, "From:example.net DISCARD\n"), "+access-db-blacklist"]
+    )
     assert out.final == Discard()
     assert out.requests == []
 

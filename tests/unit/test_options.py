@@ -149,8 +149,11 @@ def test_options_legacy_snert_options_are_accepted_with_warning() -> None:
 
 
 def test_options_spamd_timeout_sets_all_four() -> None:
+    # milter-spamc's one timeout: every field, but at most 5 s per connect (failover)
     t = resolve(["file=", "spamd-timeout=45"])[1].timeouts
-    assert (t.connect, t.send, t.read, t.end) == (45, 45, 45, 45)
+    assert (t.connect, t.send, t.read, t.end) == (5, 45, 45, 45)
+    t = resolve(["file=", "spamd-timeout=3"])[1].timeouts
+    assert (t.connect, t.send, t.read, t.end) == (3, 3, 3, 3)
     t = resolve(["file=", "spamd-timeouts=C:2s;S:3s;R:4s;E:1m"])[1].timeouts
     assert (t.connect, t.send, t.read, t.end) == (2, 3, 4, 60)
 

@@ -289,7 +289,7 @@ def test_policy_access_map_decisions(tmp_path: pytest.TempPathFactory) -> None:
         "From:example.net OK\n"
     )
     amap = AccessMap.load(f"text!{path}")
-    config = cfg()
+    config = cfg("+access-db-blacklist")
 
     def run(addr: bytes, sender: bytes, *rcpts: bytes) -> policy.Decision | None:
         t = Transaction(sender=sender)
