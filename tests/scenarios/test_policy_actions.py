@@ -17,7 +17,7 @@ from tests.scenarios.policy_support import (
 
 DETAILED_7 = ReplyCode(
     b"550-5.7.1 message was identified as junk mail, score 7.00/5.00\r\n"
-    b"550 5.7.1 7.0 FAKE_SCORE Score forced by the X-Fake-Score test line"
+    b"550 5.7.1  7.0 FAKE_SCORE             Score forced by the X-Fake-Score test line"
 )
 
 

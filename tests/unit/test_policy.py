@@ -119,7 +119,10 @@ def test_policy_extra_reject_zero_rejects_all_spam_with_detailed_reply() -> None
     assert d.final.text.startswith(
         b"550-5.7.1 message was identified as junk mail, score 1000.00/5.00\r\n"
     )
-    assert b"550 5.7.1 1000 GTUBE BODY: Generic Test for 100p Unsolicited" in d.final.text
+    assert (
+        b"550 5.7.1 1000 GTUBE                  BODY: Generic Test for 100p Unsolicited"
+        in d.final.text
+    )
     assert b"NO_RELAYS" not in d.final.text  # zero-score rules are left out
 
 
