@@ -91,23 +91,36 @@ TRUNCATE = ["spamd-max-size=1", "oversize-action=truncate", "spamd-command=CHECK
 
 
 @pytest.mark.parametrize("milter_args", [TRUNCATE])
-async def test_oversize_truncate_scans_a_prefix_of_at_most_one_kilobyte(
+async def test_oversize_truncate_scans_whole_chunks_up_to_the_limit(
     milter: Running, spamd: FakeSpamd, connect: ClientFactory
 ) -> None:
+    """milter-spamc's rule (checked against the real binary in tests/oracle): body bytes only
+    are counted, and whole body chunks are sent until 1 KB (1*1024 - 1/64) is reached."""
     client = await connect(milter.address)
     await open_session(client)
     body = CHUNK * 8
 
-    result = await client.send_message(HEADERS, body)
+    result = await client.send_message(HEADERS, body, chunk_size=len(CHUNK))
 
     assert result.final == Continue()
     assert result.edits  # scanned and tagged
     sent = spamd.requests[0].body
-    message = sent[sent.index(b"From: ") :]
-    assert 1000 < len(message) <= 1024
-    assert (b"".join(n + b":" + v + b"\r\n" for n, v in HEADERS) + b"\r\n" + body).startswith(
-        message
-    )
+    headers = b"".join(n + b":" + v + b"\r\n" for n, v in HEADERS) + b"\r\n"
+    assert sent[sent.index(b"From: ") :] == headers + CHUNK * 2
+
+
+@pytest.mark.parametrize("milter_args", [TRUNCATE])
+async def test_oversize_truncate_sends_a_first_chunk_over_the_limit_whole(
+    milter: Running, spamd: FakeSpamd, connect: ClientFactory
+) -> None:
+    client = await connect(milter.address)
+    await open_session(client)
+    body = CHUNK * 8  # one 4 KB body chunk: over the limit, but it is the first
+
+    await client.send_message(HEADERS, body)
+
+    sent = spamd.requests[0].body
+    assert sent.endswith(b"\r\n\r\n" + body)
 
 
 @pytest.mark.parametrize("milter_args", [TRUNCATE])
@@ -118,7 +131,9 @@ async def test_oversize_truncate_sends_first_kilobyte(
     await open_session(client)
     body = CHUNK * 8
 
-    result = await client.send_message(HEADERS, body, macros={"M": {"i": "QT"}})
+    result = await client.send_message(
+        HEADERS, body, macros={"M": {"i": "QT"}}, chunk_size=len(CHUNK)
+    )
 
     assert result.final == Continue()
     trace = (
@@ -131,5 +146,5 @@ async def test_oversize_truncate_sends_first_kilobyte(
         b"From: Sender <sender@example.net>\r\nTo: rcpt@example.org\r\nSubject: hello\r\n"
         b"\r\n" + body
     )
-    # Our own trace headers come on top of the message's first KB.
-    assert spamd.requests[0].body == trace + message[:1024]
+    # Our own trace headers come on top of the headers and the first KB of the body.
+    assert spamd.requests[0].body == trace + message[: message.index(b"\r\n\r\n") + 4 + 1024]

@@ -44,7 +44,7 @@ async def test_detailed_reply_lists_only_rules_with_nonzero_score() -> None:
     out = await one_message(["extra-reject=0"], body=SPAM_BODY)
     assert out.final == ReplyCode(
         b"550-5.7.1 message was identified as junk mail, score 1000.00/5.00\r\n"
-        b"550 5.7.1 1000 GTUBE BODY: Generic Test for Unsolicited Bulk Email"
+        b"550 5.7.1 1000 GTUBE                  BODY: Generic Test for Unsolicited Bulk Email"
     )
 
 

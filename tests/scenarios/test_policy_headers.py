@@ -72,10 +72,11 @@ async def test_spamd_command_check_sends_check_and_adds_no_report() -> None:
     assert out.added(b"X-Spam-Status") == [b" YES, hits=7.00 required=5.00"]
 
 
-async def test_spamd_command_symbols_adds_no_report() -> None:
+async def test_spamd_command_symbols_reports_the_rule_names() -> None:
+    # as the real milter-spamc does (tests/oracle case spam-command-symbols)
     out = await one_message(["spamd-command=SYMBOLS"], body=score_body(7))
     assert out.request.method == "SYMBOLS"
-    assert out.added(b"X-Spam-Report") == []
+    assert out.added(b"X-Spam-Report") == [b" FAKE_SCORE"]
     assert out.added(b"X-Spam-Flag") == [b" YES"]
 
 

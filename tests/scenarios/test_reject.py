@@ -37,7 +37,7 @@ async def test_reject_detailed_reply_lists_rules(milter: Running, connect: Clien
     assert result.edits == []
     assert result.final == ReplyCode(
         b"550-5.7.1 message was identified as junk mail, score 1000.00/5.00\r\n"
-        b"550 5.7.1 1000 GTUBE BODY: Generic Test for Unsolicited Bulk Email"
+        b"550 5.7.1 1000 GTUBE                  BODY: Generic Test for Unsolicited Bulk Email"
     )
 
 
