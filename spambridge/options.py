@@ -815,8 +815,8 @@ def read_option_file(path: str, settings: Settings) -> None:
     in a word: `subject-tag="[SPAM] #1"`; a backslash escapes), and every word that is an
     option (`name=value`, `name+=value`, `+name`, `-name`) is applied in order, so one line may
     hold several options. A word starting with `#` ends the line. Where libsnert stops reading
-    the line at any other word, spambridge adds it to the value before it, separated by one
-    space, so `reject-reply=550 5.7.1 go away` keeps its spaces without quotes.
+    the line at any other word, spambridge adds it to the value before it as written, so
+    `reject-reply=550 5.7.1 go away` keeps its spaces without quotes.
     """
     try:
         text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
@@ -834,12 +834,17 @@ def read_option_file(path: str, settings: Settings) -> None:
 
 def split_words(line: str) -> list[str]:
     """libsnert TokenSplitA() with its default delimiters: quotes and backslashes removed."""
-    words: list[str] = []
+    return [word for word, _ in _words(line)]
+
+
+def _words(line: str) -> list[tuple[str, int]]:
+    """The words of `line`, each with the index just past its end."""
+    words: list[tuple[str, int]] = []
     word: list[str] = []
     in_word = False
     quote = ""
     escape = False
-    for ch in line:
+    for i, ch in enumerate(line):
         if escape:
             word.append(_BACKSLASH.get(ch, ch))
             escape = False
@@ -850,13 +855,13 @@ def split_words(line: str) -> list[str]:
             escape = in_word = True
         elif not quote and ch in " \t\r\n":
             if in_word:
-                words.append("".join(word))
+                words.append(("".join(word), i))
                 word, in_word = [], False
         else:
             word.append(ch)
             in_word = True
     if in_word:
-        words.append("".join(word))
+        words.append(("".join(word), len(line)))
     return words
 
 
@@ -868,12 +873,14 @@ _OPTION_WORD = re.compile(r"^(?P<name>[A-Za-z_][^=]*?)(?P<op>\+?=)(?P<value>.*)$
 
 def _apply_file_line(line: str, settings: Settings) -> None:
     last: tuple[str, str, bool] | None = None  # the option being read: name, value, append
+    end = 0  # where the previous word ended
 
     def flush() -> None:
         if last is not None:
             settings.set(last[0], last[1], append=last[2])
 
-    for word in split_words(line):
+    for word, word_end in _words(line):
+        start, end = end, word_end
         if word.startswith("#"):
             break
         m = _OPTION_WORD.match(word)
@@ -889,7 +896,7 @@ def _apply_file_line(line: str, settings: Settings) -> None:
                 raise ConfigError(opt.name, f"takes a value: write {opt.name}=VALUE")
             settings.set(word[1:], word[0])
         elif last is not None:
-            last = (last[0], f"{last[1]} {word}", last[2])
+            last = (last[0], last[1] + line[start:end], last[2])  # spacing kept as written
         else:
             raise ConfigError(word, "expected name=value, +name or -name")
     flush()
