@@ -582,6 +582,10 @@ def _verdict_headers(
     config: Config, txn: Transaction, verdict: Verdict, macros: Macros, now: datetime
 ) -> list[tuple[bytes, bytes]]:
     out: list[tuple[bytes, bytes]] = []
+    spam = verdict.is_spam
+    milter_spamc = config.header_style != "spamassassin"
+    if milter_spamc and (spam or config.always_add_flag):
+        out.append((b"X-Spam-Flag", headers.format_flag(spam)))  # milter-spamc adds it first
     if config.add_scanned_by:
         out.append(
             (
@@ -597,9 +601,6 @@ def _verdict_headers(
     if config.header_style == "spamassassin":
         out.extend(headers.spamassassin_headers(verdict.body))
         return out
-    spam = verdict.is_spam
-    if spam or config.always_add_flag:
-        out.append((b"X-Spam-Flag", headers.format_flag(spam)))
     out.append((b"X-Spam-Status", headers.format_status(spam, verdict.score, verdict.threshold)))
     if config.level_character and (spam or config.always_add_level):
         # present even when empty (score < 1), as milter-spamc and SpamAssassin do
