@@ -618,7 +618,7 @@ def _verdict_headers(
             out.append(
                 (
                     b"X-Original-Recipient",
-                    headers.sanitize_value(rcpt.address, len(b"X-Original-Recipient")),
+                    headers.sanitize_value(_angle(rcpt.address), len(b"X-Original-Recipient")),
                 )
             )
     return out
@@ -658,7 +658,7 @@ def _mail_policy(config: Config, txn: Transaction, verdict: Verdict, sp: bytes) 
     # redirect: every original recipient is replaced
     all_local = all(is_local(config, r) for r in txn.recipients)
     for rcpt in txn.recipients:
-        edits.append(DeleteRecipient(rcpt.address))
+        edits.append(DeleteRecipient(_angle(rcpt.address)))
         if config.mail_format and all_local:
             edits.append(
                 AddRecipient(_angle(format_recipient(config.mail_format, rcpt.address, txn.sender)))
@@ -669,9 +669,10 @@ def _mail_policy(config: Config, txn: Transaction, verdict: Verdict, sp: bytes) 
 
 
 def _angle(address: str | bytes) -> bytes:
+    """A recipient edit's address, bare as milter-spamc gives it (the MTA takes both forms)."""
     raw = address.encode() if isinstance(address, str) else address
     raw = raw.strip()
-    return raw if raw.startswith(b"<") else b"<" + raw + b">"
+    return raw[1:-1] if raw.startswith(b"<") and raw.endswith(b">") else raw
 
 
 def format_recipient(fmt: str, recipient: bytes, sender: bytes) -> str:

@@ -269,7 +269,7 @@ def test_load_site_redirect_sends_spam_only_to_the_trap(
     deliveries = mta.deliveries()
     assert sorted(rcpt.strip("<>") for rcpt, _ in deliveries) == [RCPT, "spamtrap@example.test"]
     (trap,) = [raw for rcpt, raw in deliveries if "spamtrap" in rcpt]
-    assert header_values(trap, b"X-Original-Recipient") == [f"<{RCPT}>".encode()]
+    assert header_values(trap, b"X-Original-Recipient") == [RCPT.encode()]  # bare, as milter-spamc
     assert header_values(trap, b"X-Spam-Flag") == [b"YES"]
     (subject,) = header_values(trap, b"Subject")
     assert subject.startswith(b"[SPAM] ")

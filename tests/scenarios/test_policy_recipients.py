@@ -19,7 +19,7 @@ REMOTE = {"R": {"{rcpt_mailer}": "esmtp", "{rcpt_host}": "mx.example.org"}}
 async def test_mail_policy_copy_bccs_mail_spam() -> None:
     out = await one_message(["mail-policy=copy", "mail-spam=spam@example.org"], body=score_body(7))
     assert out.final == Continue()
-    assert out.edits[-1] == AddRecipient(b"<spam@example.org>")
+    assert out.edits[-1] == AddRecipient(b"spam@example.org")
     assert not any(isinstance(e, DeleteRecipient) for e in out.edits)
     assert out.added(b"X-Original-Recipient") == []
 
@@ -36,11 +36,11 @@ async def test_mail_policy_redirect_replaces_recipients_and_records_originals() 
         rcpts=TWO,
         macros=REMOTE,
     )
-    assert out.added(b"X-Original-Recipient") == [b" <alice@example.org>", b" <bob@example.org>"]
+    assert out.added(b"X-Original-Recipient") == [b" alice@example.org", b" bob@example.org"]
     assert [e for e in out.edits if isinstance(e, AddRecipient | DeleteRecipient)] == [
-        DeleteRecipient(b"<alice@example.org>"),
-        DeleteRecipient(b"<bob@example.org>"),
-        AddRecipient(b"<spam@example.org>"),
+        DeleteRecipient(b"alice@example.org"),
+        DeleteRecipient(b"bob@example.org"),
+        AddRecipient(b"spam@example.org"),
     ]
     assert out.final == Continue()
 
@@ -58,11 +58,11 @@ async def test_extra_low_spam_sends_low_scores_to_mail_low_spam() -> None:
         "extra-low-spam=2",
     ]
     low = await one_message(opts, body=score_body(7))
-    assert AddRecipient(b"<maybe@example.org>") in low.edits
-    assert AddRecipient(b"<spam@example.org>") not in low.edits
+    assert AddRecipient(b"maybe@example.org") in low.edits
+    assert AddRecipient(b"spam@example.org") not in low.edits
     high = await one_message(opts, body=score_body(7.1))
-    assert AddRecipient(b"<spam@example.org>") in high.edits
-    assert AddRecipient(b"<maybe@example.org>") not in high.edits
+    assert AddRecipient(b"spam@example.org") in high.edits
+    assert AddRecipient(b"maybe@example.org") not in high.edits
 
 
 async def test_mail_format_rewrites_each_local_recipient() -> None:
@@ -73,10 +73,10 @@ async def test_mail_format_rewrites_each_local_recipient() -> None:
         macros=LOCAL,
     )
     assert [e for e in out.edits if isinstance(e, AddRecipient | DeleteRecipient)] == [
-        DeleteRecipient(b"<alice+news@example.org>"),
-        AddRecipient(b"<alice+bulk@example.org>"),
-        DeleteRecipient(b"<bob@example.org>"),
-        AddRecipient(b"<bob+bulk@example.org>"),
+        DeleteRecipient(b"alice+news@example.org"),
+        AddRecipient(b"alice+bulk@example.org"),
+        DeleteRecipient(b"bob@example.org"),
+        AddRecipient(b"bob+bulk@example.org"),
     ]
 
 
@@ -87,22 +87,22 @@ async def test_mail_format_ignored_unless_all_recipients_local() -> None:
         macros=REMOTE,
     )
     assert [e for e in out.edits if isinstance(e, AddRecipient | DeleteRecipient)] == [
-        DeleteRecipient(b"<rcpt@example.org>"),
-        AddRecipient(b"<spam@example.org>"),
+        DeleteRecipient(b"rcpt@example.org"),
+        AddRecipient(b"spam@example.org"),
     ]
 
 
 async def test_mail_ham_copies_clean_mail_only() -> None:
     ham = await one_message(["mail-ham=ham@example.org"], body=score_body(1))
-    assert ham.edits[-1] == AddRecipient(b"<ham@example.org>")
+    assert ham.edits[-1] == AddRecipient(b"ham@example.org")
     spam = await one_message(["mail-ham=ham@example.org"], body=score_body(8))
-    assert AddRecipient(b"<ham@example.org>") not in spam.edits
+    assert AddRecipient(b"ham@example.org") not in spam.edits
 
 
 async def test_mail_archive_copies_every_message() -> None:
     for score in (1, 8):
         out = await one_message(["mail-archive=archive@example.org"], body=score_body(score))
-        assert AddRecipient(b"<archive@example.org>") in out.edits
+        assert AddRecipient(b"archive@example.org") in out.edits
 
 
 async def test_recipient_edits_skipped_when_mta_withholds_the_actions() -> None:
