@@ -559,6 +559,15 @@ OPTIONS: tuple[Option, ...] = (
         group="policy",
     ),
     _o(
+        "smdb-relay-ok",
+        "bool",
+        "-",
+        "Let access-db RELAY entries white-list like OK (libsnert's option). Off, as in "
+        "milter-spamc: To:example.com RELAY, which lets Sendmail relay for a domain, must "
+        "not stop the scanning of that domain's mail.",
+        group="policy",
+    ),
+    _o(
         "access-db-blacklist",
         "bool",
         "-",
@@ -654,7 +663,6 @@ IGNORED: Mapping[str, str] = {
     "smdb-debug": "use verbose=database",
     "smdb-key-has-nul": "text!/path maps are read as text, .db maps through makemap -u",
     "smdb-use-stat": "maps are reloaded by SIGHUP",
-    "smdb-relay-ok": "RELAY entries are read as OK",
 }
 
 VERBOSE_WORDS = (
@@ -976,6 +984,7 @@ class Config:
     outbound_reject_score: float | None
     trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     access_db: str
+    smdb_relay_ok: bool
     access_db_blacklist: bool
     file: str
     daemon: bool

@@ -272,7 +272,7 @@ def access_decision(
         if result.action is AccessAction.HATER:
             return None
         why = f"access {tag}: {result.key} {result.action.value}"
-        if result.action.accepts or result.action is AccessAction.FRIEND:
+        if trusted(result, config.smdb_relay_ok):
             return on_unscanned(config, txn, why)
         if not config.access_db_blacklist:
             continue  # milter-spamc's build: black-list entries do not reject or discard
@@ -285,7 +285,7 @@ def access_decision(
     results = [amap.recipient(r.address, addr) for r in txn.recipients]
     if any(r is not None and r.action is AccessAction.HATER for r in results):
         return None
-    if results and all(r is not None and trusted(r) for r in results):
+    if results and all(r is not None and trusted(r, config.smdb_relay_ok) for r in results):
         keys = ", ".join(r.key for r in results if r is not None)
         return on_unscanned(config, txn, f"access To: every recipient white-listed ({keys})")
     return None
@@ -300,7 +300,10 @@ def _unless_dry_run(config: Config, decision: Decision) -> Decision:
     )
 
 
-def trusted(result: AccessResult) -> bool:
+def trusted(result: AccessResult, relay_ok: bool = False) -> bool:
+    """A white-list entry: OK or FRIEND, and RELAY only with smdb-relay-ok (libsnert)."""
+    if result.action is AccessAction.RELAY:
+        return relay_ok
     return result.action.accepts or result.action is AccessAction.FRIEND
 
 
@@ -611,6 +614,8 @@ def _verdict_headers(
     # SYMBOLS: milter-spamc puts spamd's comma-separated rule names in X-Spam-Report too
     with_report = verdict.command.startswith("REPORT") or verdict.command == "SYMBOLS"
     report = headers.format_report(verdict.body) if with_report else b""
+    if report and verdict.body.endswith(b"\n"):
+        report += headers.REPORT_SEPARATOR  # milter-spamc ends it with a "  | " line
     if report:
         out.append((b"X-Spam-Report", report))
     if config.mail_policy == "redirect" and spam:

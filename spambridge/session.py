@@ -531,7 +531,7 @@ class Session(asyncio.Protocol):
         count = 0
         for rcpt in txn.recipients:
             result = amap.recipient(rcpt.address, self.client.address) if len(amap) else None
-            if result is None or not policy.trusted(result):
+            if result is None or not policy.trusted(result, self.svc.config.smdb_relay_ok):
                 count += 1
         return count
 

@@ -20,14 +20,16 @@ from tests.support import realstack
 from tests.support.realstack import Daemon, Spambridge, Spamd
 
 # One map for every access case: each kind of entry, keyed by the case's client or address.
+# Keys in lower case, as makemap writes them (libsnert looks keys up in lower case).
 ACCESS_MAP = """\
-Connect:192.0.2.1\tOK
-Connect:192.0.2.2\tRELAY
-From:friend@example.org\tOK
-From:enemy@example.org\tREJECT
-From:error@example.org\tERROR:"550 5.7.1 go away"
-From:discard@example.org\tDISCARD
-Spam:pal@example.com\tFRIEND
+connect:192.0.2.1\tOK
+connect:192.0.2.2\tRELAY
+from:friend@example.org\tOK
+from:enemy@example.org\tREJECT
+from:error@example.org\tERROR:"550 5.7.1 go away"
+from:discard@example.org\tDISCARD
+spam:pal@example.com\tFRIEND
+to:relayed.example\tRELAY
 """
 ORACLE_DIR = realstack.REPO_ROOT.parent / "shared" / "oracle"
 

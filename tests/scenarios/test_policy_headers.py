@@ -26,7 +26,8 @@ REPORT_7 = (
     b"  | \n"
     b"  |  pts rule name              description\n"
     b"  | ---- ---------------------- --------------------------------------------------\n"
-    b"  |  7.0 FAKE_SCORE             Score forced by the X-Fake-Score test line"
+    b"  |  7.0 FAKE_SCORE             Score forced by the X-Fake-Score test line\n"
+    b"  | "  # spamd's report ends with a newline: milter-spamc's closing bar (tests/oracle)
 )
 
 

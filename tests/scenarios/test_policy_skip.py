@@ -54,6 +54,16 @@ def access_map(tmp_path: Path, text: str) -> str:
     return f"access-db=text!{path}"
 
 
+async def test_access_db_relay_white_lists_only_with_smdb_relay_ok(tmp_path: Path) -> None:
+    """libsnert's default: RELAY (Sendmail's "relay for this domain") is not a white-list, so
+    To:example.org RELAY on a gateway does not stop the scan (tests/oracle access-to-relay)."""
+    for entry in ("To:example.org RELAY\n", "From:example.net RELAY\n"):
+        out = await one_message([access_map(tmp_path, entry)], body=SPAM_BODY)
+        assert len(out.requests) == 1, entry
+        out = await one_message([access_map(tmp_path, entry), "+smdb-relay-ok"], body=SPAM_BODY)
+        assert out.requests == [], entry
+
+
 @pytest.mark.parametrize(
     "entry",
     [
@@ -66,7 +76,6 @@ def access_map(tmp_path: Path, text: str) -> str:
         "milter-spamc-Connect: !*.example.net!OK REJECT",
         "milter-spamc-Connect: /^client[0-9]*\\./OK REJECT",
         "From:sender@example.net OK",
-        "From:example.net RELAY",
         "milter-spamc-From:sender@ OK",
         "To:rcpt@example.org OK",
         "Spam:rcpt@example.org FRIEND",

@@ -92,7 +92,8 @@ def test_options_file_milter_spamc_plus_help_output_reads_unchanged(tmp_path: Pa
     assert c.spamd_max_size == 64 and c.oversize_action == "truncate"
     assert c.daemon is True and c.run_user == "milter" and c.milter_queue == 20
     assert c.subject_tag == "[SPAM]" and c.spamd_command == "REPORT"
-    assert any("smdb-relay-ok" in w for w in resolved.warnings)
+    assert any("smdb-debug" in w for w in resolved.warnings)
+    assert c.smdb_relay_ok is False
 
 
 def test_options_spamd_max_size_alone_means_milter_spamc_truncation(tmp_path: Path) -> None:
