@@ -190,13 +190,10 @@ DOCUMENTED: dict[str, str] = {
     "spam-reject-detailed": "scores of 1000 and more",
     "small-body-chunk": "body chunks under 20 bytes",
     "spam-policy-copy-low": "mail-low-spam",
-    "ham-copies": "edit order",
-    "spam-copies": "edit order",
-    "spam-policy-redirect": "edit order",
-    "spam-mail-format-all-escapes": "edit order",
-    "spam-mail-format-mixed-rcpts": "edit order",
     "spam-discard-low-precedence": "Precedence header",
     "spam-no-subject": "missing Subject",
+    "access-connect-ok": "Connect: white-list",
+    "access-from-ok": "white-listed sender",
     "spam-long-folded-subject": "folded headers to spamd",
 }
 CASES = tuple(Case(c.name, c.options, c.message, DOCUMENTED.get(c.name), c.tags) for c in CASES)

@@ -66,6 +66,13 @@ NORMALISATIONS: tuple[tuple[str, str], ...] = (
         "sends one; README: empty spamd User)",
     ),
     (
+        "edits by kind",
+        "header additions, header changes, recipient deletions and additions are each compared in "
+        "order, but not against one another: the MTA keeps them apart, so only the order within a "
+        "kind can change the delivered message (milter-spamc adds mail-archive first, and its "
+        "X-Original-Recipient after the Subject change; README: edit order)",
+    ),
+    (
         "edits of a refused message",
         "with a reject or discard at end of message the header and recipient edits are not "
         "compared: the MTA drops them with the message (milter-spamc sends them, spambridge not)",
@@ -234,7 +241,12 @@ async def converse(port: int, msg: Message, proxy: RecordingProxy) -> Outcome:
         if msg.body and done("body", await client.body(msg.body)):
             return await _finish(client, outcome, proxy)
         result = await client.end_of_message(macros={"{msg_id}": "<case@example.org>"})
-        outcome.edits = [normalise_edit(e, leadspc) for e in result.edits]
+        edits = [normalise_edit(e, leadspc) for e in result.edits]
+        # normalisation "edits by kind": a stable sort on the kind keeps each kind's order
+        kinds = ("AddHeader", "InsertHeader", "ChangeHeader", "DeleteRecipient", "AddRecipient")
+        outcome.edits = sorted(
+            edits, key=lambda e: kinds.index(str(e[0])) if e[0] in kinds else len(kinds)
+        )
         outcome.final = describe(result.final)
         if outcome.final == "discard" or outcome.final.startswith(("reply 5", "reject")):
             outcome.edits = []  # normalisation "edits of a refused message"

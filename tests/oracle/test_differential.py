@@ -32,3 +32,4 @@ async def test_oracle_case(case: Case, milter_pair: PairFactory, proxy: Recordin
     else:
         assert f"| {case.documented} |" in README, f"README row {case.documented!r} missing"
         assert differences, f"documented difference {case.documented!r} no longer shows"
+        print("\n".join(differences))  # shown with -rP
