@@ -83,6 +83,15 @@ CYRUS = (
         {"{rcpt_mailer}": "cyrusv2", "{rcpt_host}": "mbox", "{rcpt_addr}": "nobody"},
     ),
 )
+# A gateway: the mailertable routes the domain to a private address literal.
+GATEWAY = (
+    (
+        b"<nobody@gw.example>",
+        {"{rcpt_mailer}": "esmtp", "{rcpt_host}": "[10.1.2.3]", "{rcpt_addr}": "nobody@gw.example"},
+    ),
+)
+LITERAL = ((b"<nobody@[10.1.2.3]>", {"{rcpt_mailer}": "esmtp", "{rcpt_host}": "[10.1.2.3]"}),)
+LONG_SUBJECT = b" " + b"x" * 600
 AUTH = {"{auth_authen}": "alice", "{auth_type}": "PLAIN"}
 
 
@@ -114,6 +123,12 @@ CASES: tuple[Case, ...] = (
         options("-no-user-config +no-user-config spamd-user=sa"),
         ham(rcpts=LOCAL_ONE),
     ),
+    # libsnert's address parser refuses an address literal (README: address syntax checks)
+    Case("rcpt-address-literal", options(), ham(rcpts=LITERAL)),
+    Case("ham-is-gateway", options("+is-gateway"), ham(rcpts=GATEWAY)),
+    Case("ham-not-gateway", options(), ham(rcpts=GATEWAY)),
+    Case("spam-spamd-timeout", options("spamd-timeout=30"), SPAM),
+    Case("spam-subject-over-500-bytes", options(), spam(headers=headers(subject=LONG_SUBJECT))),
     Case("spam-smtp-auth", options(), spam(mail_macros=AUTH, headers=headers(*FORGED))),
     Case("spam-smtp-auth-not-ok", options("-smtp-auth-ok"), spam(mail_macros=AUTH)),
     # several options on one line, quotes inside a token, += on a one-value option
@@ -192,6 +207,9 @@ DOCUMENTED: dict[str, str] = {
     "spam-policy-copy-low": "mail-low-spam",
     "spam-discard-low-precedence": "Precedence header",
     "spam-no-subject": "missing Subject",
+    "rcpt-address-literal": "address syntax checks",
+    "ham-is-gateway": "is-gateway",
+    "spam-subject-over-500-bytes": "long Subject",
     "access-connect-ok": "Connect: white-list",
     "access-from-ok": "white-listed sender",
     "spam-long-folded-subject": "folded headers to spamd",
