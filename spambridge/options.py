@@ -154,15 +154,17 @@ OPTIONS: tuple[Option, ...] = (
         "spamd-max-size",
         "int",
         "500",
-        "KB of the message given to spamd; 0 means no limit.",
+        "KB of the message given to spamd; 0 means no limit. Set without oversize-action "
+        "(as in a milter-spamc file) it keeps milter-spamc's meaning: scan the first N KB.",
         group="spamd",
     ),
     _o(
         "oversize-action",
         "choice",
         "skip",
-        "Message over spamd-max-size: skip (deliver unscanned) or truncate (scan the first "
-        "spamd-max-size KB, as milter-spamc).",
+        "Message over spamd-max-size: skip (deliver unscanned) or truncate (milter-spamc's "
+        "rule: whole body chunks until spamd-max-size KB of body, headers not counted). "
+        "Defaults to truncate when spamd-max-size is set and this is not.",
         ("skip", "truncate"),
         group="spamd",
         legacy=False,

@@ -153,7 +153,8 @@ def test_oversize_message_delivered_whole_and_unscanned(
     """Over spamd-max-size: by default the MTA streams the body unanswered and the milter
     drops what it does not keep; with +skip-body it answers SKIP. Either way the message
     arrives byte for byte, without verdict headers."""
-    args = ["--spamd-socket", spamd.address, "--spamd-max-size", "64", *BRIDGE_ARGS]
+    args = ["--spamd-socket", spamd.address, "--spamd-max-size", "64", "--oversize-action", "skip"]
+    args += BRIDGE_ARGS
     bridge = start_bridge([*args, "--skip-body"] if skip_body else args)
     mta = front.start(bridge)
     line = b"0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ .,;:!?\r\n"
