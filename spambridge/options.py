@@ -1165,8 +1165,16 @@ def option_file_text(config: Config | None = None) -> str:
         if opt.kind == "bool":
             lines.append(("+" if value in _TRUE else "-") + opt.name)
         else:
-            lines.append(f"{opt.name}={value}")
+            lines.append(f"{opt.name}={_quoted(value)}")
     return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _quoted(value: str) -> str:
+    """A value as split_words() reads it back: quoted when it holds a quote, a backslash or a
+    word starting with # (blanks alone need no quotes: the following words continue it)."""
+    if not any(c in value for c in "\"'\\") and not re.search(r"(^|\s)#", value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def format_value(opt: Option, value: object) -> str:

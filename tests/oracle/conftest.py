@@ -7,6 +7,7 @@ reason; under CI=true it fails instead, so a broken pipeline cannot pass silentl
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -139,11 +140,12 @@ def milter_pair(
 ) -> Iterator[PairFactory]:
     """start(option text) -> both milters on that option file; one pair per distinct text."""
     pairs: dict[str, Pair] = {}
+    started = itertools.count()  # a failed start must not reuse its directory
 
     def start(options: str) -> Pair:
         if options in pairs:
             return pairs[options]
-        workdir = oracle_workdir / f"pair-{len(pairs)}"
+        workdir = oracle_workdir / f"pair-{next(started)}"
         workdir.mkdir()
         workdir.chmod(0o777)
         option_file = workdir / "milter-spamc.cf"

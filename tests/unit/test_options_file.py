@@ -110,3 +110,16 @@ def test_options_milter_spamc_name_takes_milter_spamc_defaults() -> None:
     c = resolve(["file="], MILTER_SPAMC_DEFAULTS)[1].config
     assert (c.daemon, c.run_user, c.run_group, c.work_dir) == (True, "milter", "milter", "/var/tmp")
     assert (c.spamd_max_size, c.oversize_action) == (64, "truncate")
+
+
+def test_options_file_check_output_reads_back_values_with_quotes_and_hashes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spambridge.cli import main
+
+    argv = ['subject-tag=[SPAM] #1 "x"', "reject-reply=550 5.7.1 it's  spam", "file="]
+    assert main([*argv, "check"]) == 0
+    text = capsys.readouterr().out
+    c = from_file(tmp_path, text)
+    assert c.subject_tag == '[SPAM] #1 "x"'
+    assert c.reject_reply == "550 5.7.1 it's  spam"
