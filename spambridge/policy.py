@@ -505,9 +505,13 @@ def _spamassassin_rewrite(
     )
     edits = list(result.edits)
     if config.add_scanned_by:
-        name, value = _verdict_headers(
-            replace(config, header_style="milter-spamc"), txn, verdict, macros, now
-        )[0]
+        name, value = next(
+            header
+            for header in _verdict_headers(
+                replace(config, header_style="milter-spamc"), txn, verdict, macros, now
+            )
+            if header[0] == b"X-Scanned-By"
+        )
         at = len(edits) - 1 if result.body_replaced else len(edits)
         edits.insert(at, AddHeader(name, sp + value))  # REPLBODY packets come last
     return tuple(edits)
