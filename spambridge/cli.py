@@ -63,6 +63,9 @@ MILTER_SPAMC_DEFAULTS: Mapping[str, str] = {
     "run-group": "milter",
     "work-dir": "/var/tmp",
     "spamd-max-size": "64",  # with milter-spamc's truncation (see options.build_config)
+    # milter-spamc reads Sendmail's map by default; where there is none it would not start,
+    # so spambridge then reads none
+    **({"access-db": "/etc/mail/access.db"} if os.path.exists("/etc/mail/access.db") else {}),
 }
 
 USAGE = """\
