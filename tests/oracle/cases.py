@@ -110,6 +110,7 @@ CASES: tuple[Case, ...] = (
     Case("spam", options(), SPAM),
     Case("spam-no-subject", options(), spam(headers=headers(subject=None))),
     Case("spam-already-tagged", options(), spam(headers=headers(subject=b" [spam] Buy now"))),
+    Case("spam-8bit-subject", options(), spam(headers=headers(subject=b" Caf\xe9 menu"))),
     Case("spam-long-folded-subject", options(), spam(headers=headers(subject=_FOLDED_SUBJECT))),
     Case("ham-forged-headers", options(), ham(headers=headers(*FORGED))),
     Case("spam-forged-headers", options(), spam(headers=headers(*FORGED, subject=b" Buy"))),
