@@ -31,6 +31,8 @@ from:error@example.org\tERROR:"550 5.7.1 go away"
 from:discard@example.org\tDISCARD
 spam:pal@example.com\tFRIEND
 to:relayed.example\tRELAY
+spam:foe@example.com\tHATER
+from:skip@example.org\tSKIP
 """
 ORACLE_DIR = realstack.REPO_ROOT.parent / "shared" / "oracle"
 
