@@ -41,6 +41,12 @@ SENDMAIL_PROTOCOL = 0x1FFFFF
 
 NORMALISATIONS: tuple[tuple[str, str], ...] = (
     (
+        "negotiation",
+        "the option negotiation reply is not compared: libmilter asks for every step with a "
+        "reply, spambridge for what it uses (README: body chunks); the effect on each step is "
+        "compared instead",
+    ),
+    (
         "no reply = continue",
         "a step the filter asked not to answer (SMFIP_NR_*) or not to be sent (SMFIP_NO_*) "
         "counts as Continue: the MTA goes on exactly as after a Continue",
