@@ -97,9 +97,10 @@ def format_report(report: bytes) -> bytes:
 
     Each report line (CRLF or LF separated) loses its trailing whitespace, and the lines are
     joined with LF + "  | ". Blank lines inside the report become "  | " lines, so the
-    header never ends early. Unlike milter-spamc, blank lines at the start and at the end are
-    dropped: the value starts with the first non-blank line (milter-spamc would start with a
-    bare newline). An empty report gives b"": add no header then.
+    header never ends early. As milter-spamc, a report that ends with a newline ends with a
+    "  | " line; other blank lines at the start and at the end are dropped: the value starts
+    with the first non-blank line (milter-spamc would start with a bare newline). An empty
+    report gives b"": add no header then.
 
     Control bytes, 8-bit bytes and long blank runs are cleaned as in `sanitize_value`; a
     line longer than the 998-octet limit (the first counted with "X-Spam-Report: ") is
@@ -121,6 +122,8 @@ def format_report(report: bytes) -> bytes:
     out = _hard_wrap(lines[0].lstrip(), MAX_LINE - len(b"X-Spam-Report: "))
     for line in lines[1:]:
         out.extend(_hard_wrap(REPORT_SEPARATOR[1:] + line, MAX_LINE))
+    if report.endswith(b"\n"):
+        out.append(REPORT_SEPARATOR[1:])  # milter-spamc's closing bar after a final newline
     return cap_lines(b"\n".join(out), MAX_REPORT, REPORT_SEPARATOR[1:])
 
 

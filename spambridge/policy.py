@@ -618,8 +618,6 @@ def _verdict_headers(
     # SYMBOLS: milter-spamc puts spamd's comma-separated rule names in X-Spam-Report too
     with_report = verdict.command.startswith("REPORT") or verdict.command == "SYMBOLS"
     report = headers.format_report(verdict.body) if with_report else b""
-    if report and verdict.body.endswith(b"\n"):
-        report += headers.REPORT_SEPARATOR  # milter-spamc ends it with a "  | " line
     if report:
         out.append((b"X-Spam-Report", report))
     if config.mail_policy == "redirect" and spam:

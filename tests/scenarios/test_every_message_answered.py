@@ -276,7 +276,9 @@ async def test_eom_headers_only_message_over_the_limit_is_not_scanned(
 ) -> None:
     async with (
         FakeSpamd() as spamd,
-        running_milter([*FAST, f"spamd-socket={spamd.address}", "spamd-max-size=16"]) as milter,
+        running_milter(
+            [*FAST, f"spamd-socket={spamd.address}", "spamd-max-size=16", "oversize-action=skip"]
+        ) as milter,
     ):
         result = await one_message(connect, milter.address, BIG_HEADERS, b"")
         assert spamd.requests == []
@@ -313,7 +315,9 @@ async def test_eom_dry_run_access_reject_reaches_the_mta_as_continue(
 ) -> None:
     access = tmp_path / "access"
     access.write_text("Connect:198.51.100.7 REJECT\n")
-    out = await policy_message(["+dry-run", f"access-db=text!{access}"], body=score_body(9))
+    out = await policy_message(
+        ["+dry-run", f"access-db=text!{access}", "+access-db-blacklist"], body=score_body(9)
+    )
     assert out.result.stage == "eom"
     assert out.final == Continue() and out.edits == []
     lines = verdict_lines(logs)

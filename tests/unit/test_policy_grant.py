@@ -59,7 +59,7 @@ def test_policy_dry_run_access_reject_and_discard_answer_continue(tmp_path: Path
         ("Connect:192.0.2.66 DISCARD", "dry-run:discard"),
     ):
         spec = access_file(tmp_path, line)
-        config = cfg(f"access-db={spec}", "+dry-run")
+        config = cfg(f"access-db={spec}", "+dry-run", "+access-db-blacklist")
         found = policy.access_decision(
             AccessMap.load(spec), config, client, Macros(), Transaction(sender=b"<a@b.c>")
         )
