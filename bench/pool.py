@@ -48,7 +48,8 @@ from typing import Any
 
 from bench.spamdcost import _as_spamd_sees_it
 from spambridge.errors import SpamdError
-from spambridge.spamd import SpamdPool, parse_spamd_socket
+from spambridge.spamd.endpoints import parse_spamd_socket
+from spambridge.spamd.pool import SpamdPool
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).with_name("results")

@@ -17,7 +17,8 @@ import time
 from collections.abc import Sequence
 
 from bench.loadgen import make_message
-from spambridge.spamd import SpamdPool, parse_spamd_sockets
+from spambridge.spamd.endpoints import parse_spamd_sockets
+from spambridge.spamd.pool import SpamdPool
 
 
 def _as_spamd_sees_it(size: int) -> bytes:

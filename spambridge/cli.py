@@ -36,14 +36,10 @@ from spambridge.options import (
     read_option_file,
 )
 from spambridge.session import Services
-from spambridge.spamd import (
-    SpamdPool,
-    SpamdTimeouts,
-    Verdict,
-    drop_loguru_handlers,
-    parse_spamd_sockets,
-    parse_spamd_timeouts,
-)
+from spambridge.spamd.endpoints import SpamdTimeouts, parse_spamd_sockets, parse_spamd_timeouts
+from spambridge.spamd.library import drop_loguru_handlers
+from spambridge.spamd.pool import SpamdPool
+from spambridge.spamd.protocol import Verdict
 from spambridge.transaction import Client, Macros, Transaction, message_for_spamd
 
 # The MTA timeouts written in the shipped sendmail/ and Postfix snippets (a test keeps the

@@ -33,7 +33,7 @@ from spambridge.milter.messages import (
 from spambridge.milter.negotiate import required_action
 from spambridge.milter.reply import smtp_reply
 from spambridge.options import Config
-from spambridge.spamd import Verdict
+from spambridge.spamd.protocol import Verdict
 from spambridge.transaction import Client, Macros, Recipient, Transaction
 
 # Headers whose incoming copies are forged by definition: only we set them.

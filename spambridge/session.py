@@ -48,7 +48,8 @@ from spambridge.milter.messages import (
 from spambridge.milter.negotiate import Negotiated, Wanted, check_reply, negotiate
 from spambridge.milter.reply import smtp_reply
 from spambridge.options import Config
-from spambridge.spamd import SpamdPool, Verdict
+from spambridge.spamd.pool import SpamdPool
+from spambridge.spamd.protocol import Verdict
 from spambridge.transaction import (
     Client,
     Macros,

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spambridge.errors import SpamdBadResponse
-from spambridge.spamd import Verdict, parse_reply
+from spambridge.spamd.protocol import Verdict, parse_reply
 from tests.robustness.test_fuzz_decoder import mutate
 from tests.support.fake_spamd import GTUBE, build_reply
 

@@ -33,7 +33,7 @@ from spambridge.milter.messages import (
     Reply,
     Unknown,
 )
-from spambridge.spamd import sanitize_user
+from spambridge.spamd.protocol import sanitize_user
 from tests.support.controller import Running, running_milter
 from tests.support.fake_spamd import GTUBE, FakeSpamd
 from tests.support.milter_client import MilterClient

@@ -18,13 +18,9 @@ from pathlib import Path
 import pytest
 
 from spambridge.errors import SpamdBadResponse, SpamdTimeout, SpamdUnavailable
-from spambridge.spamd import (
-    SpamdEndpoint,
-    SpamdPool,
-    SpamdTimeouts,
-    _Exchange,
-    parse_spamd_socket,
-)
+from spambridge.spamd.endpoints import SpamdEndpoint, SpamdTimeouts, parse_spamd_socket
+from spambridge.spamd.pool import SpamdPool
+from spambridge.spamd.transport import Exchange as _Exchange
 from tests.support.fake_spamd import EX_NAMES, GTUBE, FakeSpamd, build_reply
 
 pytestmark = pytest.mark.timeout(30)
@@ -198,7 +194,7 @@ async def test_spamd_pool_no_socket_to_be_had_is_unavailable(
         raise OSError(errno.EMFILE, "Too many open files")
 
     pool = make_pool(spamd)
-    monkeypatch.setattr("spambridge.spamd.socket.socket", no_socket)
+    monkeypatch.setattr("spambridge.spamd.transport.socket.socket", no_socket)
     with pytest.raises(SpamdUnavailable, match=r"connect to .* failed: .*Too many open files"):
         await pool.scan(HAM)
     monkeypatch.undo()

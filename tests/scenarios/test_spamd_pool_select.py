@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from spambridge.spamd import SpamdPool, SpamdTimeouts, parse_spamd_socket
+from spambridge.spamd.endpoints import SpamdTimeouts, parse_spamd_socket
+from spambridge.spamd.pool import SpamdPool
 from tests.support.fake_spamd import FakeSpamd
 
 pytestmark = pytest.mark.timeout(30)

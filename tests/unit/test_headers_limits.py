@@ -14,7 +14,7 @@ import pytest
 from spambridge import headers, policy
 from spambridge.cli import resolve
 from spambridge.milter.messages import AddHeader, ChangeHeader
-from spambridge.spamd import Verdict
+from spambridge.spamd.protocol import Verdict
 from spambridge.transaction import Macros, Transaction
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -10,7 +10,7 @@ from spambridge import policy
 from spambridge.cli import resolve
 from spambridge.errors import ConfigError
 from spambridge.milter.flags import Family
-from spambridge.spamd import SpamdEndpoint, parse_spamd_sockets
+from spambridge.spamd.endpoints import SpamdEndpoint, parse_spamd_sockets
 from spambridge.transaction import Client, Macros
 
 

@@ -19,7 +19,7 @@ from spambridge.milter.messages import (
     ReplyCode,
 )
 from spambridge.options import Config
-from spambridge.spamd import Verdict
+from spambridge.spamd.protocol import Verdict
 from spambridge.transaction import Client, Macros, Recipient, Transaction
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)

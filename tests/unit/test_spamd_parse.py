@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 
 from spambridge.errors import ConfigError
-from spambridge.spamd import (
+from spambridge.spamd.endpoints import (
     NO_LIMIT_SECONDS,
     SpamdEndpoint,
     SpamdTimeouts,
     parse_spamd_socket,
     parse_spamd_sockets,
     parse_spamd_timeouts,
-    sanitize_user,
 )
+from spambridge.spamd.protocol import sanitize_user
 
 _USER_VARS = ("USER", "LOGNAME", "LNAME", "USERNAME")
 
@@ -163,7 +163,7 @@ def test_spamd_import_survives_uid_without_passwd_entry() -> None:
         "def missing(uid):\n"
         "    raise KeyError('getpwuid(): uid not found')\n"
         "pwd.getpwuid = missing\n"
-        "import os, spambridge.spamd\n"
+        "import os, spambridge.cli\n"
         "print(os.environ['USER'])\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in _USER_VARS}

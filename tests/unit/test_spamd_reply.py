@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from spambridge.errors import SpamdBadResponse, SpamdErrorStatus
-from spambridge.spamd import Verdict, parse_reply
+from spambridge.spamd.protocol import Verdict, parse_reply
 
 OK = b"SPAMD/1.1 0 EX_OK\r\n"
 

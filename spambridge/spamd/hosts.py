@@ -1,6 +1,6 @@
 """Per-host state of the spamd pool: which host gets the next scan, and which hosts sit out.
 
-The pool (spamd.SpamdPool) owns the connections and the failover loop; this module owns the
+The pool (pool.SpamdPool) owns the connections and the failover loop; this module owns the
 bookkeeping around them, so that the choice of host is testable on its own:
 
 - scans in flight and recent latency per host, for `spamd-select=least-loaded`;
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Literal
 from spambridge.metrics import Family
 
 if TYPE_CHECKING:
-    from spambridge.spamd import SpamdEndpoint
+    from spambridge.spamd.endpoints import SpamdEndpoint
 
 Select = Literal["least-loaded", "failover", "round-robin", "random"]
 SELECT_MODES: tuple[Select, ...] = ("least-loaded", "failover", "round-robin", "random")

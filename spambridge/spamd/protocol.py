@@ -1,0 +1,148 @@
+"""SPAMC, sans-IO: request bytes out, reply bytes in -> Verdict or SpamdBadResponse.
+
+Import-safe: no sockets, and aiospamc (whose import touches the environment and loguru, see
+library.py) is loaded only when the first reply is parsed, so `policy` can import `Verdict`
+from here for free.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Literal
+
+from spambridge.errors import SpamdBadResponse, SpamdErrorStatus
+
+__all__ = [
+    "COMMANDS",
+    "ECHOING",
+    "PER_MESSAGE_CODES",
+    "SpamdCommand",
+    "Verdict",
+    "describe",
+    "parse_pong",
+    "parse_reply",
+    "request_bytes",
+    "sanitize_user",
+]
+
+SpamdCommand = Literal["CHECK", "SYMBOLS", "REPORT", "REPORT_IFSPAM", "HEADERS", "PROCESS"]
+# The scan requests, in the order --help lists them (options' spamd-command choices).
+COMMANDS: tuple[SpamdCommand, ...] = (
+    "CHECK",
+    "SYMBOLS",
+    "REPORT",
+    "REPORT_IFSPAM",
+    "HEADERS",
+    "PROCESS",
+)
+# Replies that carry the message back (HEADERS its header, PROCESS all of it) may be that much
+# longer than the reply bound.
+ECHOING = frozenset({"HEADERS", "PROCESS"})
+
+# EX_* codes that describe this message or this user rather than the host: retrying elsewhere
+# would fail the same way, and the host is healthy.
+PER_MESSAGE_CODES = frozenset({64, 65, 66, 67, 76, 77})
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """spamd's answer for one message."""
+
+    is_spam: bool
+    score: float
+    threshold: float
+    body: bytes
+    command: str
+    host: str
+    elapsed: float
+
+
+_USER_DROP_RE = re.compile(r"[^-A-Za-z0-9_.@+]")
+
+
+def sanitize_user(user: str | None) -> str:
+    """Keep only ASCII [-A-Za-z0-9_.@+]: CR/LF would inject protocol headers."""
+    return _USER_DROP_RE.sub("", user or "")
+
+
+def request_bytes(command: str, body: bytes = b"", user: str = "") -> bytes:
+    """One SPAMC/1.5 request as spamc and aiospamc write it: the User header (already
+    sanitised) first, Content-length only for a non-empty body."""
+    head = b"%b SPAMC/1.5\r\n" % command.encode("ascii")
+    if user:
+        head += b"User: %b\r\n" % user.encode("ascii")
+    if body:
+        head += b"Content-length: %d\r\n" % len(body)
+    return head + b"\r\n" + body
+
+
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+_library: ModuleType | None = None
+
+
+def _parse_response(raw: bytes, label: str) -> Any:
+    """aiospamc's response for `raw`; any failure to parse it is SpamdBadResponse."""
+    global _library
+    if _library is None:
+        from spambridge.spamd import library
+
+        _library = library
+    try:
+        return _library.parse_response(raw)
+    except Exception as exc:  # ParseError, UnicodeDecodeError on 8-bit bytes, ValueError ...
+        raise SpamdBadResponse(f"{label} sent a bad reply ({describe(exc)})", label) from None
+
+
+def parse_reply(raw: bytes, *, command: str, host: str, elapsed: float = 0.0) -> Verdict:
+    """spamd's whole reply to a scan -> Verdict. Anything else raises SpamdBadResponse
+    (SpamdErrorStatus for an EX_* status): garbage, a missing Spam header, a score or
+    threshold that is not a finite number (nan or inf make every comparison false)."""
+    response = _parse_response(raw, host)
+    try:
+        response.raise_for_status()
+        spam = response.headers.spam
+        if spam is None:
+            raise SpamdBadResponse(f"{host} answered {command} without a Spam header", host)
+        score, threshold = float(spam.score), float(spam.threshold)
+        if not (math.isfinite(score) and math.isfinite(threshold)):
+            raise SpamdBadResponse(
+                f"{host} answered a score that is not a finite number ({score}/{threshold})", host
+            )
+        return Verdict(
+            bool(spam.value), score, threshold, bytes(response.body), command, host, elapsed
+        )
+    except SpamdBadResponse:
+        raise
+    except Exception as exc:
+        code = _ex_code(exc)
+        if code is not None:
+            raise SpamdErrorStatus(f"{host} answered EX code {code}: {exc}", host, code) from None
+        raise SpamdBadResponse(f"{host} sent a bad reply ({describe(exc)})", host) from None
+
+
+def _ex_code(exc: Exception) -> int | None:
+    """The EX_* code of aiospamc's exception for a non-zero status, else None."""
+    assert _library is not None  # loaded by _parse_response
+    if isinstance(exc, _library.ResponseException):
+        return int(exc.code)
+    return None
+
+
+def parse_pong(raw: bytes, host: str) -> str:
+    """spamd's reply to PING -> its message ("PONG" from a healthy spamd). An EX status
+    raises SpamdErrorStatus (its text names aiospamc's exception), garbage SpamdBadResponse."""
+    response = _parse_response(raw, host)
+    try:
+        response.raise_for_status()
+    except Exception as exc:
+        code = _ex_code(exc)
+        if code is None:
+            raise SpamdBadResponse(f"{host} sent a bad reply ({describe(exc)})", host) from None
+        raise SpamdErrorStatus(describe(exc), host, code) from None
+    return str(response.message)
