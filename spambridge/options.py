@@ -20,7 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from spambridge.durations import DURATION_FORMS, parse_duration
 from spambridge.errors import ConfigError
+from spambridge.spamd.hosts import SELECT_MODES, Select
+from spambridge.spamd.protocol import COMMANDS, SpamdCommand
 
 Kind = Literal["bool", "int", "float", "str", "list", "choice", "seconds", "optfloat"]
 
@@ -52,8 +55,6 @@ def _o(
 ) -> Option:
     return Option(name, kind, default, help, choices, group, legacy)
 
-
-SPAMD_COMMANDS = ("CHECK", "SYMBOLS", "REPORT", "REPORT_IFSPAM", "HEADERS", "PROCESS")
 
 OPTIONS: tuple[Option, ...] = (
     # --- milter side
@@ -195,7 +196,7 @@ OPTIONS: tuple[Option, ...] = (
         "REPORT",
         "spamd request: CHECK, SYMBOLS, REPORT, REPORT_IFSPAM (milter-spamc style), "
         "HEADERS or PROCESS (header-style=spamassassin; PROCESS with +spamd-rewrite-body).",
-        SPAMD_COMMANDS,
+        COMMANDS,
         group="spamd",
     ),
     _o(
@@ -239,7 +240,7 @@ OPTIONS: tuple[Option, ...] = (
         "How the spamd pool picks a host: least-loaded (fewest scans in flight per unit of "
         "weight, ties to the lowest recent latency), failover (in order), round-robin, "
         "random. A spamd-socket entry may end in ;weight=N (default 1) for a bigger host.",
-        ("least-loaded", "failover", "round-robin", "random"),
+        SELECT_MODES,
         group="spamd",
         legacy=False,
     ),
@@ -915,9 +916,6 @@ def _apply_file_line(line: str, settings: Settings) -> None:
 # ------------------------------------------------------------------ typed config
 
 
-SpamdCommand = Literal["CHECK", "SYMBOLS", "REPORT", "REPORT_IFSPAM", "HEADERS", "PROCESS"]
-
-
 @dataclass(frozen=True, slots=True)
 class Config:
     """Validated configuration. Field names are the option names with '-' -> '_'."""
@@ -942,7 +940,7 @@ class Config:
     spamd_user_from: Literal["passwd", "local-part", "address", "domain", "fixed"]
     no_user_config: bool
     is_gateway: bool
-    spamd_select: Literal["least-loaded", "failover", "round-robin", "random"]
+    spamd_select: Select
     spamd_connect_retries: int
     spamd_cooldown: float
     spamd_slow_factor: float
@@ -1015,8 +1013,6 @@ class Config:
 
 _TRUE = {"+", "1", "yes", "true", "on"}
 _FALSE = {"-", "0", "no", "false", "off", ""}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.I)
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def _boolean(value: str) -> bool | None:
@@ -1048,10 +1044,10 @@ def _convert(opt: Option, raw: str | list[str]) -> object:
         except ValueError:
             raise ConfigError(opt.name, f"{raw!r} is not a number") from None
     if opt.kind == "seconds":
-        m = _DURATION.match(value)
-        if not m:
-            raise ConfigError(opt.name, f"{raw!r} is not a duration: write N, Ns, Nm or Nh")
-        return float(m[1]) * _UNITS[m[2].lower()]
+        seconds = parse_duration(value)
+        if seconds is None:
+            raise ConfigError(opt.name, f"{raw!r} is not a duration: write {DURATION_FORMS}")
+        return seconds
     if opt.kind == "choice":
         for choice in opt.choices:
             if value.lower() == choice.lower():

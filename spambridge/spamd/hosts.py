@@ -22,7 +22,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 from spambridge.metrics import Family
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from spambridge.spamd.endpoints import SpamdEndpoint
 
 Select = Literal["least-loaded", "failover", "round-robin", "random"]
-SELECT_MODES: tuple[Select, ...] = ("least-loaded", "failover", "round-robin", "random")
+SELECT_MODES: tuple[Select, ...] = get_args(Select)  # the spamd-select choices
 Reason = Literal["failed", "slow"]
 
 # Weight of the newest sample in the running latency average: the average follows a change

@@ -11,7 +11,7 @@ import math
 import re
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from spambridge.errors import SpamdBadResponse, SpamdErrorStatus
 
@@ -29,15 +29,8 @@ __all__ = [
 ]
 
 SpamdCommand = Literal["CHECK", "SYMBOLS", "REPORT", "REPORT_IFSPAM", "HEADERS", "PROCESS"]
-# The scan requests, in the order --help lists them (options' spamd-command choices).
-COMMANDS: tuple[SpamdCommand, ...] = (
-    "CHECK",
-    "SYMBOLS",
-    "REPORT",
-    "REPORT_IFSPAM",
-    "HEADERS",
-    "PROCESS",
-)
+# The scan requests, in the order --help lists them: the spamd-command choices.
+COMMANDS: tuple[SpamdCommand, ...] = get_args(SpamdCommand)
 # Replies that carry the message back (HEADERS its header, PROCESS all of it) may be that much
 # longer than the reply bound.
 ECHOING = frozenset({"HEADERS", "PROCESS"})
