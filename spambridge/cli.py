@@ -36,7 +36,7 @@ from spambridge.options import (
     read_option_file,
 )
 from spambridge.session import Services
-from spambridge.spamd.endpoints import SpamdTimeouts, parse_spamd_sockets, parse_spamd_timeouts
+from spambridge.spamd.endpoints import SpamdTimeouts
 from spambridge.spamd.library import drop_loguru_handlers
 from spambridge.spamd.pool import SpamdPool
 from spambridge.spamd.protocol import Verdict
@@ -130,27 +130,11 @@ def resolve(
     return parsed, replace(resolved, option_file=path if read else None)
 
 
-def legacy_spamd_timeouts(seconds: float) -> str:
-    """milter-spamc's one spamd-timeout=N as spamd-timeouts fields: N for send, each read and
-    the whole scan, but at most 5 s (the spamd-timeouts default) per connect, so a spamd
-    host that hangs on connect leaves time to fail over to the next one. 0 (no limit) gives
-    the longest limit."""
-    n = int(seconds)
-    connect = min(n, 5) if n > 0 else 5
-    return f"C:{connect}s;S:{n}s;R:{n}s;E:{n}s"
-
-
 def finish(config: Config, warnings: tuple[str, ...] = ()) -> Resolved:
     """Cross-option validation and derived values."""
     policy.validate(config)
     loop_factory(config)
-    parse_spamd_sockets(config.spamd_socket)
-    if "spamd-timeouts" in config.explicit:
-        timeouts = parse_spamd_timeouts(config.spamd_timeouts)
-    elif "spamd-timeout" in config.explicit:
-        timeouts = parse_spamd_timeouts(legacy_spamd_timeouts(config.spamd_timeout))
-    else:
-        timeouts = parse_spamd_timeouts(config.spamd_timeouts)
+    timeouts = config.spamd_timeouts
     from spambridge.server import parse_milter_socket
 
     parse_milter_socket(config.milter_socket)
@@ -204,8 +188,8 @@ def build_services(resolved: Resolved, stats: Metrics) -> Services:
 def build_pool(resolved: Resolved) -> SpamdPool:
     c = resolved.config
     return SpamdPool(
-        parse_spamd_sockets(c.spamd_socket),
-        timeouts=resolved.timeouts,
+        c.spamd_endpoints,
+        timeouts=c.spamd_timeouts,
         select=c.spamd_select,
         max_connections=c.spamd_max_connections,
         connect_retries=c.spamd_connect_retries,

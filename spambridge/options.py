@@ -22,6 +22,13 @@ from typing import Literal
 
 from spambridge.durations import DURATION_FORMS, parse_duration
 from spambridge.errors import ConfigError
+from spambridge.spamd.endpoints import (
+    SpamdEndpoint,
+    SpamdTimeouts,
+    legacy_spamd_timeouts,
+    parse_spamd_sockets,
+    parse_spamd_timeouts,
+)
 from spambridge.spamd.hosts import SELECT_MODES, Select
 from spambridge.spamd.protocol import COMMANDS, SpamdCommand
 
@@ -930,7 +937,7 @@ class Config:
     socket_group: str
     spamd_socket: tuple[str, ...]
     spamd_timeout: float
-    spamd_timeouts: str
+    spamd_timeouts: SpamdTimeouts  # spamd-timeout folded in when only it is given
     spamd_max_size: int
     spamd_max_reply_size: int
     oversize_action: Literal["skip", "truncate"]
@@ -998,6 +1005,8 @@ class Config:
     verbose: frozenset[str]
     metrics_listen: str
     explicit: frozenset[str] = frozenset()
+    # spamd-socket's entries parsed (spamd_socket keeps them as written, for the option file)
+    spamd_endpoints: tuple[SpamdEndpoint, ...] = ()
 
     @property
     def max_scan_bytes(self) -> int:
@@ -1077,9 +1086,21 @@ def build_config(settings: Settings, defaults: Mapping[str, str] | None = None) 
     kwargs["trusted_networks"] = _networks(kwargs["trusted_networks"])  # type: ignore[arg-type]
     kwargs["verbose"] = _verbose(str(kwargs["verbose"]))
     kwargs["explicit"] = frozenset(settings.explicit)
+    kwargs["spamd_endpoints"] = parse_spamd_sockets(kwargs["spamd_socket"])  # type: ignore[arg-type]
+    kwargs["spamd_timeouts"] = _spamd_timeouts(kwargs, settings.explicit)
     _check_ranges(kwargs)
     config = Config(**kwargs)  # type: ignore[arg-type]
     return config
+
+
+def _spamd_timeouts(kw: Mapping[str, object], explicit: Iterable[str]) -> SpamdTimeouts:
+    """spamd-timeouts, or milter-spamc's single spamd-timeout (see legacy_spamd_timeouts)
+    when only that one is given."""
+    if "spamd-timeout" in explicit and "spamd-timeouts" not in explicit:
+        single = kw["spamd_timeout"]
+        assert isinstance(single, float)
+        return parse_spamd_timeouts(legacy_spamd_timeouts(single))
+    return parse_spamd_timeouts(str(kw["spamd_timeouts"]))
 
 
 def _octal(name: str, value: str) -> int:
@@ -1182,6 +1203,8 @@ def format_value(opt: Option, value: object) -> str:
     if opt.name == "verbose":
         assert isinstance(value, frozenset)
         return ",".join(sorted(value))
+    if isinstance(value, SpamdTimeouts):
+        return value.text()
     if isinstance(value, tuple):
         return " ".join(str(v) for v in value)
     if value is None:

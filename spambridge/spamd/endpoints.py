@@ -20,6 +20,7 @@ __all__ = [
     "NO_LIMIT_SECONDS",
     "SpamdEndpoint",
     "SpamdTimeouts",
+    "legacy_spamd_timeouts",
     "parse_spamd_socket",
     "parse_spamd_sockets",
     "parse_spamd_timeouts",
@@ -180,6 +181,10 @@ class SpamdTimeouts:
     read: float = 60.0
     end: float = 120.0
 
+    def text(self) -> str:
+        """The spamd-timeouts syntax that parses back to these values."""
+        return f"C:{self.connect:g}s;S:{self.send:g}s;R:{self.read:g}s;E:{self.end:g}s"
+
 
 def _timeout_error(text: str, why: str) -> ConfigError:
     return ConfigError("spamd-timeouts", f"bad value {text!r}: {why}; {_TIMEOUT_FORMS}")
@@ -217,3 +222,13 @@ def parse_spamd_timeouts(text: str) -> SpamdTimeouts:
             raise _timeout_error(text, f"field {key.strip().upper()} given twice")
         values[name] = _parse_duration(text, value)
     return SpamdTimeouts(**values)
+
+
+def legacy_spamd_timeouts(seconds: float) -> str:
+    """milter-spamc's one spamd-timeout=N as spamd-timeouts fields: N for send, each read and
+    the whole scan, but at most 5 s (the spamd-timeouts default) per connect, so a spamd
+    host that hangs on connect leaves time to fail over to the next one. 0 (no limit) gives
+    the longest limit."""
+    n = int(seconds)
+    connect = min(n, 5) if n > 0 else 5
+    return f"C:{connect}s;S:{n}s;R:{n}s;E:{n}s"

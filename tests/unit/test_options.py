@@ -14,7 +14,8 @@ def config_of(*argv: str) -> Config:
 
 
 def test_options_table_matches_config_fields() -> None:
-    fields = set(Config.__dataclass_fields__) - {"explicit"}
+    derived = {"explicit", "spamd_endpoints"}  # values computed from options, not options
+    fields = set(Config.__dataclass_fields__) - derived
     assert {o.attr for o in OPTIONS} == fields
 
 
@@ -218,3 +219,25 @@ def test_options_bracketed_ipv6_networks_and_whole_floats() -> None:
 
     assert format_value(BY_NAME["extra-reject"], 3.0) == "3"
     assert format_value(BY_NAME["extra-reject"], 2.5) == "2.5"
+
+
+def test_options_config_carries_typed_spamd_endpoints_and_timeouts() -> None:
+    from spambridge.spamd.endpoints import SpamdEndpoint, SpamdTimeouts
+
+    c = config_of("spamd-socket=127.0.0.1,7830 unix:/run/spamd.sock;weight=2", "spamd-timeout=45")
+    assert c.spamd_endpoints == (
+        SpamdEndpoint("127.0.0.1:7830", host="127.0.0.1", port=7830),
+        SpamdEndpoint("unix:/run/spamd.sock", path="/run/spamd.sock", weight=2),
+    )
+    assert c.spamd_timeouts == SpamdTimeouts(5, 45, 45, 45)  # connect capped at 5 s
+    # The option file `check` prints parses back to the same values.
+    from spambridge.options import BY_NAME, format_value
+
+    text = format_value(BY_NAME["spamd-timeouts"], c.spamd_timeouts)
+    assert text == "C:5s;S:45s;R:45s;E:45s"
+    assert config_of(f"spamd-timeouts={text}").spamd_timeouts == c.spamd_timeouts
+
+
+def test_options_bad_spamd_socket_is_a_config_error_naming_the_option() -> None:
+    with pytest.raises(ConfigError, match="spamd-socket: bad entry 'host:x'"):
+        config_of("spamd-socket=host:x")
