@@ -70,6 +70,7 @@ class Exchange(asyncio.Protocol):
         self.chunks: list[bytes] = []
         self.connecting = False  # no connection yet: a failure now is a connect failure
         self.sending = False  # request bytes not yet taken by the kernel
+        self.sent = False  # the whole request was taken: no more send phase
         self.last = 0.0  # loop time of the last progress (send finished, bytes read)
         self.timer: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
@@ -83,10 +84,16 @@ class Exchange(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def pause_writing(self) -> None:
-        self.sending = True
+        # Once the whole request has gone, the send phase is over for good: asyncio's TLS
+        # transport calls pause_writing again, with nothing buffered, whenever it processes
+        # TLS records (a session ticket) under a high-water mark of 0, and the read timeout
+        # must not turn into the send timeout.
+        if not self.sent:
+            self.sending = True
 
     def resume_writing(self) -> None:
         self.sending = False
+        self.sent = True
         self.last = self.loop.time()
 
     def data_received(self, data: bytes) -> None:

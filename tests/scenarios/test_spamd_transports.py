@@ -1,0 +1,195 @@
+"""The spamd failure paths over every transport spamd-socket offers: a literal address over
+TCP (driven on the bare socket), a unix socket, TLS, and a host name (resolved each connect;
+both of the latter go through asyncio transports). Each fault must end as the same
+SpamdError on every transport, with the pool's books balanced and no socket left open."""
+
+from __future__ import annotations
+
+import gc
+import shutil
+import ssl
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from spambridge.errors import SpamdBadResponse, SpamdError, SpamdTimeout, SpamdUnavailable
+from spambridge.spamd.endpoints import SpamdTimeouts, parse_spamd_socket
+from spambridge.spamd.pool import SpamdPool
+from tests.support.fake_spamd import GTUBE, FakeSpamd
+
+pytestmark = pytest.mark.timeout(60)
+
+TRANSPORTS = ("tcp", "unix", "tls", "hostname")
+HAM = b"From: a@example.org\r\nSubject: hello\r\n\r\nJust a normal message.\r\n"
+SPAM = b"From: a@example.org\r\nSubject: buy\r\n\r\n" + GTUBE + b"\r\n"
+TIMEOUTS = SpamdTimeouts(connect=1, send=0.3, read=0.3, end=3)
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage() -> Iterator[None]:
+    # A leaked socket surfaces as a ResourceWarning (an error here) when collected.
+    yield
+    gc.collect()
+
+
+@pytest.fixture(scope="module")
+def certificate() -> Iterator[Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost (cert and key in one file)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl tool")
+    with tempfile.TemporaryDirectory() as tmp:
+        pem = Path(tmp) / "spamd.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-keyout", str(pem), "-out", str(pem), "-subj", "/CN=localhost",
+             "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        yield pem
+
+
+Serve = Callable[..., FakeSpamd]
+
+
+@pytest.fixture(params=TRANSPORTS)
+async def served(
+    request: pytest.FixtureRequest, certificate: Path
+) -> AsyncIterator[tuple[FakeSpamd, SpamdPool]]:
+    """A fake spamd on one transport and a pool that reaches it."""
+    transport: str = request.param
+    fault: str | None = getattr(request, "fault", None)
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+        server_ctx = None
+        if transport == "tls":
+            server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            server_ctx.load_cert_chain(certificate)
+        unix_path = str(Path(tmp) / "spamd.sock") if transport == "unix" else None
+        async with FakeSpamd(unix_path=unix_path, tls=server_ctx, fault=fault) as server:
+            address = server.address
+            if transport == "hostname":
+                address = f"localhost:{server.port}"
+            endpoint = parse_spamd_socket(address)
+            pool = SpamdPool(
+                [endpoint],
+                timeouts=TIMEOUTS,
+                ca_file=str(certificate) if transport == "tls" else None,
+            )
+            yield server, pool
+            await pool.close()
+            assert pool.in_flight == 0
+
+
+def test_spamd_transports_cover_every_entry_form() -> None:
+    forms = {"tcp": "127.0.0.1:783", "unix": "unix:/run/s", "tls": "ssl:h:1", "hostname": "h:1"}
+    endpoints = {name: parse_spamd_socket(text) for name, text in forms.items()}
+    assert endpoints["unix"].path and endpoints["tls"].tls
+    assert endpoints["hostname"].host == "h" and not endpoints["hostname"].tls
+
+
+async def test_spamd_transports_happy_path(served: tuple[FakeSpamd, SpamdPool]) -> None:
+    server, pool = served
+    verdict = await pool.scan(SPAM, command="HEADERS")
+    assert verdict.is_spam and verdict.score == 1000.0
+    assert server.requests[0].body == SPAM
+
+
+async def test_spamd_transports_refused_is_unavailable(
+    served: tuple[FakeSpamd, SpamdPool],
+) -> None:
+    server, pool = served
+    server.refuse()  # for a unix socket the file stays, as a dead spamd leaves it
+    with pytest.raises(SpamdUnavailable, match=r"connect to .* failed") as info:
+        await pool.scan(HAM)
+    assert info.value.host == pool.endpoints[0].label
+    assert pool.counters["errors.unavailable"] == 1
+
+
+async def test_spamd_transports_garbage_is_bad_response(
+    served: tuple[FakeSpamd, SpamdPool],
+) -> None:
+    _, pool = served
+    with pytest.raises(SpamdBadResponse, match="bad reply"):
+        await pool.scan(HAM, user="fault-garbage")
+    assert pool.counters["errors.bad-response"] == 1
+
+
+async def test_spamd_transports_close_without_reply_is_bad_response(
+    served: tuple[FakeSpamd, SpamdPool],
+) -> None:
+    _, pool = served
+    with pytest.raises(SpamdBadResponse):
+        await pool.scan(HAM, user="fault-close")
+
+
+@pytest.mark.parametrize("code", [69, 76])
+async def test_spamd_transports_ex_status_is_bad_response(
+    served: tuple[FakeSpamd, SpamdPool], code: int
+) -> None:
+    _, pool = served
+    with pytest.raises(SpamdBadResponse, match=f"EX code {code}"):
+        await pool.scan(HAM, user=f"fault-ex{code}")
+
+
+async def test_spamd_transports_hang_past_read_timeout(
+    served: tuple[FakeSpamd, SpamdPool],
+) -> None:
+    _, pool = served
+    with pytest.raises(SpamdTimeout, match=r"read to .* timed out after 0.3s"):
+        await pool.scan(HAM, user="fault-hang")
+    assert pool.counters["errors.timeout"] == 1
+
+
+async def test_spamd_transports_trickle_past_end_timeout(
+    served: tuple[FakeSpamd, SpamdPool],
+) -> None:
+    server, pool = served
+    server.trickle_delay = 0.05  # each byte within R, the whole reply longer than E
+    with pytest.raises(SpamdTimeout, match="end timeout of 3s"):
+        await pool.scan(SPAM, command="REPORT", user="fault-trickle")
+
+
+async def test_spamd_transports_server_never_reads_past_send_timeout(
+    served: tuple[FakeSpamd, SpamdPool],
+) -> None:
+    server, pool = served
+    server.fault = "hang-before-read"
+    big = b"Subject: big\r\n\r\n" + b"x" * (48 * 1024 * 1024)
+    # asyncio's TLS transport takes the whole request into its own buffers at once, so
+    # whether the kernel took it cannot be seen: there the read timeout ends the wait.
+    phase = "(send|read)" if pool.endpoints[0].tls else "send"
+    with pytest.raises(SpamdTimeout, match=rf"{phase} to .* timed out after 0.3s"):
+        await pool.scan(big)
+
+
+async def test_spamd_transports_reset_mid_reply_is_an_error(
+    served: tuple[FakeSpamd, SpamdPool],
+) -> None:
+    _, pool = served
+    with pytest.raises(SpamdError) as info:
+        await pool.scan(SPAM, command="REPORT", user="fault-reset")
+    # TCP sees the RST; a unix socket or TLS sees the reply cut short.
+    assert isinstance(info.value, SpamdUnavailable | SpamdBadResponse)
+
+
+async def test_spamd_transports_reply_over_the_limit_is_bad_response(
+    served: tuple[FakeSpamd, SpamdPool],
+) -> None:
+    server, pool = served
+    server.report_override = b"x" * (2 * 1024 * 1024)
+    with pytest.raises(SpamdBadResponse, match="reply over"):
+        await pool.scan(SPAM, command="REPORT")
+
+
+async def test_spamd_transports_answer_slower_than_send_timeout_within_read_timeout(
+    served: tuple[FakeSpamd, SpamdPool], certificate: Path
+) -> None:
+    # spamd takes longer to scan than S allows for sending, well within R: the answer
+    # counts. (Over TLS the send timeout used to cut every such scan short.)
+    _, fast = served
+    timeouts = SpamdTimeouts(connect=1, send=0.2, read=2, end=5)
+    pool = SpamdPool(fast.endpoints, timeouts=timeouts, ca_file=str(certificate))
+    verdict = await pool.scan(SPAM, command="CHECK", user="fault-delay-0.6")
+    assert verdict.is_spam and verdict.score == 1000.0
