@@ -22,10 +22,15 @@ __all__ = [
     "SpamdCommand",
     "Verdict",
     "describe",
+    "encode_reply",
+    "parse_header_line",
     "parse_pong",
     "parse_reply",
+    "parse_request_line",
     "request_bytes",
     "sanitize_user",
+    "spam_header",
+    "status_reply",
 ]
 
 SpamdCommand = Literal["CHECK", "SYMBOLS", "REPORT", "REPORT_IFSPAM", "HEADERS", "PROCESS"]
@@ -139,3 +144,43 @@ def parse_pong(raw: bytes, host: str) -> str:
             raise SpamdBadResponse(f"{host} sent a bad reply ({describe(exc)})", host) from None
         raise SpamdErrorStatus(describe(exc), host, code) from None
     return str(response.message)
+
+
+# --------------------------------------------------------------------------- server half
+# What spamd does with the same bytes, for a spamd stand-in (the test suite's fake spamd):
+# it reads a request with these and answers with the replies below, so client and server
+# share one framing.
+
+
+def parse_request_line(line: bytes) -> tuple[str, str]:
+    """`PROCESS SPAMC/1.5` (line end optional) -> ("PROCESS", "SPAMC/1.5")."""
+    command, _, version = line.rstrip(b"\r\n").decode("latin-1").partition(" ")
+    return command, version
+
+
+def parse_header_line(line: bytes) -> tuple[bytes, bytes] | None:
+    """`Name: value` -> (name, value), stripped; None for a line without a colon, which
+    spamd answers with EX_PROTOCOL. Names stay case-sensitive, as spamd compares them."""
+    name, sep, value = line.rstrip(b"\r\n").partition(b":")
+    if not sep:
+        return None
+    return name.strip(), value.strip()
+
+
+def status_reply(code: int, message: str) -> bytes:
+    """A status-only reply, as spamd sends its EX_* errors."""
+    return f"SPAMD/1.0 {code} {message}\r\n".encode("latin-1")
+
+
+def spam_header(is_spam: bool, score: float, threshold: float, *, yes_no: bool = False) -> bytes:
+    """spamd's Spam header line: `Spam: True ; 7.5 / 5.0` (Yes/No for REPORT_IFSPAM)."""
+    flag = ("Yes" if is_spam else "No") if yes_no else ("True" if is_spam else "False")
+    return f"Spam: {flag} ; {score:.1f} / {threshold:.1f}\r\n".encode("ascii")
+
+
+def encode_reply(spam: bytes, body: bytes | None) -> bytes:
+    """An EX_OK reply: the Spam header line, and Content-length with the body unless `body`
+    is None (CHECK's reply has neither)."""
+    if body is None:
+        return b"SPAMD/1.1 0 EX_OK\r\n" + spam + b"\r\n"
+    return b"SPAMD/1.1 0 EX_OK\r\nContent-length: %d\r\n" % len(body) + spam + b"\r\n" + body

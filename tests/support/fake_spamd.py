@@ -36,6 +36,8 @@ import sys
 from dataclasses import dataclass, field
 from types import TracebackType
 
+from spambridge.spamd import protocol
+
 GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 THRESHOLD = 5.0
 SA_VERSION = "4.0.1"
@@ -219,17 +221,17 @@ class FakeSpamd:
         line = await reader.readline()
         if not line:
             return False
-        method, _, version = line.rstrip(b"\r\n").decode("latin-1").partition(" ")
+        method, version = protocol.parse_request_line(line)
         headers: list[tuple[bytes, bytes]] = []
         while True:
             raw = await reader.readline()
             if raw in (b"\r\n", b"\n", b""):
                 break
-            name, sep, value = raw.rstrip(b"\r\n").partition(b":")
-            if not sep:
+            header = protocol.parse_header_line(raw)
+            if header is None:
                 await _send(writer, _error(76, f"Bad header line: {raw!r}"))
                 return False
-            headers.append((name.strip(), value.strip()))
+            headers.append(header)
         user = next((v for n, v in headers if n == b"User"), b"").decode("latin-1")
         fault = user[len("fault-") :] if user.startswith("fault-") else (self.fault or "")
         if fault == "hang-before-read":
@@ -321,7 +323,7 @@ def _reset(writer: asyncio.StreamWriter) -> None:
 
 
 def _error(code: int, text: str) -> bytes:
-    return f"SPAMD/1.0 {code} {text}\r\n".encode("latin-1")
+    return protocol.status_reply(code, text)
 
 
 # ------------------------------------------------------------------ replies
@@ -347,13 +349,11 @@ def build_reply(method: str, message: bytes, *, report_override: bytes | None = 
     if method == "TELL":
         return _error(69, "Service Unavailable: TELL commands are not enabled")
     scan = scan_message(message)
-    if method == "REPORT_IFSPAM":
-        flag = "Yes" if scan.is_spam else "No"
-    else:
-        flag = "True" if scan.is_spam else "False"
-    spam = f"Spam: {flag} ; {scan.score:.1f} / {THRESHOLD:.1f}\r\n".encode("ascii")
+    spam = protocol.spam_header(
+        scan.is_spam, scan.score, THRESHOLD, yes_no=method == "REPORT_IFSPAM"
+    )
     if method == "CHECK":
-        return b"SPAMD/1.1 0 EX_OK\r\n" + spam + b"\r\n"
+        return protocol.encode_reply(spam, None)
     if method == "SYMBOLS":
         body = ",".join(scan.tests).encode("ascii")
     elif method == "REPORT":
@@ -366,8 +366,7 @@ def build_reply(method: str, message: bytes, *, report_override: bytes | None = 
         return _error(76, f"Bad header line: {method} SPAMC/1.5")
     if report_override is not None and method in ("REPORT", "REPORT_IFSPAM", "HEADERS", "PROCESS"):
         body = report_override
-    length = f"Content-length: {len(body)}\r\n".encode("ascii")
-    return b"SPAMD/1.1 0 EX_OK\r\n" + length + spam + b"\r\n" + body
+    return protocol.encode_reply(spam, body)
 
 
 def report_text(scan: _Scan) -> bytes:
