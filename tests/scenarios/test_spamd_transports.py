@@ -193,3 +193,14 @@ async def test_spamd_transports_answer_slower_than_send_timeout_within_read_time
     pool = SpamdPool(fast.endpoints, timeouts=timeouts, ca_file=str(certificate))
     verdict = await pool.scan(SPAM, command="CHECK", user="fault-delay-0.6")
     assert verdict.is_spam and verdict.score == 1000.0
+
+
+async def test_spamd_transports_tls_handshake_never_answered_is_a_connect_timeout() -> None:
+    # A listener that accepts but never speaks TLS (plain spamd behind an ssl: entry, or a
+    # stuck one): the handshake belongs to the connect and its timeout.
+    async with FakeSpamd(fault="hang-before-read") as plain:
+        timeouts = SpamdTimeouts(connect=0.3, send=1, read=1, end=3)
+        pool = SpamdPool([parse_spamd_socket(f"ssl:{plain.address}")], timeouts=timeouts)
+        with pytest.raises(SpamdTimeout, match=r"connect to ssl:.* timed out after 0.3s"):
+            await pool.scan(HAM)
+        assert pool.in_flight == 0
