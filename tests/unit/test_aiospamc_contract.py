@@ -80,3 +80,31 @@ def test_aiospamc_contract_ex_status_raises_with_its_code() -> None:
 def test_aiospamc_contract_garbage_raises(raw: bytes) -> None:
     with pytest.raises(Exception):  # noqa: B017 - any exception: protocol.py maps all
         library.parse_response(raw)
+
+
+def test_aiospamc_contract_imported_in_one_place_by_public_names() -> None:
+    import ast
+    from pathlib import Path
+
+    package = Path(library.__file__).resolve().parents[1]
+    importers, private = [], []
+    for path in sorted(package.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module + "." + alias.name for alias in node.names]
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+                root = node.value
+                while isinstance(root, ast.Attribute):
+                    root = root.value
+                if isinstance(root, ast.Name) and root.id == "aiospamc":
+                    private.append(node.attr)
+            for name in names:
+                if name.split(".")[0] in ("aiospamc", "loguru"):
+                    importers.append(path.relative_to(package).as_posix())
+                    private += [part for part in name.split(".") if part.startswith("_")]
+    assert set(importers) == {"spamd/library.py"}
+    assert private == []
