@@ -4,8 +4,7 @@ Everything here is pure: bytes in, bytes out.
 
 Leading space: the session negotiates SMFIP_HDR_LEADSPC, so a value we send to the MTA is
 everything after ``Name:`` and must carry its own leading space. The formatters below return
-the value WITHOUT that space; wrap it with `with_leading_space` at the point where the edit is
-built. (When HDR_LEADSPC is not negotiated the MTA adds the space itself; send the bare value.)
+the value WITHOUT that space; the space is added where the edit is built. (When HDR_LEADSPC is not negotiated the MTA adds the space itself; send the bare value.)
 
 Line ends: folded values use a bare LF followed by SP or TAB. libmilter and Postfix add the CR
 themselves; sending CRLF doubles it.
@@ -60,11 +59,6 @@ _EIGHT_BIT_TO_QUESTION = bytes(range(0x80)) + b"?" * 0x80  # a translate table
 _WSP_RUN = re.compile(rb"[ \t]{%d,}" % (_MAX_WSP_RUN + 1))
 _SPACE_RUN = b" " * (_MAX_WSP_RUN + 1)
 _ENCODED_WORD = re.compile(rb"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
-
-
-def with_leading_space(value: bytes) -> bytes:
-    """The value as sent with HDR_LEADSPC: exactly one space after the colon."""
-    return b" " + value
 
 
 # ---------------------------------------------------------------- milter-spamc values
@@ -193,7 +187,7 @@ def sanitize_value(value: bytes, name_len: int, *, keep_8bit: bool = False) -> b
     - A line break becomes folding: LF followed by SP or TAB (one space is added if the
       line did not start with whitespace). Continuation lines with no visible text are
       dropped, and trailing whitespace on each line is removed.
-    - Leading whitespace of the value is removed; `with_leading_space` adds exactly one.
+    - Leading whitespace of the value is removed; the edit adds exactly one.
     - Runs of more than 64 spaces/tabs are squeezed to one space.
     - No physical line exceeds 998 octets; the first line counts `name_len` + 2 for
       "Name: ". Longer lines are broken before whitespace when possible, otherwise hard

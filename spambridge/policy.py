@@ -532,7 +532,7 @@ def _action(config: Config, txn: Transaction, verdict: Verdict) -> str:
         if low_precedence:
             return "discard"  # milter-spamc discards all low-precedence spam, rejected or not
         if config.extra_reject >= 0 and score >= threshold + config.extra_reject:
-            return "discard" if low_precedence else "reject"
+            return "reject"  # low-precedence spam was discarded just above
     if config.tempfail_score is not None and score >= config.tempfail_score:
         return "tempfail"
     if (

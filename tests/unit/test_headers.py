@@ -20,7 +20,6 @@ from spambridge.headers import (
     spamassassin_headers,
     spamassassin_subject,
     tag_subject,
-    with_leading_space,
 )
 from spambridge.milter.messages import ChangeHeader
 
@@ -37,10 +36,6 @@ def test_headers_status_ham_negative_score() -> None:
 
 def test_headers_flag() -> None:
     assert (format_flag(True), format_flag(False)) == (b"YES", b"NO")
-
-
-def test_headers_leading_space_helper() -> None:
-    assert with_leading_space(b"YES") == b" YES"
 
 
 def test_headers_level_gtube_is_capped_at_982() -> None:
