@@ -4,7 +4,8 @@ Everything here is pure: bytes in, bytes out.
 
 Leading space: the session negotiates SMFIP_HDR_LEADSPC, so a value we send to the MTA is
 everything after ``Name:`` and must carry its own leading space. The formatters below return
-the value WITHOUT that space; the space is added where the edit is built. (When HDR_LEADSPC is not negotiated the MTA adds the space itself; send the bare value.)
+the value WITHOUT that space; the space is added where the edit is built. (When HDR_LEADSPC
+is not negotiated the MTA adds the space itself; send the bare value.)
 
 Line ends: folded values use a bare LF followed by SP or TAB. libmilter and Postfix add the CR
 themselves; sending CRLF doubles it.

@@ -16,14 +16,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from spambridge.decision import Decision, Kind
 from spambridge.errors import ConfigError
 from spambridge.log import logger
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
     from prometheus_client.metrics_core import Metric
-
-    from spambridge.policy import Decision
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 SIZE_BUCKETS = (1024, 4096, 16384, 65536, 262144, 524288, 1048576, 4194304, 16777216)
@@ -83,7 +82,7 @@ class Metrics:
         self.message_bytes.observe(size)
         if spamd_seconds is not None:
             self.spamd_seconds.observe(spamd_seconds)
-        if decision.verdict == "unscanned":
+        if decision.verdict is Kind.UNSCANNED:
             self.counters["skipped"] += 1
 
     def counter_totals(self) -> collections.Counter[str]:

@@ -17,6 +17,8 @@ from datetime import datetime
 
 from spambridge import __version__, headers, rewrite
 from spambridge.access import AccessAction, AccessMap, AccessResult
+from spambridge.decision import Action, Direction, Kind
+from spambridge.decision import Decision as Decision  # the type callers know it by
 from spambridge.errors import ConfigError, SpamdError
 from spambridge.milter.messages import (
     AddHeader,
@@ -40,20 +42,6 @@ from spambridge.transaction import Client, Macros, Recipient, Transaction
 VERDICT_HEADERS = frozenset(name.lower() for name in headers.MILTER_SPAMC_HEADERS)
 _LOW_PRECEDENCE = re.compile(rb"^\s*(list|junk|bulk)\b", re.I)
 _REPLY = re.compile(r"^\s*([45]\d\d)(?:\s+([245]\.\d{1,3}\.\d{1,3}))?\s*(.*?)\s*$", re.S)
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The edits to send at end of message, the one final reply, and what to log."""
-
-    final: FinalReply
-    edits: tuple[Edit, ...]
-    verdict: str  # spam, ham, error, unscanned
-    action: str  # accept, tag, reject, discard, quarantine, tempfail, redirect, copy, dry-run:…
-    reason: str = ""
-    score: float | None = None
-    threshold: float | None = None
-    direction: str = "inbound"  # outbound: authenticated or trusted-network sender
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,10 +266,12 @@ def access_decision(
             continue  # milter-spamc's build: black-list entries do not reject or discard
         if result.action.rejects:
             return _unless_dry_run(
-                config, Decision(_access_reply(result.text), (), "unscanned", "reject", why)
+                config, Decision(_access_reply(result.text), (), Kind.UNSCANNED, Action.REJECT, why)
             )
         if result.action is AccessAction.DISCARD:
-            return _unless_dry_run(config, Decision(Discard(), (), "unscanned", "discard", why))
+            return _unless_dry_run(
+                config, Decision(Discard(), (), Kind.UNSCANNED, Action.DISCARD, why)
+            )
     results = [amap.recipient(r.address, addr) for r in txn.recipients]
     if any(r is not None and r.action is AccessAction.HATER for r in results):
         return None
@@ -296,7 +286,7 @@ def _unless_dry_run(config: Config, decision: Decision) -> Decision:
     if not config.dry_run:
         return decision
     return dataclasses.replace(
-        decision, final=Continue(), edits=(), action=f"dry-run:{decision.action}"
+        decision, final=Continue(), edits=(), action=decision.action.dry_run()
     )
 
 
@@ -355,7 +345,7 @@ def forged_deletions(txn: Transaction, config: Config) -> list[ChangeHeader]:
 def on_unscanned(config: Config, txn: Transaction, reason: str) -> Decision:
     """Not scanned on purpose (auth, trusted network, size, access map): deliver as is."""
     edits = () if config.dry_run else tuple(forged_deletions(txn, config))
-    return Decision(Continue(), edits, "unscanned", "accept", reason)
+    return Decision(Continue(), edits, Kind.UNSCANNED, Action.ACCEPT, reason)
 
 
 def on_error(config: Config, txn: Transaction, error: SpamdError) -> Decision:
@@ -371,7 +361,7 @@ def on_internal_error(config: Config, txn: Transaction, error: BaseException) ->
 def _error_decision(config: Config, txn: Transaction, reason: str) -> Decision:
     action = config.spamd_error_action
     if config.dry_run:
-        return Decision(Continue(), (), "error", f"dry-run:{action}", reason)
+        return Decision(Continue(), (), Kind.ERROR, Action(action).dry_run(), reason)
     if action != "accept":
         option, text, klass = {
             "tempfail": ("spamd-tempfail-reply", config.spamd_tempfail_reply, "4"),
@@ -379,8 +369,10 @@ def _error_decision(config: Config, txn: Transaction, reason: str) -> Decision:
         }[action]
         spec = parse_reply_option(option, text, klass)
         reply = smtp_reply(spec.code, spec.enhanced, [spec.text])
-        return Decision(reply, (), "error", action, reason)
-    return Decision(Continue(), tuple(forged_deletions(txn, config)), "error", "accept", reason)
+        return Decision(reply, (), Kind.ERROR, Action(action), reason)
+    return Decision(
+        Continue(), tuple(forged_deletions(txn, config)), Kind.ERROR, Action.ACCEPT, reason
+    )
 
 
 def decide(
@@ -401,12 +393,12 @@ def decide(
     Outbound mail (see outbound_reason) follows scan-authenticated: tag only, or the whole
     policy with outbound-reject-score in place of the inbound reject thresholds.
     """
-    kind = "spam" if verdict.is_spam else "ham"
+    kind = Kind.SPAM if verdict.is_spam else Kind.HAM
     score, threshold = verdict.score, verdict.threshold
-    direction = "outbound" if outbound else "inbound"
+    direction = Direction.OUTBOUND if outbound else Direction.INBOUND
     tag_only = outbound and config.scan_authenticated == "tag"
     if tag_only:
-        action = "tag"
+        action = Action.TAG
     elif outbound and config.outbound_reject_score is not None:
         action = _action(
             replace(config, reject_score=config.outbound_reject_score, extra_reject=-1),
@@ -416,20 +408,20 @@ def decide(
     else:
         action = _action(config, txn, verdict)
 
-    def done(final: FinalReply, edits: tuple[Edit, ...], label: str) -> Decision:
+    def done(final: FinalReply, edits: tuple[Edit, ...], label: Action) -> Decision:
         return Decision(
             final, edits, kind, label, score=score, threshold=threshold, direction=direction
         )
 
     if config.dry_run:
-        return done(Continue(), (), f"dry-run:{action}")
-    if action == "reject":
-        return done(_reject_reply(config, verdict), (), "reject")
-    if action == "tempfail":
+        return done(Continue(), (), action.dry_run())
+    if action is Action.REJECT:
+        return done(_reject_reply(config, verdict), (), action)
+    if action is Action.TEMPFAIL:
         spec = parse_reply_option("tempfail-reply", config.tempfail_reply, "4")
-        return done(smtp_reply(spec.code, spec.enhanced, [spec.text]), (), "tempfail")
-    if action == "discard":
-        return done(Discard(), (), "discard")
+        return done(smtp_reply(spec.code, spec.enhanced, [spec.text]), (), action)
+    if action is Action.DISCARD:
+        return done(Discard(), (), action)
 
     sp = b" " if leading_space else b""
     if (
@@ -441,7 +433,7 @@ def decide(
         edits = list(_spamassassin_rewrite(config, txn, verdict, macros, now, sp))
     else:
         edits = _header_edits(config, txn, verdict, macros, now, leading_space)
-    if action == "quarantine" and quarantine_ok:
+    if action is Action.QUARANTINE and quarantine_ok:
         reason = config.quarantine_reason.replace("%score%", f"{score:.2f}").replace(
             "%threshold%", f"{threshold:.2f}"
         )
@@ -451,15 +443,19 @@ def decide(
     elif recipients_ok:
         edits.extend(_mail_policy(config, txn, verdict, sp))
     final: FinalReply = Continue()
-    label = action if action in ("quarantine",) else ("tag" if verdict.is_spam else "accept")
+    label: Action = (
+        action
+        if action is Action.QUARANTINE
+        else (Action.TAG if verdict.is_spam else Action.ACCEPT)
+    )
     if (
         verdict.is_spam
         and config.mail_policy != "none"
         and recipients_ok
-        and action == "tag"
+        and action is Action.TAG
         and not tag_only
     ):
-        label = config.mail_policy
+        label = Action(config.mail_policy)
     return done(final, tuple(edits), label)
 
 
@@ -517,33 +513,33 @@ def _spamassassin_rewrite(
     return tuple(edits)
 
 
-def _action(config: Config, txn: Transaction, verdict: Verdict) -> str:
+def _action(config: Config, txn: Transaction, verdict: Verdict) -> Action:
     score, threshold = verdict.score, verdict.threshold
     low_precedence = config.discard_low_precedence and precedence_is_low(
         txn.header_values(b"Precedence")
     )
     if config.discard_score is not None and score >= config.discard_score:
-        return "discard"
+        return Action.DISCARD
     if config.reject_score is not None and score >= config.reject_score:
-        return "discard" if low_precedence else "reject"
+        return Action.DISCARD if low_precedence else Action.REJECT
     if verdict.is_spam:
         if config.extra_discard >= 0 and score >= threshold + config.extra_discard:
-            return "discard"
+            return Action.DISCARD
         if low_precedence:
-            return "discard"  # milter-spamc discards all low-precedence spam, rejected or not
+            return Action.DISCARD  # milter-spamc discards all low-precedence spam, rejected or not
         if config.extra_reject >= 0 and score >= threshold + config.extra_reject:
-            return "reject"  # low-precedence spam was discarded just above
+            return Action.REJECT  # low-precedence spam was discarded just above
     if config.tempfail_score is not None and score >= config.tempfail_score:
-        return "tempfail"
+        return Action.TEMPFAIL
     if (
         verdict.is_spam
         and config.extra_tempfail >= 0
         and score >= threshold + config.extra_tempfail
     ):
-        return "tempfail"
+        return Action.TEMPFAIL
     if config.quarantine_score is not None and score >= config.quarantine_score:
-        return "quarantine"
-    return "tag"
+        return Action.QUARANTINE
+    return Action.TAG
 
 
 def _reject_reply(config: Config, verdict: Verdict) -> ReplyCode:

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from spambridge import policy
 from spambridge.access import AccessMap
+from spambridge.decision import Action, Decision, Direction, Kind
 from spambridge.errors import ProtocolError, RemoteProtocolError, SpamdError
 from spambridge.log import logger, queue_id
 from spambridge.metrics import Metrics
@@ -599,7 +600,7 @@ class Session(asyncio.Protocol):
 
     async def _decide(
         self, txn: Transaction, svc: Services, started: float, result: _Scanned
-    ) -> policy.Decision:
+    ) -> Decision:
         config = svc.config
         leading = self.leading_space
         now = datetime.now(UTC).astimezone()
@@ -649,7 +650,7 @@ class Session(asyncio.Protocol):
             and policy.outbound_reason(config, self.client, self.macros) is not None,
         )
 
-    def _encode_decision(self, decision: policy.Decision) -> bytes:
+    def _encode_decision(self, decision: Decision) -> bytes:
         """The wire bytes of the granted edits and the final reply."""
         legal = self._legal  # (command, reply) pairs legal whatever their arguments
         for edit in decision.edits:
@@ -667,7 +668,7 @@ class Session(asyncio.Protocol):
 
     def _fallback(
         self, config: Config, txn: Transaction, exc: BaseException
-    ) -> tuple[policy.Decision, bytes]:
+    ) -> tuple[Decision, bytes]:
         """The spamd-error-action for an internal failure; without edits if even those fail."""
         try:
             decision = policy.on_internal_error(config, txn, exc)
@@ -678,11 +679,9 @@ class Session(asyncio.Protocol):
         final: FinalReply = _CONTINUE if action == "accept" or config.dry_run else TempFail()
         if action == "reject" and not config.dry_run:
             final = Reject()
-        return policy.Decision(final, (), "error", action, "internal"), encode(final)
+        return Decision(final, (), Kind.ERROR, Action(action), "internal"), encode(final)
 
-    def _log_verdict(
-        self, decision: policy.Decision, txn: Transaction, host: str, ms: float
-    ) -> None:
+    def _log_verdict(self, decision: Decision, txn: Transaction, host: str, ms: float) -> None:
         score = ""
         if decision.score is not None:
             score = f" score={decision.score:.2f}/{decision.threshold:.2f}"
@@ -699,7 +698,7 @@ class Session(asyncio.Protocol):
             host,
             ms,
             f" reason={decision.reason!r}" if decision.reason else "",
-            " direction=outbound" if decision.direction == "outbound" else "",
+            " direction=outbound" if decision.direction is Direction.OUTBOUND else "",
         )
 
     async def _scan_with_progress(

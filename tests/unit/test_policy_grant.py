@@ -7,6 +7,7 @@ from pathlib import Path
 from spambridge import policy
 from spambridge.access import AccessMap
 from spambridge.cli import resolve
+from spambridge.decision import Action, Kind
 from spambridge.milter.flags import ActionFlags, Family
 from spambridge.milter.messages import (
     AddHeader,
@@ -29,7 +30,7 @@ EDITS = (
 
 
 def decision() -> policy.Decision:
-    return policy.Decision(Continue(), EDITS, "spam", "tag")
+    return policy.Decision(Continue(), EDITS, Kind.SPAM, Action.TAG)
 
 
 def test_policy_grant_keeps_what_the_mta_granted() -> None:
