@@ -35,7 +35,7 @@ from spambridge.options import (
     parse_argv,
     read_option_file,
 )
-from spambridge.session import Services
+from spambridge.session import Services, local_now
 from spambridge.spamd.endpoints import SpamdTimeouts
 from spambridge.spamd.library import drop_loguru_handlers
 from spambridge.spamd.pool import SpamdPool
@@ -176,13 +176,15 @@ def loop_factory(config: Config) -> Callable[[], asyncio.AbstractEventLoop] | No
     return factory
 
 
-def build_services(resolved: Resolved, stats: Metrics) -> Services:
+def build_services(
+    resolved: Resolved, stats: Metrics, *, clock: Callable[[], datetime] = local_now
+) -> Services:
     access = (
         AccessMap.load(resolved.config.access_db)
         if resolved.config.access_db
         else (AccessMap.empty())
     )
-    return Services(resolved.config, build_pool(resolved), stats, access)
+    return Services(resolved.config, build_pool(resolved), stats, access, clock)
 
 
 def build_pool(resolved: Resolved) -> SpamdPool:

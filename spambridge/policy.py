@@ -20,6 +20,7 @@ from spambridge.access import AccessAction, AccessMap, AccessResult
 from spambridge.decision import Action, Direction, Kind
 from spambridge.decision import Decision as Decision  # the type callers know it by
 from spambridge.errors import ConfigError, SpamdError
+from spambridge.milter.flags import ActionFlags
 from spambridge.milter.messages import (
     AddHeader,
     AddRecipient,
@@ -36,7 +37,7 @@ from spambridge.milter.negotiate import required_action
 from spambridge.milter.reply import smtp_reply
 from spambridge.options import Config
 from spambridge.spamd.protocol import Verdict
-from spambridge.transaction import Client, Macros, Recipient, Transaction
+from spambridge.transaction import Client, Macros, Recipient, Transaction, message_for_spamd
 
 # Headers whose incoming copies are forged by definition: only we set them.
 VERDICT_HEADERS = frozenset(name.lower() for name in headers.MILTER_SPAMC_HEADERS)
@@ -101,6 +102,112 @@ def validate(config: Config) -> None:
         raise ConfigError(
             "mail-spam", f"mail-policy={config.mail_policy} needs a mail-spam address"
         )
+
+
+# ------------------------------------------------------------------ the pipeline
+#
+# The daemon's session and `spambridge scan FILE` both call these two and nothing else:
+# before_scan, then (when it asks for a scan) spamd, then after_scan.
+
+
+@dataclass(frozen=True, slots=True)
+class ScanPlan:
+    """A message to scan: what goes to spamd, and what after_scan needs to decide."""
+
+    config: Config
+    txn: Transaction
+    macros: Macros
+    message: bytes  # the exact bytes spamd sees
+    user: str  # the spamd user, "" for spamd's own default
+    command: str  # the SPAMC command
+    now: datetime
+    leading_space: bool  # HDR_LEADSPC: edits carry their value's leading space
+    actions: ActionFlags  # what the MTA granted: edits needing others are left out
+    outbound: bool  # authenticated or trusted-network sender, scanned (scan-authenticated)
+
+
+def before_scan(
+    config: Config,
+    access: AccessMap,
+    client: Client,
+    macros: Macros,
+    txn: Transaction,
+    *,
+    now: datetime,
+    leading_space: bool,
+    actions: ActionFlags,
+) -> Decision | ScanPlan:
+    """At end of message: a Decision without scanning (access map, skip reasons, size), or
+    the plan of the scan."""
+    ruled = access_decision(access, config, client, macros, txn)
+    if ruled is not None:
+        return ruled
+    reason = skip_reason(config, client, macros)
+    limit = config.max_scan_bytes
+    # The limit covers the headers too: a message of headers alone (no body chunk at all)
+    # would otherwise go to spamd whole.
+    over = not txn.body_complete or (limit and txn.header_bytes > limit)
+    if reason is None and over and config.oversize_action == "skip":
+        reason = f"message over spamd-max-size ({txn.size} bytes)"
+    if reason is not None:
+        return on_unscanned(config, txn, reason)
+    message = message_for_spamd(
+        txn,
+        client,
+        macros,
+        leading_space=leading_space,
+        drop=VERDICT_HEADERS,
+        now=now,
+        authenticated=bool(macros.get("auth_authen")),
+    )
+    if limit and txn.header_bytes > limit:
+        message = message[:limit]  # oversize-action=truncate: the whole message, cut
+    return ScanPlan(
+        config,
+        txn,
+        macros,
+        message,
+        spamd_user(config, txn),
+        config.spamd_command,
+        now,
+        leading_space,
+        actions,
+        config.scan_authenticated != "skip" and outbound_reason(config, client, macros) is not None,
+    )
+
+
+def after_scan(plan: ScanPlan, outcome: Verdict | SpamdError) -> Decision:
+    """What to do with spamd's verdict, or with its failure."""
+    if isinstance(outcome, SpamdError):
+        return on_error(plan.config, plan.txn, outcome)
+    actions = plan.actions
+    return decide(
+        plan.config,
+        plan.txn,
+        outcome,
+        macros=plan.macros,
+        now=plan.now,
+        leading_space=plan.leading_space,
+        quarantine_ok=bool(actions & ActionFlags.QUARANTINE),
+        recipients_ok=bool(actions & ActionFlags.ADD_RECIPIENT),
+        body_ok=bool(actions & ActionFlags.CHANGE_BODY),
+        outbound=plan.outbound,
+    )
+
+
+def untrusted_recipients(
+    config: Config, access: AccessMap, client: Client, txn: Transaction
+) -> int:
+    """How many recipients the access map does not white-list (max-untrusted counts them)."""
+    if not len(access):
+        return len(txn.recipients)
+    relay_ok = config.smdb_relay_ok
+    return sum(
+        1
+        for rcpt in txn.recipients
+        if (result := access.recipient(rcpt.address, client.address)) is None
+        or not trusted(result, relay_ok)
+    )
 
 
 # ------------------------------------------------------------------ whether to scan

@@ -51,13 +51,7 @@ from spambridge.milter.reply import smtp_reply
 from spambridge.options import Config
 from spambridge.spamd.pool import SpamdPool
 from spambridge.spamd.protocol import Verdict
-from spambridge.transaction import (
-    Client,
-    Macros,
-    Recipient,
-    Transaction,
-    message_for_spamd,
-)
+from spambridge.transaction import Client, Macros, Recipient, Transaction
 
 # Macros we read, requested per stage in the negotiation reply (setsymlist).
 MACROS: tuple[tuple[Stage, tuple[str, ...]], ...] = (
@@ -123,6 +117,11 @@ def wanted(config: Config) -> Wanted:
     return Wanted(actions=actions, protocol=protocol, macros=MACROS)
 
 
+def local_now() -> datetime:
+    """The wall clock in local time, as X-Scanned-By and the synthetic Received show it."""
+    return datetime.now(UTC).astimezone()
+
+
 @dataclass(slots=True)
 class Services:
     """What a session needs from the server; swapped whole on reload."""
@@ -131,6 +130,7 @@ class Services:
     pool: SpamdPool
     metrics: Metrics
     access: AccessMap = dataclasses.field(default_factory=AccessMap.empty)
+    clock: Callable[[], datetime] = local_now  # tests pass a fixed one
     wanted: Wanted = dataclasses.field(init=False)  # computed once, not per connection
     # Answers by (version, actions, protocol) offered, the reply already encoded: an MTA
     # offers the same every time, and working the answer out costs more than the rest of a
@@ -519,7 +519,11 @@ class Session(asyncio.Protocol):
             )
         )
         limit = self.svc.config.max_untrusted
-        if limit > 0 and self._untrusted(txn) > limit:
+        if (
+            limit > 0
+            and policy.untrusted_recipients(self.svc.config, self.svc.access, self.client, txn)
+            > limit
+        ):
             if self.svc.config.dry_run:  # nothing but Continue reaches the MTA
                 logger.info("dry-run: would answer 452 4.5.3 too many untrusted recipients")
             else:
@@ -527,15 +531,6 @@ class Session(asyncio.Protocol):
                 self._answer(command, smtp_reply("452", "4.5.3", ["too many untrusted recipients"]))
                 return
         self._answer(command)
-
-    def _untrusted(self, txn: Transaction) -> int:
-        amap = self.svc.access
-        count = 0
-        for rcpt in txn.recipients:
-            result = amap.recipient(rcpt.address, self.client.address) if len(amap) else None
-            if result is None or not policy.trusted(result, self.svc.config.smdb_relay_ok):
-                count += 1
-        return count
 
     def _body(self, chunk: BodyChunk, *, reply: bool = True) -> None:
         txn = self.txn
@@ -601,54 +596,23 @@ class Session(asyncio.Protocol):
     async def _decide(
         self, txn: Transaction, svc: Services, started: float, result: _Scanned
     ) -> Decision:
-        config = svc.config
-        leading = self.leading_space
-        now = datetime.now(UTC).astimezone()
-        ruled = policy.access_decision(svc.access, config, self.client, self.macros, txn)
-        if ruled is not None:
-            return ruled
-        reason = policy.skip_reason(config, self.client, self.macros)
-        limit = config.max_scan_bytes
-        # The limit covers the headers too: a message of headers alone (no body chunk at
-        # all) would otherwise go to spamd whole.
-        over = not txn.body_complete or (limit and txn.header_bytes > limit)
-        if reason is None and over and config.oversize_action == "skip":
-            reason = f"message over spamd-max-size ({txn.size} bytes)"
-        if reason is not None:
-            return policy.on_unscanned(config, txn, reason)
-        authenticated = bool(self.macros.get("auth_authen"))
-        message = message_for_spamd(
-            txn,
+        negotiated = self.negotiated
+        plan = policy.before_scan(
+            svc.config,
+            svc.access,
             self.client,
             self.macros,
-            leading_space=leading,
-            drop=policy.VERDICT_HEADERS,
-            now=now,
-            authenticated=authenticated,
-        )
-        if limit and txn.header_bytes > limit:
-            message = message[:limit]  # oversize-action=truncate: the whole message, cut
-        user = policy.spamd_user(config, txn)
-        outcome = await self._scan_with_progress(svc, message, user)
-        result.spamd_ms = (time.monotonic() - started) * 1000
-        if not isinstance(outcome, Verdict):
-            result.host = outcome.host or "-"
-            return policy.on_error(config, txn, outcome)
-        result.host = outcome.host
-        actions = self.negotiated.actions if self.negotiated else ActionFlags(0)
-        return policy.decide(
-            config,
             txn,
-            outcome,
-            macros=self.macros,
-            now=now,
-            leading_space=leading,
-            quarantine_ok=bool(actions & ActionFlags.QUARANTINE),
-            recipients_ok=bool(actions & ActionFlags.ADD_RECIPIENT),
-            body_ok=bool(actions & ActionFlags.CHANGE_BODY),
-            outbound=config.scan_authenticated != "skip"
-            and policy.outbound_reason(config, self.client, self.macros) is not None,
+            now=svc.clock(),
+            leading_space=self.leading_space,
+            actions=negotiated.actions if negotiated is not None else ActionFlags(0),
         )
+        if isinstance(plan, Decision):
+            return plan
+        outcome = await self._scan_with_progress(svc, plan)
+        result.spamd_ms = (time.monotonic() - started) * 1000
+        result.host = outcome.host if isinstance(outcome, Verdict) else (outcome.host or "-")
+        return policy.after_scan(plan, outcome)
 
     def _encode_decision(self, decision: Decision) -> bytes:
         """The wire bytes of the granted edits and the final reply."""
@@ -702,7 +666,7 @@ class Session(asyncio.Protocol):
         )
 
     async def _scan_with_progress(
-        self, svc: Services, message: bytes, user: str
+        self, svc: Services, plan: policy.ScanPlan
     ) -> Verdict | SpamdError:
         """Scan, sending progress to the MTA every progress-interval while we wait.
 
@@ -712,7 +676,7 @@ class Session(asyncio.Protocol):
         self._progress_every = svc.config.progress_interval
         self._progress_timer = self._loop.call_later(self._progress_every, self._progress)
         try:
-            return await svc.pool.scan(message, command=svc.config.spamd_command, user=user or None)
+            return await svc.pool.scan(plan.message, command=plan.command, user=plan.user or None)
         except SpamdError as exc:
             logger.warning("spamd failed (%s): %s", exc.kind, exc)
             return exc

@@ -11,11 +11,9 @@ import gc
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from datetime import UTC, datetime, tzinfo
 
 import pytest
 
-import spambridge.session
 from tests.support.controller import Running, running_milter
 from tests.support.fake_spamd import FakeSpamd
 from tests.support.milter_client import MilterClient
@@ -45,15 +43,6 @@ HEADERS = [
 BODY = b"Hello,\r\n\r\nan ordinary message.\r\n"
 
 
-class _FrozenClock(datetime):
-    @classmethod
-    def now(cls, tz: tzinfo | None = None) -> _FrozenClock:
-        return cls(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
-
-    def astimezone(self, tz: tzinfo | None = None) -> _FrozenClock:
-        return self
-
-
 def milter_options(spamd: FakeSpamd | str, *extra: str) -> list[str]:
     """Options for running_milter: one spamd host (or a space-separated pool), fast timeouts."""
     address = spamd if isinstance(spamd, str) else spamd.address
@@ -65,12 +54,6 @@ def _collect_garbage() -> Iterator[None]:
     # A leaked socket surfaces as a ResourceWarning at GC; collect inside the test that leaked.
     yield
     gc.collect()
-
-
-@pytest.fixture(autouse=True)
-def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Sessions see a fixed time, so header values can be compared byte for byte."""
-    monkeypatch.setattr(spambridge.session, "datetime", _FrozenClock)
 
 
 async def open_session(

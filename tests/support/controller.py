@@ -4,13 +4,21 @@ Controller): the same Server, Session and SpamdPool the daemon runs, on a loopba
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from spambridge.cli import Resolved, build_services, resolve
 from spambridge.metrics import Metrics
 from spambridge.server import Server
 from spambridge.session import Services
+
+# The time every test server sees, so header values can be compared byte for byte.
+FROZEN_NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+
+
+def frozen_clock() -> datetime:
+    return FROZEN_NOW
 
 
 @dataclass
@@ -22,17 +30,19 @@ class Running:
     def reconfigure(self, args: Sequence[str]) -> None:
         """What SIGHUP does: new messages use the new options."""
         _, resolved = resolve(["file=", *args])
-        self.services = build_services(resolved, self.services.metrics)
+        self.services = build_services(resolved, self.services.metrics, clock=self.services.clock)
 
 
 @contextlib.asynccontextmanager
-async def running_milter(args: Sequence[str], *, grace: float = 2.0) -> AsyncIterator[Running]:
+async def running_milter(
+    args: Sequence[str], *, grace: float = 2.0, clock: Callable[[], datetime] = frozen_clock
+) -> AsyncIterator[Running]:
     """Serve spambridge with `args` (option syntax as on the command line) on 127.0.0.1:0
-    unless args name a milter-socket."""
+    unless args name a milter-socket; the sessions read the time from `clock`."""
     argv = ["file=", "milter-socket=inet:0@127.0.0.1", "log=stderr", *args]
     resolved: Resolved = resolve(argv)[1]
     holder: list[Running] = []
-    services = build_services(resolved, Metrics())
+    services = build_services(resolved, Metrics(), clock=clock)
     server = Server(lambda: holder[0].services)
     running = Running(server, services, "")
     holder.append(running)
