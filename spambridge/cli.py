@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import grp
+import ipaddress
 import json
 import os
 import pwd
@@ -14,11 +15,12 @@ import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from spambridge import __version__, metrics, policy, preview
 from spambridge.access import AccessMap
+from spambridge.decision import Decision
 from spambridge.errors import ConfigError, SpamdError
 from spambridge.log import logger, setup
 from spambridge.metrics import Metrics
@@ -35,12 +37,12 @@ from spambridge.options import (
     parse_argv,
     read_option_file,
 )
-from spambridge.session import Services, local_now
+from spambridge.session import Services, local_now, wanted
 from spambridge.spamd.endpoints import SpamdTimeouts
 from spambridge.spamd.library import drop_loguru_handlers
 from spambridge.spamd.pool import SpamdPool
 from spambridge.spamd.protocol import Verdict
-from spambridge.transaction import Client, Macros, Transaction, message_for_spamd
+from spambridge.transaction import Client, Macros, Recipient, Transaction
 
 # The MTA timeouts written in the shipped sendmail/ and Postfix snippets (a test keeps the
 # snippets and these numbers in step).
@@ -75,10 +77,13 @@ case-insensitive. file=PATH is read first; the command line applies on top.
 subcommands:
   run (default)   serve the MTA on milter-socket
   check           validate the configuration and print it in option-file form
-  scan FILE|-     scan one message with the configured spamd, without an MTA: print
-                  the verdict, the action and reply, then the headers as the recipient
-                  would see them (--json: one JSON object instead). Exit status as
-                  spamc -E: 0 ham, 1 spam, 69 spamd unavailable or failing
+  scan FILE|-     scan one message with the configured spamd, without an MTA, through
+                  the daemon's own decisions (access map, skip rules, size, policy):
+                  print the verdict, the action and reply, then the headers as the
+                  recipient would see them (--json: one JSON object instead). The
+                  envelope: --client-address IP (default 127.0.0.1), --sender ADDRESS
+                  (default <>), --recipient ADDRESS (repeat for several). Exit status
+                  as spamc -E: 0 ham, 1 spam, 69 spamd unavailable or failing
   +help           print every option in option-file form
 """
 
@@ -207,6 +212,11 @@ def main(argv: Sequence[str] | None = None, *, defaults: Mapping[str, str] | Non
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in args
     args = [a for a in args if a != "--json"]
+    try:
+        args, envelope = take_scan_flags(args)
+    except ConfigError as exc:
+        print(f"spambridge: error: {exc}", file=sys.stderr)
+        return 2
     if defaults is None and argv is None and os.path.basename(sys.argv[0]) == "milter-spamc":
         defaults = MILTER_SPAMC_DEFAULTS  # run through a symlink named milter-spamc
     try:
@@ -231,6 +241,12 @@ def main(argv: Sequence[str] | None = None, *, defaults: Mapping[str, str] | Non
     if as_json and parsed.command != "scan":
         print("spambridge: error: --json: only scan prints JSON", file=sys.stderr)
         return 2
+    if envelope != Envelope() and parsed.command != "scan":
+        print(
+            "spambridge: error: --client-address, --sender, --recipient: only for scan",
+            file=sys.stderr,
+        )
+        return 2
     if parsed.command == "check":
         text = option_file_text(resolved.config)
         path = resolved.config.file
@@ -253,7 +269,7 @@ def main(argv: Sequence[str] | None = None, *, defaults: Mapping[str, str] | Non
         except OSError as exc:
             print(f"spambridge: error: scan: cannot read {path}: {exc.strerror}", file=sys.stderr)
             return 2
-        return asyncio.run(scan_message(resolved, raw, as_json=as_json))
+        return asyncio.run(scan_message(resolved, raw, as_json=as_json, envelope=envelope))
     return run(args, resolved, defaults)
 
 
@@ -286,49 +302,122 @@ def split_message(raw: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
 EXIT_HAM, EXIT_SPAM, EXIT_UNAVAILABLE = 0, 1, 69
 
 
-async def scan_message(resolved: Resolved, raw: bytes, *, as_json: bool = False) -> int:
-    config = resolved.config
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What `scan` pretends the MTA told it: the client and the SMTP envelope."""
+
+    client_address: str = "127.0.0.1"
+    sender: str = ""
+    recipients: tuple[str, ...] = ()
+
+    def client(self) -> Client:
+        # the daemon's default scan client was localhost; another address is shown as
+        # Sendmail shows an unresolved client
+        address = self.client_address.encode("ascii")
+        name = b"localhost" if address == b"127.0.0.1" else b"[" + address + b"]"
+        family = Family.INET6 if b":" in address else Family.INET
+        return Client(name, family, 0, address, b"localhost")
+
+
+SCAN_FLAGS = ("--client-address", "--sender", "--recipient")
+
+
+def take_scan_flags(args: list[str]) -> tuple[list[str], Envelope]:
+    """Split scan's envelope flags (--client-address, --sender, --recipient, each as
+    --flag VALUE or --flag=VALUE; --recipient repeats) from the options. Raises ConfigError."""
+    rest: list[str] = []
+    found: dict[str, list[str]] = {flag: [] for flag in SCAN_FLAGS}
+    items = iter(args)
+    for arg in items:
+        flag, eq, value = arg.partition("=")
+        if flag not in found:
+            rest.append(arg)
+            continue
+        if not eq:
+            following = next(items, None)
+            if following is None:
+                raise ConfigError(flag[2:], "needs a value")
+            value = following
+        found[flag].append(value)
+    address = (found["--client-address"] or ["127.0.0.1"])[-1]
+    try:
+        address = str(ipaddress.ip_address(address))
+    except ValueError:
+        raise ConfigError(
+            "client-address", f"{address!r} is not an IP address: write 192.0.2.1 or 2001:db8::1"
+        ) from None
+    sender = (found["--sender"] or [""])[-1]
+    return rest, Envelope(address, sender, tuple(found["--recipient"]))
+
+
+def _angle(address: str) -> bytes:
+    raw = address.strip().encode("utf-8", "surrogateescape")
+    return raw if raw.startswith(b"<") else b"<" + raw + b">"
+
+
+def scan_transaction(raw: bytes, envelope: Envelope, config: Config) -> Transaction:
+    """The message file as the daemon would have collected it from the MTA."""
     headers, body = split_message(raw)
-    txn = Transaction(sender=b"<>")
+    txn = Transaction(sender=_angle(envelope.sender))
+    for address in envelope.recipients:
+        txn.recipients.append(Recipient(_angle(address), (), b"", b"", b""))
     for name, value in headers:
         txn.add_header(name, value)
-    txn.add_body(body, 0)
-    client = Client(b"localhost", Family.INET, 0, b"127.0.0.1", b"localhost")
-    macros = Macros()
-    now = datetime.now(UTC).astimezone()
-    message = message_for_spamd(
+    txn.add_body(body, config.max_scan_bytes)
+    return txn
+
+
+async def scan_decision(
+    resolved: Resolved,
+    txn: Transaction,
+    envelope: Envelope = Envelope(),
+    *,
+    clock: Callable[[], datetime] = local_now,
+) -> tuple[Decision, Verdict | SpamdError | None]:
+    """The daemon's pipeline for one collected message: policy.before_scan, spamd when it
+    asks for a scan, policy.after_scan. Returns the decision and spamd's outcome (None when
+    the message was not scanned)."""
+    config = resolved.config
+    access = AccessMap.load(config.access_db) if config.access_db else AccessMap.empty()
+    plan = policy.before_scan(
+        config,
+        access,
+        envelope.client(),
+        Macros(),
         txn,
-        client,
-        macros,
-        leading_space=True,
-        drop=policy.VERDICT_HEADERS,
-        now=now,
-        authenticated=False,
+        now=clock(),
+        leading_space=True,  # split_message keeps each value's leading space
+        actions=wanted(config).actions,  # an MTA that grants what we ask, as Sendmail does
     )
-    outcome: Verdict | SpamdError | None = None
-    if config.spamd_socket:
-        pool = build_pool(resolved)
-        try:
-            outcome = await pool.scan(
-                message, command=config.spamd_command, user=config.spamd_user or None
-            )
-        except SpamdError as exc:
-            outcome = exc
-        finally:
-            await pool.close()
-    if outcome is None:  # spamd-socket is empty: scanning disabled, as in the daemon
-        decision = policy.on_unscanned(config, txn, "scanning disabled (spamd-socket is empty)")
+    if isinstance(plan, Decision):
+        return plan, None
+    pool = build_pool(resolved)
+    outcome: Verdict | SpamdError
+    try:
+        outcome = await pool.scan(plan.message, command=plan.command, user=plan.user or None)
+    except SpamdError as exc:
+        outcome = exc
+    finally:
+        await pool.close()
+    return policy.after_scan(plan, outcome), outcome
+
+
+async def scan_message(
+    resolved: Resolved, raw: bytes, *, as_json: bool = False, envelope: Envelope = Envelope()
+) -> int:
+    """Print what the daemon would do with one message; the exit status as spamc -E."""
+    txn = scan_transaction(raw, envelope, resolved.config)
+    decision, outcome = await scan_decision(resolved, txn, envelope)
+    if outcome is None:
         status = EXIT_HAM
         summary = f"unscanned ({decision.reason})"
     elif isinstance(outcome, Verdict):
-        decision = policy.decide(config, txn, outcome, macros=macros, now=now, leading_space=True)
         status = EXIT_SPAM if outcome.is_spam else EXIT_HAM
         summary = (
             f"{decision.verdict} score={outcome.score:.2f}/{outcome.threshold:.2f} "
             f"spamd={outcome.host} ms={outcome.elapsed * 1000:.0f}"
         )
     else:
-        decision = policy.on_error(config, txn, outcome)
         status = EXIT_UNAVAILABLE
         summary = f"error ({outcome.kind}: {outcome})"
     seen = preview.apply_header_edits(txn.headers, decision.edits)
