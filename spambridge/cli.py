@@ -14,7 +14,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -110,6 +110,7 @@ class Resolved:
     timeouts: SpamdTimeouts
     warnings: tuple[str, ...]
     option_file: str | None = None  # the option file read, None when none was
+    access: AccessMap = field(default_factory=AccessMap.empty)  # access-db, loaded once
 
 
 def resolve(
@@ -140,13 +141,11 @@ def finish(config: Config, warnings: tuple[str, ...] = ()) -> Resolved:
     policy.validate(config)
     loop_factory(config)
     timeouts = config.spamd_timeouts
-    from spambridge.server import parse_milter_socket
 
-    parse_milter_socket(config.milter_socket)
     if config.metrics_listen:
         metrics.require_client()
-    if config.access_db:
-        AccessMap.load(config.access_db)  # a bad map is a start-up error, not a surprise later
+    # loaded here, once: a bad map is a start-up error, not a surprise later
+    access = AccessMap.load(config.access_db) if config.access_db else AccessMap.empty()
     notes = list(warnings)
     if not config.spamd_socket:
         notes.append("spamd-socket is empty: scanning is disabled, every message passes unscanned")
@@ -161,7 +160,7 @@ def finish(config: Config, warnings: tuple[str, ...] = ()) -> Resolved:
             f"progress-interval {config.progress_interval:.0f}s is too long for Sendmail's "
             f"R={SNIPPET_SENDMAIL_READ:.0f}s in the shipped snippet"
         )
-    return Resolved(config, timeouts, tuple(notes))
+    return Resolved(config, timeouts, tuple(notes), access=access)
 
 
 def loop_factory(config: Config) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -184,12 +183,7 @@ def loop_factory(config: Config) -> Callable[[], asyncio.AbstractEventLoop] | No
 def build_services(
     resolved: Resolved, stats: Metrics, *, clock: Callable[[], datetime] = local_now
 ) -> Services:
-    access = (
-        AccessMap.load(resolved.config.access_db)
-        if resolved.config.access_db
-        else (AccessMap.empty())
-    )
-    return Services(resolved.config, build_pool(resolved), stats, access, clock)
+    return Services(resolved.config, build_pool(resolved), stats, resolved.access, clock)
 
 
 def build_pool(resolved: Resolved) -> SpamdPool:
@@ -378,10 +372,9 @@ async def scan_decision(
     asks for a scan, policy.after_scan. Returns the decision and spamd's outcome (None when
     the message was not scanned)."""
     config = resolved.config
-    access = AccessMap.load(config.access_db) if config.access_db else AccessMap.empty()
     plan = policy.before_scan(
         config,
-        access,
+        resolved.access,
         envelope.client(),
         Macros(),
         txn,

@@ -18,10 +18,12 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Generic, Literal, TypeVar, get_args
 
 from spambridge.durations import DURATION_FORMS, parse_duration
 from spambridge.errors import ConfigError
+from spambridge.milter_socket import SocketSpec, parse_milter_socket
+from spambridge.replies import ReplySpec, parse_reply_option
 from spambridge.spamd.endpoints import (
     SpamdEndpoint,
     SpamdTimeouts,
@@ -61,6 +63,17 @@ def _o(
     legacy: bool = True,
 ) -> Option:
     return Option(name, kind, default, help, choices, group, legacy)
+
+
+# The choices of the choice options: one place, used by the table and by Config's types.
+OversizeAction = Literal["skip", "truncate"]
+SpamdUserFrom = Literal["passwd", "local-part", "address", "domain", "fixed"]
+SpamdErrorAction = Literal["accept", "tempfail", "reject"]
+HeaderStyle = Literal["milter-spamc", "spamassassin"]
+MailPolicy = Literal["none", "copy", "redirect"]
+ScanAuthenticated = Literal["skip", "tag", "full"]
+EventLoop = Literal["auto", "asyncio", "uvloop"]
+LogTarget = Literal["stderr", "syslog"]
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -173,7 +186,7 @@ OPTIONS: tuple[Option, ...] = (
         "Message over spamd-max-size: skip (deliver unscanned) or truncate (milter-spamc's "
         "rule: whole body chunks until spamd-max-size KB of body, headers not counted). "
         "Defaults to truncate when spamd-max-size is set and this is not.",
-        ("skip", "truncate"),
+        get_args(OversizeAction),
         group="spamd",
         legacy=False,
     ),
@@ -221,7 +234,7 @@ OPTIONS: tuple[Option, ...] = (
         "passwd (its local part when it has a passwd entry, else spamd-user), local-part, "
         "address (user@domain, for SQL or virtual-config-dir preferences), domain, or fixed "
         "(always spamd-user).",
-        ("passwd", "local-part", "address", "domain", "fixed"),
+        get_args(SpamdUserFrom),
         group="spamd",
         legacy=False,
     ),
@@ -311,7 +324,7 @@ OPTIONS: tuple[Option, ...] = (
         "accept",
         "When spamd is down, slow or answers badly: accept (fail open, deliver unchanged), "
         "tempfail (4xx, like Sendmail F=T) or reject (5xx, like F=R).",
-        ("accept", "tempfail", "reject"),
+        get_args(SpamdErrorAction),
         group="spamd",
         legacy=False,
     ),
@@ -338,7 +351,7 @@ OPTIONS: tuple[Option, ...] = (
         "milter-spamc",
         "milter-spamc: X-Spam-* headers in milter-spamc's formats; spamassassin: copy "
         "SpamAssassin's own X-Spam-* headers (spamd-command=HEADERS).",
-        ("milter-spamc", "spamassassin"),
+        get_args(HeaderStyle),
         group="headers",
         legacy=False,
     ),
@@ -490,7 +503,7 @@ OPTIONS: tuple[Option, ...] = (
         "choice",
         "none",
         "Spam neither rejected nor discarded: none, copy (bcc mail-spam) or redirect.",
-        ("none", "copy", "redirect"),
+        get_args(MailPolicy),
         group="actions",
     ),
     _o("mail-spam", "str", "", "Spam collection address for copy and redirect.", group="actions"),
@@ -539,7 +552,7 @@ OPTIONS: tuple[Option, ...] = (
         "skip (not scanned), tag (scanned, headers only: never rejected, deferred, "
         "discarded, quarantined or redirected) or full (the whole policy, with "
         "outbound-reject-score when set). The verdict line says direction=outbound.",
-        ("skip", "tag", "full"),
+        get_args(ScanAuthenticated),
         group="policy",
         legacy=False,
     ),
@@ -614,7 +627,7 @@ OPTIONS: tuple[Option, ...] = (
         "auto",
         "asyncio event loop: uvloop (faster; pip install uvloop or the uvloop extra), asyncio, "
         "or auto = uvloop when installed, else asyncio.",
-        ("auto", "asyncio", "uvloop"),
+        get_args(EventLoop),
         group="process",
         legacy=False,
     ),
@@ -623,7 +636,7 @@ OPTIONS: tuple[Option, ...] = (
         "choice",
         "stderr",
         "Where log lines go: stderr or syslog (facility mail).",
-        ("stderr", "syslog"),
+        get_args(LogTarget),
         group="process",
         legacy=False,
     ),
@@ -923,11 +936,35 @@ def _apply_file_line(line: str, settings: Settings) -> None:
 # ------------------------------------------------------------------ typed config
 
 
+T = TypeVar("T")
+
+
+class Parsed(str, Generic[T]):
+    """An option value parsed once, at start-up: the text as configured (what `check` prints,
+    what a reload compares, what the option reads as) carrying its parsed `value`."""
+
+    value: T
+
+    def __new__(cls, text: str, value: T) -> Parsed[T]:
+        self = super().__new__(cls, text)
+        self.value = value
+        return self
+
+
+# The SMTP replies the admin configures, and the codes each accepts (parsed by build_config).
+REPLY_OPTIONS: Mapping[str, str] = {
+    "reject-reply": "45",
+    "tempfail-reply": "4",
+    "spamd-tempfail-reply": "4",
+    "spamd-reject-reply": "5",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """Validated configuration. Field names are the option names with '-' -> '_'."""
 
-    milter_socket: str
+    milter_socket: Parsed[SocketSpec]
     milter_timeout: float
     milter_queue: int
     max_connections: int
@@ -940,11 +977,11 @@ class Config:
     spamd_timeouts: SpamdTimeouts  # spamd-timeout folded in when only it is given
     spamd_max_size: int
     spamd_max_reply_size: int
-    oversize_action: Literal["skip", "truncate"]
+    oversize_action: OversizeAction
     skip_body: bool
     spamd_command: SpamdCommand
     spamd_user: str
-    spamd_user_from: Literal["passwd", "local-part", "address", "domain", "fixed"]
+    spamd_user_from: SpamdUserFrom
     no_user_config: bool
     is_gateway: bool
     spamd_select: Select
@@ -954,10 +991,10 @@ class Config:
     spamd_slow_samples: int
     spamd_max_connections: int
     spamd_ca_file: str
-    spamd_error_action: Literal["accept", "tempfail", "reject"]
-    spamd_tempfail_reply: str
-    spamd_reject_reply: str
-    header_style: Literal["milter-spamc", "spamassassin"]
+    spamd_error_action: SpamdErrorAction
+    spamd_tempfail_reply: Parsed[ReplySpec]
+    spamd_reject_reply: Parsed[ReplySpec]
+    header_style: HeaderStyle
     spamd_rewrite_body: bool
     always_add_flag: bool
     always_add_level: bool
@@ -972,13 +1009,13 @@ class Config:
     discard_score: float | None
     tempfail_score: float | None
     extra_tempfail: float
-    tempfail_reply: str
+    tempfail_reply: Parsed[ReplySpec]
     quarantine_score: float | None
     quarantine_reason: str
-    reject_reply: str
+    reject_reply: Parsed[ReplySpec]
     smtp_detailed_reply: bool
     extra_low_spam: float
-    mail_policy: Literal["none", "copy", "redirect"]
+    mail_policy: MailPolicy
     mail_spam: str
     mail_low_spam: str
     mail_format: str
@@ -987,7 +1024,7 @@ class Config:
     max_untrusted: int
     dry_run: bool
     smtp_auth_ok: bool
-    scan_authenticated: Literal["skip", "tag", "full"]
+    scan_authenticated: ScanAuthenticated
     outbound_reject_score: float | None
     trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     access_db: str
@@ -1000,8 +1037,8 @@ class Config:
     run_group: str
     work_dir: str
     shutdown_grace: float
-    event_loop: Literal["auto", "asyncio", "uvloop"]
-    log: Literal["stderr", "syslog"]
+    event_loop: EventLoop
+    log: LogTarget
     verbose: frozenset[str]
     metrics_listen: str
     explicit: frozenset[str] = frozenset()
@@ -1083,6 +1120,11 @@ def build_config(settings: Settings, defaults: Mapping[str, str] | None = None) 
         # keeps scanning what it scanned.
         kwargs["oversize_action"] = "truncate"
     kwargs["socket_mode"] = _octal("socket-mode", str(kwargs["socket_mode"]))
+    text = str(kwargs["milter_socket"])
+    kwargs["milter_socket"] = Parsed(text, parse_milter_socket(text))
+    for name, klass in REPLY_OPTIONS.items():
+        text = str(kwargs[name.replace("-", "_")])
+        kwargs[name.replace("-", "_")] = Parsed(text, parse_reply_option(name, text, klass))
     kwargs["trusted_networks"] = _networks(kwargs["trusted_networks"])  # type: ignore[arg-type]
     kwargs["verbose"] = _verbose(str(kwargs["verbose"]))
     kwargs["explicit"] = frozenset(settings.explicit)

@@ -36,48 +36,18 @@ from spambridge.milter.messages import (
 from spambridge.milter.negotiate import required_action
 from spambridge.milter.reply import smtp_reply
 from spambridge.options import Config
+from spambridge.replies import ReplySpec as ReplySpec  # where it used to live
+from spambridge.replies import parse_reply_option as parse_reply_option
 from spambridge.spamd.protocol import Verdict
 from spambridge.transaction import Client, Macros, Recipient, Transaction, message_for_spamd
 
 # Headers whose incoming copies are forged by definition: only we set them.
 VERDICT_HEADERS = frozenset(name.lower() for name in headers.MILTER_SPAMC_HEADERS)
 _LOW_PRECEDENCE = re.compile(rb"^\s*(list|junk|bulk)\b", re.I)
-_REPLY = re.compile(r"^\s*([45]\d\d)(?:\s+([245]\.\d{1,3}\.\d{1,3}))?\s*(.*?)\s*$", re.S)
-
-
-@dataclass(frozen=True, slots=True)
-class ReplySpec:
-    code: str
-    enhanced: str | None
-    text: str
-
-
-def parse_reply_option(option: str, value: str, klass: str) -> ReplySpec:
-    """Check a configured SMTP reply ("550 5.7.1 text") once, at start-up.
-
-    `klass` lists the accepted first digits: "5", "4", or "45" for either.
-    """
-    m = _REPLY.match(value)
-    if not m or m[1][0] not in klass:
-        codes = " or ".join(f"{k}xx" for k in klass)
-        raise ConfigError(
-            option,
-            f"{value!r} must start with a {codes} code, e.g. '{klass[-1]}50 {klass[-1]}.7.1 text'",
-        )
-    spec = ReplySpec(m[1], m[2], m[3] or "rejected")
-    try:
-        smtp_reply(spec.code, spec.enhanced, [spec.text])
-    except ValueError as exc:
-        raise ConfigError(option, str(exc)) from None
-    return spec
 
 
 def validate(config: Config) -> None:
     """Cross-option checks that need the policy's view; raises ConfigError."""
-    parse_reply_option("reject-reply", config.reject_reply, "45")
-    parse_reply_option("tempfail-reply", config.tempfail_reply, "4")
-    parse_reply_option("spamd-tempfail-reply", config.spamd_tempfail_reply, "4")
-    parse_reply_option("spamd-reject-reply", config.spamd_reject_reply, "5")
     if config.header_style == "spamassassin" and config.spamd_command not in (
         "HEADERS",
         "PROCESS",
@@ -411,8 +381,7 @@ def _access_reply(text: str) -> ReplyCode:
         text = text[1:-1]
     if text:
         try:
-            spec = parse_reply_option("access-db", text, "5")
-            return smtp_reply(spec.code, spec.enhanced, [spec.text])
+            return parse_reply_option("access-db", text, "5").reply
         except ConfigError:
             pass
     return smtp_reply("550", "5.7.1", ["access denied"])
@@ -470,12 +439,8 @@ def _error_decision(config: Config, txn: Transaction, reason: str) -> Decision:
     if config.dry_run:
         return Decision(Continue(), (), Kind.ERROR, Action(action).dry_run(), reason)
     if action != "accept":
-        option, text, klass = {
-            "tempfail": ("spamd-tempfail-reply", config.spamd_tempfail_reply, "4"),
-            "reject": ("spamd-reject-reply", config.spamd_reject_reply, "5"),
-        }[action]
-        spec = parse_reply_option(option, text, klass)
-        reply = smtp_reply(spec.code, spec.enhanced, [spec.text])
+        spec = config.spamd_tempfail_reply if action == "tempfail" else config.spamd_reject_reply
+        reply = spec.value.reply
         return Decision(reply, (), Kind.ERROR, Action(action), reason)
     return Decision(
         Continue(), tuple(forged_deletions(txn, config)), Kind.ERROR, Action.ACCEPT, reason
@@ -525,8 +490,7 @@ def decide(
     if action is Action.REJECT:
         return done(_reject_reply(config, verdict), (), action)
     if action is Action.TEMPFAIL:
-        spec = parse_reply_option("tempfail-reply", config.tempfail_reply, "4")
-        return done(smtp_reply(spec.code, spec.enhanced, [spec.text]), (), action)
+        return done(config.tempfail_reply.value.reply, (), action)
     if action is Action.DISCARD:
         return done(Discard(), (), action)
 
@@ -650,13 +614,13 @@ def _action(config: Config, txn: Transaction, verdict: Verdict) -> Action:
 
 
 def _reject_reply(config: Config, verdict: Verdict) -> ReplyCode:
-    spec = parse_reply_option("reject-reply", config.reject_reply, "45")
+    spec = config.reject_reply.value
     if not config.smtp_detailed_reply:
-        return smtp_reply(spec.code, spec.enhanced, ["This looks like spam."])
+        return spec.with_lines(["This looks like spam."])
     lines = [f"{spec.text}, score {verdict.score:.2f}/{verdict.threshold:.2f}"]
     if verdict.command in ("REPORT", "REPORT_IFSPAM"):
         lines.extend(report_rule_lines(verdict.body, limit=31))
-    return smtp_reply(spec.code, spec.enhanced, lines)
+    return spec.with_lines(lines)
 
 
 _RULE_LINE = re.compile(rb"^\s*(-?\d+(?:\.\d+)?)\s+(\S+)\s+(.*)$")

@@ -1,8 +1,7 @@
 """Listeners, the connection limit, graceful shutdown and reload.
 
-Socket specs follow Sendmail (`unix:/path`, `local:/path`, `inet:PORT@HOST`,
-`inet6:PORT@HOST`) and Postfix (`inet:HOST:PORT`). With systemd socket activation
-(LISTEN_FDS) the inherited sockets are used instead.
+The milter socket (spambridge.milter_socket, parsed with the options) is bound here; with
+systemd socket activation (LISTEN_FDS) the inherited sockets are used instead.
 """
 
 from __future__ import annotations
@@ -15,62 +14,13 @@ import os
 import socket
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from spambridge.errors import ConfigError
 from spambridge.log import conn_id, logger
+from spambridge.milter_socket import SocketSpec
 from spambridge.session import Services, Session
 
 SD_LISTEN_FDS_START = 3
-
-
-@dataclass(frozen=True, slots=True)
-class SocketSpec:
-    family: socket.AddressFamily
-    host: str = ""
-    port: int = 0
-    path: str = ""
-
-    def __str__(self) -> str:
-        if self.family == socket.AF_UNIX:
-            return f"unix:{self.path}"
-        kind = "inet6" if self.family == socket.AF_INET6 else "inet"
-        return f"{kind}:{self.port}@{self.host or '*'}"
-
-
-def parse_milter_socket(spec: str) -> SocketSpec:
-    """Parse a Sendmail or Postfix milter socket spec."""
-    accepted = "accepted: unix:/path, local:/path, inet:PORT@HOST, inet6:PORT@HOST, inet:HOST:PORT"
-    text = spec.strip()
-    if text.startswith("/"):
-        return SocketSpec(socket.AF_UNIX, path=text)
-    kind, sep, rest = text.partition(":")
-    kind = kind.lower()
-    if not sep or not rest:
-        raise ConfigError("milter-socket", f"{spec!r} is not a socket spec; {accepted}")
-    if kind in ("unix", "local"):
-        if not rest.startswith("/"):
-            raise ConfigError("milter-socket", f"{spec!r}: the unix socket path must be absolute")
-        return SocketSpec(socket.AF_UNIX, path=rest)
-    if kind not in ("inet", "inet6"):
-        raise ConfigError("milter-socket", f"{spec!r}: unknown socket type {kind!r}; {accepted}")
-    family = socket.AF_INET6 if kind == "inet6" else socket.AF_INET
-    if "@" in rest:
-        port_s, _, host = rest.partition("@")
-    elif rest.count(":") == 1 or (rest.startswith("[") and "]:" in rest):
-        host, _, port_s = rest.rpartition(":")  # Postfix's inet:HOST:PORT
-    else:
-        port_s, host = rest, ""
-    host = host.strip("[]")
-    if ":" in host:
-        family = socket.AF_INET6
-    try:
-        port = int(port_s)
-    except ValueError:
-        raise ConfigError("milter-socket", f"{spec!r}: port {port_s!r} is not a number") from None
-    if not 0 <= port <= 65535:
-        raise ConfigError("milter-socket", f"{spec!r}: port {port} is out of range")
-    return SocketSpec(family, host=host, port=port)
 
 
 def inherited_sockets() -> list[socket.socket]:
@@ -164,7 +114,7 @@ class Server:
             logger.info("using %d socket(s) passed by systemd", len(inherited))
             return inherited
         config = self.services().config
-        spec = parse_milter_socket(config.milter_socket)
+        spec = config.milter_socket.value  # parsed with the options
         if spec.family == socket.AF_UNIX:
             self.unix_paths.append(spec.path)
             return [

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import socket
+import typing
 from pathlib import Path
 
 import pytest
 
 from spambridge.cli import MILTER_SPAMC_DEFAULTS, main, resolve
 from spambridge.errors import ConfigError
-from spambridge.options import OPTIONS, Config, Settings, build_config, parse_argv
+from spambridge.milter_socket import SocketSpec
+from spambridge.options import OPTIONS, Config, Parsed, Settings, build_config, parse_argv
+from spambridge.replies import ReplySpec
 
 
 def config_of(*argv: str) -> Config:
@@ -241,3 +245,19 @@ def test_options_config_carries_typed_spamd_endpoints_and_timeouts() -> None:
 def test_options_bad_spamd_socket_is_a_config_error_naming_the_option() -> None:
     with pytest.raises(ConfigError, match="spamd-socket: bad entry 'host:x'"):
         config_of("spamd-socket=host:x")
+
+
+def test_options_choices_and_config_types_are_one_list() -> None:
+    """Each choice option's accepted values are its Config field's Literal, and the reply and
+    socket options arrive parsed: nothing is parsed again per message or at start-up."""
+    hints = typing.get_type_hints(Config)
+    for opt in OPTIONS:
+        if opt.kind == "choice":
+            assert typing.get_args(hints[opt.attr]) == opt.choices, opt.name
+    c = build_config(
+        parse_argv(["reject-reply=451 4.7.1 later", "milter-socket=inet:25@h"]).settings
+    )
+    assert isinstance(c.reject_reply, Parsed) and c.reject_reply == "451 4.7.1 later"
+    assert c.reject_reply.value == ReplySpec("451", "4.7.1", "later")
+    assert isinstance(c.spamd_reject_reply.value, ReplySpec)
+    assert c.milter_socket.value == SocketSpec(socket.AF_INET, host="h", port=25)
