@@ -378,8 +378,7 @@ async def scan_decision(
         envelope.client(),
         Macros(),
         txn,
-        now=clock(),
-        leading_space=True,  # split_message keeps each value's leading space
+        now=clock(),  # split_message keeps each value's leading space, as the pipeline wants
         actions=wanted(config).actions,  # an MTA that grants what we ask, as Sendmail does
     )
     if isinstance(plan, Decision):

@@ -91,7 +91,6 @@ class ScanPlan:
     user: str  # the spamd user, "" for spamd's own default
     command: str  # the SPAMC command
     now: datetime
-    leading_space: bool  # HDR_LEADSPC: edits carry their value's leading space
     actions: ActionFlags  # what the MTA granted: edits needing others are left out
     outbound: bool  # authenticated or trusted-network sender, scanned (scan-authenticated)
 
@@ -104,11 +103,11 @@ def before_scan(
     txn: Transaction,
     *,
     now: datetime,
-    leading_space: bool,
     actions: ActionFlags,
 ) -> Decision | ScanPlan:
     """At end of message: a Decision without scanning (access map, skip reasons, size), or
-    the plan of the scan."""
+    the plan of the scan. Header values carry their leading space (the session adds it when
+    the MTA strips it), and so do the values of the edits decided."""
     ruled = access_decision(access, config, client, macros, txn)
     if ruled is not None:
         return ruled
@@ -125,7 +124,7 @@ def before_scan(
         txn,
         client,
         macros,
-        leading_space=leading_space,
+        leading_space=True,
         drop=VERDICT_HEADERS,
         now=now,
         authenticated=bool(macros.get("auth_authen")),
@@ -140,7 +139,6 @@ def before_scan(
         spamd_user(config, txn),
         config.spamd_command,
         now,
-        leading_space,
         actions,
         config.scan_authenticated != "skip" and outbound_reason(config, client, macros) is not None,
     )
@@ -157,7 +155,6 @@ def after_scan(plan: ScanPlan, outcome: Verdict | SpamdError) -> Decision:
         outcome,
         macros=plan.macros,
         now=plan.now,
-        leading_space=plan.leading_space,
         quarantine_ok=bool(actions & ActionFlags.QUARANTINE),
         recipients_ok=bool(actions & ActionFlags.ADD_RECIPIENT),
         body_ok=bool(actions & ActionFlags.CHANGE_BODY),
@@ -454,7 +451,6 @@ def decide(
     *,
     macros: Macros,
     now: datetime,
-    leading_space: bool,
     quarantine_ok: bool = True,
     recipients_ok: bool = True,
     outbound: bool = False,
@@ -494,25 +490,24 @@ def decide(
     if action is Action.DISCARD:
         return done(Discard(), (), action)
 
-    sp = b" " if leading_space else b""
     if (
         config.spamd_rewrite_body
         and body_ok
         and txn.body_complete
         and rewrite.looks_processed(verdict.body)
     ):
-        edits = list(_spamassassin_rewrite(config, txn, verdict, macros, now, sp))
+        edits = list(_spamassassin_rewrite(config, txn, verdict, macros, now))
     else:
-        edits = _header_edits(config, txn, verdict, macros, now, leading_space)
+        edits = _header_edits(config, txn, verdict, macros, now)
     if action is Action.QUARANTINE and quarantine_ok:
         reason = config.quarantine_reason.replace("%score%", f"{score:.2f}").replace(
             "%threshold%", f"{threshold:.2f}"
         )
         edits.append(Quarantine(reason.encode("ascii", "replace")))
     if recipients_ok and tag_only:
-        edits.extend(_mail_policy(replace(config, mail_policy="none"), txn, verdict, sp))
+        edits.extend(_mail_policy(replace(config, mail_policy="none"), txn, verdict))
     elif recipients_ok:
-        edits.extend(_mail_policy(config, txn, verdict, sp))
+        edits.extend(_mail_policy(config, txn, verdict))
     final: FinalReply = Continue()
     label: Action = (
         action
@@ -536,14 +531,12 @@ def _header_edits(
     verdict: Verdict,
     macros: Macros,
     now: datetime,
-    leading_space: bool,
 ) -> list[Edit]:
     """Forged-header deletions, our verdict headers and the subject tag."""
     score, threshold = verdict.score, verdict.threshold
-    sp = b" " if leading_space else b""
     edits: list[Edit] = list(forged_deletions(txn, config))
     for name, value in _verdict_headers(config, txn, verdict, macros, now):
-        edits.append(AddHeader(name, sp + value))
+        edits.append(AddHeader(name, b" " + value))
     if verdict.is_spam and config.subject_tag and config.header_style == "milter-spamc":
         subject = txn.header_values(b"Subject")
         detail = f"({score:.2f}/{threshold:.2f})".encode() if config.subject_tag_score else None
@@ -554,21 +547,21 @@ def _header_edits(
         else:
             new = headers.tag_subject(current, tag, detail=detail)
         if new is not None:
-            edits.append(_set_subject(current, new, leading_space))
+            edits.append(_set_subject(current, new))
     if config.header_style == "spamassassin":
         new_subject = headers.spamassassin_subject(verdict.body)
         if new_subject is not None:
             values = txn.header_values(b"Subject")
-            edits.append(_set_subject(values[0] if values else None, new_subject, leading_space))
+            edits.append(_set_subject(values[0] if values else None, new_subject))
     return edits
 
 
 def _spamassassin_rewrite(
-    config: Config, txn: Transaction, verdict: Verdict, macros: Macros, now: datetime, sp: bytes
+    config: Config, txn: Transaction, verdict: Verdict, macros: Macros, now: datetime
 ) -> tuple[Edit, ...]:
     """The message as spamd's PROCESS returned it (spamc's delivery), plus X-Scanned-By."""
     result = rewrite.rewrite_edits(
-        txn.headers, verdict.body, sender=txn.sender, body=bytes(txn.body), leading_space=bool(sp)
+        txn.headers, verdict.body, sender=txn.sender, body=bytes(txn.body), leading_space=True
     )
     edits = list(result.edits)
     if config.add_scanned_by:
@@ -580,7 +573,7 @@ def _spamassassin_rewrite(
             if header[0] == b"X-Scanned-By"
         )
         at = len(edits) - 1 if result.body_replaced else len(edits)
-        edits.insert(at, AddHeader(name, sp + value))  # REPLBODY packets come last
+        edits.insert(at, AddHeader(name, b" " + value))  # REPLBODY packets come last
     return tuple(edits)
 
 
@@ -698,18 +691,16 @@ def _verdict_headers(
     return out
 
 
-def _set_subject(current: bytes | None, new: bytes, leading_space: bool) -> Edit:
+def _set_subject(current: bytes | None, new: bytes) -> Edit:
     value = new
-    if leading_space and not value.startswith((b" ", b"\t")):
+    if not value.startswith((b" ", b"\t")):
         value = b" " + value
-    if not leading_space:
-        value = value.lstrip(b" ")
     if current is None:
         return AddHeader(b"Subject", value)
     return ChangeHeader(1, b"Subject", value)
 
 
-def _mail_policy(config: Config, txn: Transaction, verdict: Verdict, sp: bytes) -> list[Edit]:
+def _mail_policy(config: Config, txn: Transaction, verdict: Verdict) -> list[Edit]:
     edits: list[Edit] = []
     if config.mail_archive:
         edits.append(AddRecipient(_angle(config.mail_archive)))

@@ -23,16 +23,20 @@ from spambridge.milter.codec import CommandDecoder, encode
 from spambridge.milter.flags import ActionFlags, ProtocolFlags, Stage
 from spambridge.milter.messages import (
     Abort,
+    AddHeader,
     BodyChunk,
+    ChangeHeader,
     Command,
     Connect,
     Continue,
     Data,
+    Edit,
     EndOfHeaders,
     EndOfMessage,
     FinalReply,
     Header,
     Helo,
+    InsertHeader,
     Macro,
     MailFrom,
     Negotiate,
@@ -466,11 +470,7 @@ class Session(asyncio.Protocol):
     def _on_mail(self, command: MailFrom) -> None:
         self.macros.enter(b"M")
         self.svc = self.services()  # a reload applies from the next message on
-        self.txn = Transaction(
-            sender=command.address,
-            sender_args=command.esmtp_args,
-            leading_space=self.leading_space,
-        )
+        self.txn = Transaction(sender=command.address, sender_args=command.esmtp_args)
         self.in_transaction = True
         queue_id.set(self.macros.get("i").decode("ascii", "replace") or "-")
         self._answer(command)
@@ -481,7 +481,10 @@ class Session(asyncio.Protocol):
 
     def _on_header(self, command: Header) -> None:
         if self.txn is not None:
-            self.txn.add_header(command.name, command.value)
+            # Values keep their leading space inside spambridge, as in the message: add the
+            # space an MTA without HDR_LEADSPC stripped (it adds it back on delivery).
+            value = command.value if self.leading_space else b" " + command.value
+            self.txn.add_header(command.name, value)
         self._answer(command)
 
     def _on_body(self, command: BodyChunk) -> None:
@@ -604,7 +607,6 @@ class Session(asyncio.Protocol):
             self.macros,
             txn,
             now=svc.clock(),
-            leading_space=self.leading_space,
             actions=negotiated.actions if negotiated is not None else ActionFlags(0),
         )
         if isinstance(plan, Decision):
@@ -628,7 +630,10 @@ class Session(asyncio.Protocol):
                     )
                 break
         encode_checked = self._encode_checked
-        return b"".join([*map(encode_checked, decision.edits), encode_checked(decision.final)])
+        edits = (
+            decision.edits if self.leading_space else map(_without_leading_space, decision.edits)
+        )
+        return b"".join([*map(encode_checked, edits), encode_checked(decision.final)])
 
     def _fallback(
         self, config: Config, txn: Transaction, exc: BaseException
@@ -688,6 +693,13 @@ class Session(asyncio.Protocol):
         # the cycle would leave every session to the garbage collector.
         self._send(Progress())  # 13 bytes; a stuck MTA is caught by the next drain
         self._progress_timer = self._loop.call_later(self._progress_every, self._progress)
+
+
+def _without_leading_space(edit: Edit) -> Edit:
+    """A header edit's value as an MTA without HDR_LEADSPC takes it: it adds the space."""
+    if isinstance(edit, AddHeader | InsertHeader | ChangeHeader) and edit.value[:1] == b" ":
+        return dataclasses.replace(edit, value=edit.value[1:])
+    return edit
 
 
 # What a peer may send while its end of message is being scanned before we stop reading:

@@ -99,7 +99,7 @@ def test_headers_latin1_subject_tag_from_an_option_file_tags_spam(tmp_path: Path
     txn = Transaction(sender=b"<a@example.net>")
     txn.add_header(b"Subject", b" hello")
     verdict = Verdict(True, 1000.0, 5.0, b"", "REPORT", "h", 0.0)
-    decision = policy.decide(config, txn, verdict, macros=Macros(), now=NOW, leading_space=True)
+    decision = policy.decide(config, txn, verdict, macros=Macros(), now=NOW)
     level = next(
         e for e in decision.edits if isinstance(e, AddHeader) and e.name == b"X-Spam-Level"
     )

@@ -56,7 +56,7 @@ def ham(score: float = -1.7) -> Verdict:
 
 
 def decide(config: Config, t: Transaction, v: Verdict) -> policy.Decision:
-    return policy.decide(config, t, v, macros=Macros(), now=NOW, leading_space=True)
+    return policy.decide(config, t, v, macros=Macros(), now=NOW)
 
 
 def added(d: policy.Decision) -> dict[bytes, bytes]:
