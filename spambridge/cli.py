@@ -24,7 +24,7 @@ from spambridge.decision import Decision
 from spambridge.errors import ConfigError, SpamdError
 from spambridge.log import logger, setup
 from spambridge.metrics import Metrics
-from spambridge.milter.flags import Family
+from spambridge.milter.flags import MAX_PAYLOAD, Family
 from spambridge.milter.messages import FinalReply, ReplaceBody, ReplyCode
 from spambridge.options import (
     OPTIONS,
@@ -357,7 +357,8 @@ def scan_transaction(raw: bytes, envelope: Envelope, config: Config) -> Transact
         txn.recipients.append(Recipient(_angle(address), (), b"", b"", b""))
     for name, value in headers:
         txn.add_header(name, value)
-    txn.add_body(body, config.max_scan_bytes)
+    for start in range(0, len(body), MAX_PAYLOAD):  # in the chunks an MTA sends
+        policy.take_body(config, txn, body[start : start + MAX_PAYLOAD])
     return txn
 
 

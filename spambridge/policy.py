@@ -177,6 +177,13 @@ def untrusted_recipients(
     )
 
 
+def take_body(config: Config, txn: Transaction, chunk: bytes) -> bool:
+    """Buffer one body chunk under the size rule; False once the message is over it."""
+    if config.oversize_action == "truncate":
+        return txn.add_body_chunk(chunk, config.truncate_bytes)
+    return txn.add_body(chunk, config.max_scan_bytes)
+
+
 # ------------------------------------------------------------------ whether to scan
 
 

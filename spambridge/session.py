@@ -542,10 +542,7 @@ class Session(asyncio.Protocol):
             if reply:
                 self._answer(chunk)
             return
-        if config.oversize_action == "truncate":
-            fits = txn.add_body_chunk(chunk.data, config.truncate_bytes)
-        else:
-            fits = txn.add_body(chunk.data, config.max_scan_bytes)
+        fits = policy.take_body(config, txn, chunk.data)
         if (
             not fits
             and reply

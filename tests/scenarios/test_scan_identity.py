@@ -62,7 +62,16 @@ def cases(tmp: Path) -> list[Case]:
             "trusted network scanned, outbound tag only",
             ("trusted-networks=198.51.100.0/24", "scan-authenticated=tag", "extra-reject=0"),
         ),
-        Case("over spamd-max-size skipped", ("spamd-max-size=1",), body=b"x" * 4000 + SPAM_BODY),
+        Case(
+            "over spamd-max-size skipped",
+            ("spamd-max-size=1", "oversize-action=skip"),
+            body=b"x" * 4000 + SPAM_BODY,
+        ),
+        Case(
+            "over spamd-max-size, milter-spamc's whole-chunk truncation",
+            ("spamd-max-size=64",),
+            body=SPAM_BODY + b"x" * 70000 + b"\r\n" + b"y" * 70000,
+        ),
         Case(
             "over spamd-max-size truncated",
             ("spamd-max-size=1", "oversize-action=truncate"),
