@@ -51,6 +51,14 @@ class Direction(enum.StrEnum):
     OUTBOUND = "outbound"  # authenticated or trusted-network sender
 
 
+# A member looked up on its enum class costs a descriptor call in Python 3.11 (about 1000
+# instructions, against 10 for a global): the per-message code reads these names instead.
+SPAM, HAM, ERROR, UNSCANNED = Kind.SPAM, Kind.HAM, Kind.ERROR, Kind.UNSCANNED
+ACCEPT, TAG, REJECT, DISCARD = Action.ACCEPT, Action.TAG, Action.REJECT, Action.DISCARD
+QUARANTINE, TEMPFAIL = Action.QUARANTINE, Action.TEMPFAIL
+INBOUND, OUTBOUND = Direction.INBOUND, Direction.OUTBOUND
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """The edits to send at end of message, the one final reply, and what to log."""
@@ -62,4 +70,4 @@ class Decision:
     reason: str = ""
     score: float | None = None
     threshold: float | None = None
-    direction: Direction = Direction.INBOUND
+    direction: Direction = INBOUND

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from spambridge.decision import Decision, Kind
+from spambridge.decision import UNSCANNED, Decision
 from spambridge.errors import ConfigError
 from spambridge.log import logger
 
@@ -82,7 +82,7 @@ class Metrics:
         self.message_bytes.observe(size)
         if spamd_seconds is not None:
             self.spamd_seconds.observe(spamd_seconds)
-        if decision.verdict is Kind.UNSCANNED:
+        if decision.verdict is UNSCANNED:
             self.counters["skipped"] += 1
 
     def counter_totals(self) -> collections.Counter[str]:

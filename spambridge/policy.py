@@ -17,7 +17,21 @@ from datetime import datetime
 
 from spambridge import __version__, headers, rewrite
 from spambridge.access import AccessAction, AccessMap, AccessResult
-from spambridge.decision import Action, Direction, Kind
+from spambridge.decision import (
+    ACCEPT,
+    DISCARD,
+    ERROR,
+    HAM,
+    INBOUND,
+    OUTBOUND,
+    QUARANTINE,
+    REJECT,
+    SPAM,
+    TAG,
+    TEMPFAIL,
+    UNSCANNED,
+    Action,
+)
 from spambridge.decision import Decision as Decision  # the type callers know it by
 from spambridge.errors import ConfigError, SpamdError
 from spambridge.milter.flags import ActionFlags
@@ -80,7 +94,7 @@ def validate(config: Config) -> None:
 # before_scan, then (when it asks for a scan) spamd, then after_scan.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs a call per field, per message
 class ScanPlan:
     """A message to scan: what goes to spamd, and what after_scan needs to decide."""
 
@@ -347,12 +361,10 @@ def access_decision(
             continue  # milter-spamc's build: black-list entries do not reject or discard
         if result.action.rejects:
             return _unless_dry_run(
-                config, Decision(_access_reply(result.text), (), Kind.UNSCANNED, Action.REJECT, why)
+                config, Decision(_access_reply(result.text), (), UNSCANNED, REJECT, why)
             )
         if result.action is AccessAction.DISCARD:
-            return _unless_dry_run(
-                config, Decision(Discard(), (), Kind.UNSCANNED, Action.DISCARD, why)
-            )
+            return _unless_dry_run(config, Decision(Discard(), (), UNSCANNED, DISCARD, why))
     results = [amap.recipient(r.address, addr) for r in txn.recipients]
     if any(r is not None and r.action is AccessAction.HATER for r in results):
         return None
@@ -425,7 +437,7 @@ def forged_deletions(txn: Transaction, config: Config) -> list[ChangeHeader]:
 def on_unscanned(config: Config, txn: Transaction, reason: str) -> Decision:
     """Not scanned on purpose (auth, trusted network, size, access map): deliver as is."""
     edits = () if config.dry_run else tuple(forged_deletions(txn, config))
-    return Decision(Continue(), edits, Kind.UNSCANNED, Action.ACCEPT, reason)
+    return Decision(Continue(), edits, UNSCANNED, ACCEPT, reason)
 
 
 def on_error(config: Config, txn: Transaction, error: SpamdError) -> Decision:
@@ -441,14 +453,12 @@ def on_internal_error(config: Config, txn: Transaction, error: BaseException) ->
 def _error_decision(config: Config, txn: Transaction, reason: str) -> Decision:
     action = config.spamd_error_action
     if config.dry_run:
-        return Decision(Continue(), (), Kind.ERROR, Action(action).dry_run(), reason)
+        return Decision(Continue(), (), ERROR, Action(action).dry_run(), reason)
     if action != "accept":
         spec = config.spamd_tempfail_reply if action == "tempfail" else config.spamd_reject_reply
         reply = spec.value.reply
-        return Decision(reply, (), Kind.ERROR, Action(action), reason)
-    return Decision(
-        Continue(), tuple(forged_deletions(txn, config)), Kind.ERROR, Action.ACCEPT, reason
-    )
+        return Decision(reply, (), ERROR, Action(action), reason)
+    return Decision(Continue(), tuple(forged_deletions(txn, config)), ERROR, ACCEPT, reason)
 
 
 def decide(
@@ -468,12 +478,12 @@ def decide(
     Outbound mail (see outbound_reason) follows scan-authenticated: tag only, or the whole
     policy with outbound-reject-score in place of the inbound reject thresholds.
     """
-    kind = Kind.SPAM if verdict.is_spam else Kind.HAM
+    kind = SPAM if verdict.is_spam else HAM
     score, threshold = verdict.score, verdict.threshold
-    direction = Direction.OUTBOUND if outbound else Direction.INBOUND
+    direction = OUTBOUND if outbound else INBOUND
     tag_only = outbound and config.scan_authenticated == "tag"
     if tag_only:
-        action = Action.TAG
+        action = TAG
     elif outbound and config.outbound_reject_score is not None:
         action = _action(
             replace(config, reject_score=config.outbound_reject_score, extra_reject=-1),
@@ -490,11 +500,11 @@ def decide(
 
     if config.dry_run:
         return done(Continue(), (), action.dry_run())
-    if action is Action.REJECT:
+    if action is REJECT:
         return done(_reject_reply(config, verdict), (), action)
-    if action is Action.TEMPFAIL:
+    if action is TEMPFAIL:
         return done(config.tempfail_reply.value.reply, (), action)
-    if action is Action.DISCARD:
+    if action is DISCARD:
         return done(Discard(), (), action)
 
     if (
@@ -506,7 +516,7 @@ def decide(
         edits = list(_spamassassin_rewrite(config, txn, verdict, macros, now))
     else:
         edits = _header_edits(config, txn, verdict, macros, now)
-    if action is Action.QUARANTINE and quarantine_ok:
+    if action is QUARANTINE and quarantine_ok:
         reason = config.quarantine_reason.replace("%score%", f"{score:.2f}").replace(
             "%threshold%", f"{threshold:.2f}"
         )
@@ -516,16 +526,12 @@ def decide(
     elif recipients_ok:
         edits.extend(_mail_policy(config, txn, verdict))
     final: FinalReply = Continue()
-    label: Action = (
-        action
-        if action is Action.QUARANTINE
-        else (Action.TAG if verdict.is_spam else Action.ACCEPT)
-    )
+    label: Action = action if action is QUARANTINE else (TAG if verdict.is_spam else ACCEPT)
     if (
         verdict.is_spam
         and config.mail_policy != "none"
         and recipients_ok
-        and action is Action.TAG
+        and action is TAG
         and not tag_only
     ):
         label = Action(config.mail_policy)
@@ -590,27 +596,27 @@ def _action(config: Config, txn: Transaction, verdict: Verdict) -> Action:
         txn.header_values(b"Precedence")
     )
     if config.discard_score is not None and score >= config.discard_score:
-        return Action.DISCARD
+        return DISCARD
     if config.reject_score is not None and score >= config.reject_score:
-        return Action.DISCARD if low_precedence else Action.REJECT
+        return DISCARD if low_precedence else REJECT
     if verdict.is_spam:
         if config.extra_discard >= 0 and score >= threshold + config.extra_discard:
-            return Action.DISCARD
+            return DISCARD
         if low_precedence:
-            return Action.DISCARD  # milter-spamc discards all low-precedence spam, rejected or not
+            return DISCARD  # milter-spamc discards all low-precedence spam, rejected or not
         if config.extra_reject >= 0 and score >= threshold + config.extra_reject:
-            return Action.REJECT  # low-precedence spam was discarded just above
+            return REJECT  # low-precedence spam was discarded just above
     if config.tempfail_score is not None and score >= config.tempfail_score:
-        return Action.TEMPFAIL
+        return TEMPFAIL
     if (
         verdict.is_spam
         and config.extra_tempfail >= 0
         and score >= threshold + config.extra_tempfail
     ):
-        return Action.TEMPFAIL
+        return TEMPFAIL
     if config.quarantine_score is not None and score >= config.quarantine_score:
-        return Action.QUARANTINE
-    return Action.TAG
+        return QUARANTINE
+    return TAG
 
 
 def _reject_reply(config: Config, verdict: Verdict) -> ReplyCode:

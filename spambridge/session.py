@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from spambridge import policy
 from spambridge.access import AccessMap
-from spambridge.decision import Action, Decision, Direction, Kind
+from spambridge.decision import ERROR, OUTBOUND, Action, Decision
 from spambridge.errors import ProtocolError, RemoteProtocolError, SpamdError
 from spambridge.log import logger, queue_id
 from spambridge.metrics import Metrics
@@ -645,7 +645,7 @@ class Session(asyncio.Protocol):
         final: FinalReply = _CONTINUE if action == "accept" or config.dry_run else TempFail()
         if action == "reject" and not config.dry_run:
             final = Reject()
-        return Decision(final, (), Kind.ERROR, Action(action), "internal"), encode(final)
+        return Decision(final, (), ERROR, Action(action), "internal"), encode(final)
 
     def _log_verdict(self, decision: Decision, txn: Transaction, host: str, ms: float) -> None:
         score = ""
@@ -664,7 +664,7 @@ class Session(asyncio.Protocol):
             host,
             ms,
             f" reason={decision.reason!r}" if decision.reason else "",
-            " direction=outbound" if decision.direction is Direction.OUTBOUND else "",
+            " direction=outbound" if decision.direction is OUTBOUND else "",
         )
 
     async def _scan_with_progress(
