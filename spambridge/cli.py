@@ -14,12 +14,11 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 from spambridge import __version__, metrics, policy, preview
-from spambridge.access import AccessMap
 from spambridge.decision import Decision
 from spambridge.errors import ConfigError, SpamdError
 from spambridge.log import logger, setup
@@ -110,7 +109,6 @@ class Resolved:
     timeouts: SpamdTimeouts
     warnings: tuple[str, ...]
     option_file: str | None = None  # the option file read, None when none was
-    access: AccessMap = field(default_factory=AccessMap.empty)  # access-db, loaded once
 
 
 def resolve(
@@ -144,8 +142,6 @@ def finish(config: Config, warnings: tuple[str, ...] = ()) -> Resolved:
 
     if config.metrics_listen:
         metrics.require_client()
-    # loaded here, once: a bad map is a start-up error, not a surprise later
-    access = AccessMap.load(config.access_db) if config.access_db else AccessMap.empty()
     notes = list(warnings)
     if not config.spamd_socket:
         notes.append("spamd-socket is empty: scanning is disabled, every message passes unscanned")
@@ -160,7 +156,7 @@ def finish(config: Config, warnings: tuple[str, ...] = ()) -> Resolved:
             f"progress-interval {config.progress_interval:.0f}s is too long for Sendmail's "
             f"R={SNIPPET_SENDMAIL_READ:.0f}s in the shipped snippet"
         )
-    return Resolved(config, timeouts, tuple(notes), access=access)
+    return Resolved(config, timeouts, tuple(notes))
 
 
 def loop_factory(config: Config) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -183,7 +179,9 @@ def loop_factory(config: Config) -> Callable[[], asyncio.AbstractEventLoop] | No
 def build_services(
     resolved: Resolved, stats: Metrics, *, clock: Callable[[], datetime] = local_now
 ) -> Services:
-    return Services(resolved.config, build_pool(resolved), stats, resolved.access, clock)
+    return Services(
+        resolved.config, build_pool(resolved), stats, resolved.config.access_db.value, clock
+    )
 
 
 def build_pool(resolved: Resolved) -> SpamdPool:
@@ -375,7 +373,7 @@ async def scan_decision(
     config = resolved.config
     plan = policy.before_scan(
         config,
-        resolved.access,
+        config.access_db.value,
         envelope.client(),
         Macros(),
         txn,

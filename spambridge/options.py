@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, Literal, TypeVar, get_args
 
+from spambridge.access import AccessMap
 from spambridge.durations import DURATION_FORMS, parse_duration
 from spambridge.errors import ConfigError
 from spambridge.milter_socket import SocketSpec, parse_milter_socket
@@ -1027,7 +1028,7 @@ class Config:
     scan_authenticated: ScanAuthenticated
     outbound_reject_score: float | None
     trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
-    access_db: str
+    access_db: Parsed[AccessMap]
     smdb_relay_ok: bool
     access_db_blacklist: bool
     file: str
@@ -1122,6 +1123,8 @@ def build_config(settings: Settings, defaults: Mapping[str, str] | None = None) 
     kwargs["socket_mode"] = _octal("socket-mode", str(kwargs["socket_mode"]))
     text = str(kwargs["milter_socket"])
     kwargs["milter_socket"] = Parsed(text, parse_milter_socket(text))
+    text = str(kwargs["access_db"])  # a bad map is a start-up error, not a surprise later
+    kwargs["access_db"] = Parsed(text, AccessMap.load(text) if text else AccessMap.empty())
     for name, klass in REPLY_OPTIONS.items():
         text = str(kwargs[name.replace("-", "_")])
         kwargs[name.replace("-", "_")] = Parsed(text, parse_reply_option(name, text, klass))
