@@ -139,7 +139,6 @@ def finish(config: Config, warnings: tuple[str, ...] = ()) -> Resolved:
     policy.validate(config)
     loop_factory(config)
     timeouts = config.spamd_timeouts
-
     if config.metrics_listen:
         metrics.require_client()
     notes = list(warnings)
