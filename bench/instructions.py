@@ -39,6 +39,19 @@ def _total(dump: Path) -> int:
     raise RuntimeError(f"no totals in {dump}")
 
 
+def _control(action: str, pid: int) -> None:
+    """callgrind_control -z (zero) or -d (dump). It can wait for ever on a request the
+    valgrind'ed process never picks up (seen with several valgrinds on 2 cores): bound it
+    and ask again, then give up loudly instead of hanging the run."""
+    for _ in range(3):
+        try:
+            subprocess.run(["callgrind_control", action, str(pid)], capture_output=True, timeout=60)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    raise RuntimeError(f"callgrind_control {action} {pid} did not answer in 3 tries")
+
+
 def count(tree: Path, spamd_port: int, c: int, m: int, n: int, loop: str) -> dict[str, object]:
     """Instructions per message for one scenario, spambridge from `tree`."""
     port = free_port()
@@ -65,11 +78,11 @@ def count(tree: Path, spamd_port: int, c: int, m: int, n: int, loop: str) -> dic
             address = ("127.0.0.1", port)
             warm = max(c * m, 40)
             asyncio.run(run_load(address, total=warm, concurrency=c, per_connection=m))
-            subprocess.run(["callgrind_control", "-z", str(proc.pid)], capture_output=True)
+            _control("-z", proc.pid)
             load = asyncio.run(
                 run_load(address, total=n, concurrency=c, per_connection=m, read_timeout=120)
             )
-            subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True)
+            _control("-d", proc.pid)
             dumps = sorted(Path(tmp).glob("cg.*.*"))
             if not dumps or not load.messages:
                 raise RuntimeError("no callgrind dump or no messages")
