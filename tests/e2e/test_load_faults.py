@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import BRIDGE_ARGS, RCPT, SENDER, BridgeFactory, SendmailFactory
-from tests.support import realstack
-from tests.support.realstack import (
+from tests.support.fake_spamd_process import start_fake_spamd
+from tools import stack
+from tools.stack import (
     Mta,
     Spambridge,
     Spamd,
@@ -91,7 +92,7 @@ def check_nothing_lost(mta: Mta, results: dict[bytes, tuple[int, str]]) -> Count
 @pytest.fixture
 def private_spamd(workdir: Path) -> Iterator[Spamd]:
     """A spamd of this test's own, because the test stops it."""
-    daemon = realstack.start_spamd(workdir / "spamd", children=3)
+    daemon = stack.start_spamd(workdir / "spamd", children=3)
     yield daemon
     daemon.stop()
 
@@ -138,7 +139,7 @@ def test_load_spamd_stopped_under_load(
 
 @pytest.mark.parametrize(
     ("snippet", "down_code"),
-    [(realstack.SENDMAIL_SNIPPET, None), (realstack.SENDMAIL_SNIPPET_FAILCLOSED, 451)],
+    [(stack.SENDMAIL_SNIPPET, None), (stack.SENDMAIL_SNIPPET_FAILCLOSED, 451)],
     ids=["no-F", "F=T"],
 )
 def test_load_spambridge_killed_and_restarted(
@@ -150,13 +151,13 @@ def test_load_spambridge_killed_and_restarted(
 ) -> None:
     port = free_port()
     args = ["--spamd-socket", spamd.address, *BRIDGE_ARGS]
-    bridges: list[Spambridge] = [realstack.start_spambridge(args, workdir / "b1", port=port)]
+    bridges: list[Spambridge] = [stack.start_spambridge(args, workdir / "b1", port=port)]
     mta = start_sendmail(f"inet:{port}@127.0.0.1", snippet)
 
     def kill_then_restart() -> None:
         bridges[0].kill()
         time.sleep(2.0)  # a few sessions meet a dead milter
-        bridges.append(realstack.start_spambridge(args, workdir / "b2", port=port))
+        bridges.append(stack.start_spambridge(args, workdir / "b2", port=port))
 
     try:
         messages = [ham_message(subject=f"kill {i}") for i in range(30)]
@@ -183,7 +184,7 @@ def test_load_spambridge_killed_and_restarted(
 def test_load_sigterm_during_slow_scan_still_delivers_once(
     workdir: Path, start_bridge: BridgeFactory, start_sendmail: SendmailFactory
 ) -> None:
-    fake = realstack.start_fake_spamd(workdir, fault="delay", delay=4.0)
+    fake = start_fake_spamd(workdir, fault="delay", delay=4.0)
     try:
         bridge = start_bridge(["--spamd-socket", fake.address, *BRIDGE_ARGS])
         mta = start_sendmail(bridge.sendmail_socket)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import BRIDGE_ARGS, RCPT, SENDER, STATUS_NO, SendmailFactory
-from tests.support import realstack
-from tests.support.realstack import (
+from tools import stack
+from tools.stack import (
     Spamd,
     describe_logs,
     free_port,
@@ -37,7 +37,7 @@ def run_cli(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes
         capture_output=True,
         timeout=60,
         check=False,
-        env=dict(os.environ, PYTHONPATH=str(realstack.REPO_ROOT)),
+        env=dict(os.environ, PYTHONPATH=str(stack.REPO_ROOT)),
     )
 
 
@@ -59,7 +59,7 @@ def test_operations_scan_against_real_spamd(spamd: Spamd, workdir: Path) -> None
 def test_operations_scaling_out_two_mtas_two_instances_spamd_pool(
     spamd: Spamd, workdir: Path, start_sendmail: SendmailFactory
 ) -> None:
-    second = realstack.start_spamd(workdir / "spamd2", children=2)
+    second = stack.start_spamd(workdir / "spamd2", children=2)
     pool = f"{second.address} {spamd.address}"
     args = [
         "--spamd-socket",
@@ -72,11 +72,10 @@ def test_operations_scaling_out_two_mtas_two_instances_spamd_pool(
         "tempfail",
         *BRIDGE_ARGS,
     ]
-    bridges = [realstack.start_spambridge(args, workdir / f"b{i}") for i in (1, 2)]
+    bridges = [stack.start_spambridge(args, workdir / f"b{i}") for i in (1, 2)]
     try:
         mtas = [
-            start_sendmail(b.sendmail_socket, realstack.SENDMAIL_SNIPPET_FAILCLOSED)
-            for b in bridges
+            start_sendmail(b.sendmail_socket, stack.SENDMAIL_SNIPPET_FAILCLOSED) for b in bridges
         ]
         for mta in mtas:
             for _ in range(2):
@@ -122,7 +121,7 @@ def test_operations_sysv_daemon_mode_with_pid_file(spamd: Spamd, workdir: Path) 
             stderr=sink,
             timeout=60,
             check=False,
-            env=dict(os.environ, PYTHONPATH=str(realstack.REPO_ROOT)),
+            env=dict(os.environ, PYTHONPATH=str(stack.REPO_ROOT)),
         )
     assert done.returncode == 0, log.read_text()  # the parent returns once the child detached
     wait_until(lambda: pid_file.exists() and port_accepts(port), 20, "daemon to listen")
@@ -137,5 +136,5 @@ def test_operations_sysv_daemon_mode_with_pid_file(spamd: Spamd, workdir: Path) 
     assert not port_accepts(port)
 
 
-def _verdicts_logged(bridge: realstack.Spambridge, count: int) -> bool:
+def _verdicts_logged(bridge: stack.Spambridge, count: int) -> bool:
     return bridge.log_text().count("verdict=") >= count

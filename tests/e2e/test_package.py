@@ -39,8 +39,8 @@ from tests.e2e.conftest import (
     SendmailFactory,
     _unavailable,
 )
-from tests.support import realstack
-from tests.support.realstack import Spamd, gtube_message, ham_message, header_values, wait_until
+from tools import stack
+from tools.stack import Spamd, gtube_message, ham_message, header_values, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -67,12 +67,12 @@ def run(argv: list[str], timeout: float = 600) -> subprocess.CompletedProcess[st
 def require_packaging_tools() -> None:
     if os.geteuid() != 0:
         _unavailable("installing a Debian package needs root")
-    missing = realstack.require_binaries(
+    missing = stack.require_binaries(
         ["git", "dpkg-buildpackage", "dh_virtualenv", "lintian", "apt-get"]
     )
     if missing:
         _unavailable(f"missing packaging tools: {', '.join(missing)} (scripts/install-deps.sh)")
-    if run(["git", "-C", str(realstack.REPO_ROOT), "rev-parse", "HEAD"]).returncode != 0:
+    if run(["git", "-C", str(stack.REPO_ROOT), "rev-parse", "HEAD"]).returncode != 0:
         _unavailable("not a git checkout: the package is built from a clean export of HEAD")
 
 
@@ -170,7 +170,7 @@ def package_lock() -> Iterator[None]:
 def deb(package_lock: None) -> Path:
     """spambridge_<version>_all.deb built from a clean export of HEAD (cached per tree)."""
     require_packaging_tools()
-    done = run([str(realstack.REPO_ROOT / "scripts" / "build-deb.sh")], timeout=900)
+    done = run([str(stack.REPO_ROOT / "scripts" / "build-deb.sh")], timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
     path = Path(done.stdout.strip().splitlines()[-1])
     assert path.name == f"spambridge_{spambridge.__version__}_all.deb", path
@@ -279,9 +279,9 @@ def test_package_install_check_run_through_sendmail_stop_purge(
     assert stat.S_IMODE(mode.st_mode) == 0o660 and mode.st_gid == user.pw_gid
     assert run([INIT_SCRIPT, "status"]).returncode == 0
 
-    mta = start_sendmail(realstack.SENDMAIL_SNIPPET_SOCKET, realstack.SENDMAIL_SNIPPET_FAILCLOSED)
+    mta = start_sendmail(stack.SENDMAIL_SNIPPET_SOCKET, stack.SENDMAIL_SNIPPET_FAILCLOSED)
     scanned_by = f"spambridge/{spambridge.__version__} ".encode()
-    code, text = realstack.send_smtp(mta.port, SENDER, [RCPT], ham_message())
+    code, text = stack.send_smtp(mta.port, SENDER, [RCPT], ham_message())
     assert code == 250, f"{text}\n{daemon_log.read_text()}"
     (ham,) = mta.wait_delivered(1)
     (status,) = header_values(ham, b"X-Spam-Status")
@@ -290,7 +290,7 @@ def test_package_install_check_run_through_sendmail_stop_purge(
     assert not header_values(ham, b"X-Spam-Flag")
     mta.clear_delivered()
 
-    code, text = realstack.send_smtp(mta.port, SENDER, [RCPT], gtube_message())
+    code, text = stack.send_smtp(mta.port, SENDER, [RCPT], gtube_message())
     assert code == 250, f"{text}\n{daemon_log.read_text()}"  # extra-reject=-1: tag, no reject
     (spam,) = mta.wait_delivered(1)
     (status,) = header_values(spam, b"X-Spam-Status")
@@ -352,7 +352,7 @@ def _lstat_uid(path: str) -> int:
 
 
 def test_package_wheel_and_sdist_carry_man_page_and_examples(workdir: Path) -> None:
-    if run(["git", "-C", str(realstack.REPO_ROOT), "rev-parse", "HEAD"]).returncode != 0:
+    if run(["git", "-C", str(stack.REPO_ROOT), "rev-parse", "HEAD"]).returncode != 0:
         _unavailable("not a git checkout: the wheel is built from a clean export of HEAD")
     for module in ("build", "twine"):
         if importlib.util.find_spec(module) is None:
@@ -360,7 +360,7 @@ def test_package_wheel_and_sdist_carry_man_page_and_examples(workdir: Path) -> N
     source = workdir / "src"
     source.mkdir()
     archive = subprocess.run(
-        ["git", "-C", str(realstack.REPO_ROOT), "archive", "--format=tar", "HEAD"],
+        ["git", "-C", str(stack.REPO_ROOT), "archive", "--format=tar", "HEAD"],
         capture_output=True,
         timeout=60,
         check=True,

@@ -27,8 +27,8 @@ from tests.e2e.conftest import (
     added_fields,
     deliver_one,
 )
-from tests.support import realstack
-from tests.support.realstack import (
+from tools import stack
+from tools.stack import (
     Mta,
     Spambridge,
     Spamd,
@@ -175,7 +175,7 @@ def test_sendmail_delivery_is_byte_exact_apart_from_added_headers(
 ) -> None:
     bridge = start_bridge(["--spamd-socket", spamd.address, *BRIDGE_ARGS])
     mta = start_sendmail(bridge.sendmail_socket)
-    message = realstack.awkward_message()
+    message = stack.awkward_message()
 
     delivered = deliver_one(mta, message, bridge)
     added = added_fields(message, delivered)
@@ -213,7 +213,7 @@ def test_sendmail_both_cli_syntaxes_serve(
 def test_postfix_failopen_snippet_delivers_when_spambridge_is_down(
     start_postfix: PostfixFactory,
 ) -> None:
-    mta = start_postfix(f"inet:127.0.0.1:{free_port()}", realstack.POSTFIX_SNIPPET)
+    mta = start_postfix(f"inet:127.0.0.1:{free_port()}", stack.POSTFIX_SNIPPET)
     message = ham_message()
 
     delivered = deliver_one(mta, message)
@@ -223,7 +223,7 @@ def test_postfix_failopen_snippet_delivers_when_spambridge_is_down(
 def test_postfix_failclosed_snippet_tempfails_when_spambridge_is_down(
     start_postfix: PostfixFactory,
 ) -> None:
-    mta = start_postfix(f"inet:127.0.0.1:{free_port()}", realstack.POSTFIX_SNIPPET_FAILCLOSED)
+    mta = start_postfix(f"inet:127.0.0.1:{free_port()}", stack.POSTFIX_SNIPPET_FAILCLOSED)
 
     code, text = send_smtp(mta.port, SENDER, [RCPT], ham_message())
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.e2e.conftest import BRIDGE_ARGS, RCPT, SENDER, BridgeFactory, SendmailFactory
 from tests.support import fidelity
-from tests.support.realstack import Spamd, describe_logs, send_smtp
+from tools.stack import Spamd, describe_logs, send_smtp
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

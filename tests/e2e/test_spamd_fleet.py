@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import BRIDGE_ARGS, RCPT, SENDER, STATUS_NO, SendmailFactory
-from tests.support import realstack
-from tests.support.realstack import (
+from tools import stack
+from tools.stack import (
     Daemon,
     Spamd,
     describe_logs,
@@ -38,7 +38,7 @@ from tests.support.realstack import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
-RECIPE = realstack.REPO_ROOT / "deploy" / "haproxy-spamd.cfg"
+RECIPE = stack.REPO_ROOT / "deploy" / "haproxy-spamd.cfg"
 UP_CHECKED = ("UP", "L7OK")  # L7OK: the PING check got the PONG its expect rule wants
 
 
@@ -88,7 +88,7 @@ def haproxy(workdir: Path, spamds: list[Spamd]) -> Iterator[tuple[int, Path]]:
         )
     daemon = Daemon(proc, log)
     try:
-        wait_until(lambda: realstack.port_accepts(port), 10, "haproxy to listen")
+        wait_until(lambda: stack.port_accepts(port), 10, "haproxy to listen")
         yield port, stats
     finally:
         daemon.stop()
@@ -121,7 +121,7 @@ def scans_logged(spamd: Spamd) -> int:
 def test_spamd_fleet_haproxy_recipe_balances_checks_and_routes_around(
     spamd: Spamd, workdir: Path, start_sendmail: SendmailFactory
 ) -> None:
-    second = realstack.start_spamd(workdir / "spamd2", children=1)
+    second = stack.start_spamd(workdir / "spamd2", children=1)
     try:
         with haproxy(workdir, [spamd, second]) as (port, stats):
             # Both servers pass the PING check: L7OK means PONG matched the expect rule.
@@ -132,7 +132,7 @@ def test_spamd_fleet_haproxy_recipe_balances_checks_and_routes_around(
                 15,
                 "both spamd UP with a passed layer-7 (PING) check",
             )
-            bridge = realstack.start_spambridge(
+            bridge = stack.start_spambridge(
                 [
                     "--spamd-socket",
                     f"127.0.0.1:{port}",
@@ -191,8 +191,8 @@ def _signal_spamd(spamd: Spamd, signum: signal.Signals) -> None:
 def test_spamd_fleet_builtin_pool_sets_aside_a_stuck_spamd_and_pings_it_back(
     spamd: Spamd, workdir: Path, start_sendmail: SendmailFactory
 ) -> None:
-    stuck = realstack.start_spamd(workdir / "spamd2", children=1)
-    bridge = realstack.start_spambridge(
+    stuck = stack.start_spamd(workdir / "spamd2", children=1)
+    bridge = stack.start_spambridge(
         [
             "--spamd-socket",
             f"{stuck.address} {spamd.address}",  # least-loaded (default): the first in ties
@@ -235,5 +235,5 @@ def test_spamd_fleet_builtin_pool_sets_aside_a_stuck_spamd_and_pings_it_back(
         stuck.stop()
 
 
-def _verdicts(bridge: realstack.Spambridge, host: str, count: int) -> bool:
+def _verdicts(bridge: stack.Spambridge, host: str, count: int) -> bool:
     return bridge.log_text().count(f"spamd={host}") >= count

@@ -26,8 +26,8 @@ from tests.e2e.conftest import (
     SendmailFactory,
     deliver_one,
 )
-from tests.support import realstack
-from tests.support.realstack import (
+from tools import stack
+from tools.stack import (
     Mta,
     Spambridge,
     Spamd,
@@ -105,9 +105,7 @@ def test_spamd_user_from_address_reaches_spamds_per_user_preferences(
     (prefs / "example.test" / "bob" / "user_prefs").write_text("required_score 3.5\n")
     for path in [prefs, *prefs.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
-    own = realstack.start_spamd(
-        workdir / "spamd", extra_args=[f"--virtual-config-dir={prefs}/%d/%l"]
-    )
+    own = stack.start_spamd(workdir / "spamd", extra_args=[f"--virtual-config-dir={prefs}/%d/%l"])
     try:
         by_address = start_bridge(
             ["--spamd-socket", own.address, "--spamd-user-from", "address", *BRIDGE_ARGS]
@@ -275,7 +273,7 @@ def test_reject_reply_keeps_wrapped_rule_descriptions(
     workdir: Path, start_bridge: BridgeFactory, start_sendmail: SendmailFactory
 ) -> None:
     # a real spamd with one rule whose description SpamAssassin's report wraps
-    own = realstack.start_spamd(
+    own = stack.start_spamd(
         workdir / "spamd",
         extra_args=[
             "--cf=body LONG_DESC_RULE /GTUBE/",

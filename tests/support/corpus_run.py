@@ -29,7 +29,7 @@ from pathlib import Path
 
 from tests.support import fidelity
 from tests.support.fidelity import Exchange, Scan
-from tests.support.realstack import REPO_ROOT, Mta, field_name, send_smtp, split_message
+from tools.stack import REPO_ROOT, Mta, field_name, send_smtp, split_message
 
 CORPUS_SCRIPT = REPO_ROOT / "scripts" / "corpus.py"
 CORPUS_CACHE = REPO_ROOT / "var" / "corpus"

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from tests.support.realstack import field_name, split_message
+from tools.stack import field_name, split_message
 
 
 @dataclass(frozen=True, order=True)
