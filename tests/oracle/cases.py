@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tests.oracle.harness import Message, local_rcpt, remote_rcpt
-from tests.support.realstack import GTUBE
+from tools.stack import GTUBE
 
 # The option file every set starts from: what the tests need, nothing more.
 BASE = """\

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.oracle.recording_proxy import RecordingProxy
-from tests.support import realstack
-from tests.support.realstack import Daemon, Spambridge, Spamd
+from tools import stack
+from tools.stack import Daemon, Spambridge, Spamd
 
 # One map for every access case: each kind of entry, keyed by the case's client or address.
 # Keys in lower case, as makemap writes them (libsnert looks keys up in lower case).
@@ -34,7 +34,7 @@ to:relayed.example\tRELAY
 spam:foe@example.com\tHATER
 from:skip@example.org\tSKIP
 """
-ORACLE_DIR = realstack.REPO_ROOT.parent / "shared" / "oracle"
+ORACLE_DIR = stack.REPO_ROOT.parent / "shared" / "oracle"
 
 
 def _unavailable(reason: str) -> None:
@@ -73,15 +73,15 @@ def oracle_help(oracle_binary: Path) -> str:
 
 @pytest.fixture(scope="session")
 def oracle_workdir() -> Iterator[Path]:
-    path = realstack.make_workdir("spambridge-oracle-")
+    path = stack.make_workdir("spambridge-oracle-")
     yield path
 
 
 @pytest.fixture(scope="session")
 def spamd(oracle_workdir: Path) -> Iterator[Spamd]:
-    if missing := realstack.require_binaries(["spamd", "spamc"]):
+    if missing := stack.require_binaries(["spamd", "spamc"]):
         _unavailable(f"missing {missing}")
-    daemon = realstack.start_spamd(oracle_workdir / "spamd", children=2)
+    daemon = stack.start_spamd(oracle_workdir / "spamd", children=2)
     yield daemon
     daemon.stop()
 
@@ -107,7 +107,7 @@ PairFactory = Callable[[str], Pair]
 
 
 def _start_oracle(binary: Path, option_file: Path, workdir: Path) -> tuple[Daemon, int]:
-    port = realstack.free_port()
+    port = stack.free_port()
     argv = [
         str(binary),
         f"file={option_file}",
@@ -125,13 +125,11 @@ def _start_oracle(binary: Path, option_file: Path, workdir: Path) -> tuple[Daemo
         )
     daemon = Daemon(proc, log_path)
     try:
-        realstack.wait_until(
-            lambda: daemon.running() and realstack.port_accepts(port), 20, "milter-spamc"
-        )
-    except realstack.StackError:
+        stack.wait_until(lambda: daemon.running() and stack.port_accepts(port), 20, "milter-spamc")
+    except stack.StackError:
         daemon.stop()
-        raise realstack.StackError(
-            f"milter-spamc did not start: {realstack.describe_logs(daemon)}"
+        raise stack.StackError(
+            f"milter-spamc did not start: {stack.describe_logs(daemon)}"
         ) from None
     return daemon, port
 
@@ -160,7 +158,7 @@ def milter_pair(
         option_file.chmod(0o644)
         oracle, oracle_port = _start_oracle(oracle_binary, option_file, workdir)
         try:
-            bridge = realstack.start_spambridge(
+            bridge = stack.start_spambridge(
                 [
                     f"file={option_file}",
                     "-daemon",

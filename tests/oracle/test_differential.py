@@ -14,7 +14,7 @@ from tests.oracle.cases import CASES, Case
 from tests.oracle.conftest import PairFactory
 from tests.oracle.harness import converse
 from tests.oracle.recording_proxy import RecordingProxy
-from tests.support.realstack import REPO_ROOT
+from tools.stack import REPO_ROOT
 
 pytestmark = [pytest.mark.oracle, pytest.mark.timeout(180)]
 

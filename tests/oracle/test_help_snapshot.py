@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.realstack import REPO_ROOT
+from tools.stack import REPO_ROOT
 
 pytestmark = pytest.mark.oracle
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tests.oracle.cases import CASES
 from tests.oracle.harness import NORMALISATIONS
-from tests.support.realstack import REPO_ROOT
+from tools.stack import REPO_ROOT
 
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
 
