@@ -18,15 +18,11 @@ EOM_EXAMPLES (default 100 per option set) sets the Hypothesis budget.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -51,9 +47,10 @@ from spambridge.milter.messages import (
     Reply,
 )
 from spambridge.milter.negotiate import Negotiated, required_action
-from tests.support.controller import Running, running_milter
+from tests.support.controller import Running
 from tests.support.fake_spamd import GTUBE
 from tests.support.scripted_spamd import ScriptedSpamd, spamd_reply
+from tests.support.server_thread import ServerThread
 
 EXAMPLES = int(os.environ.get("EOM_EXAMPLES", "100"))
 pytestmark = pytest.mark.timeout(120 + EXAMPLES * 0.2)
@@ -90,69 +87,26 @@ OPTION_SETS = {
 }
 
 
-class ServerThread:
-    """The milter and a scripted spamd on their own event loop in a daemon thread."""
-
-    def __init__(self, args: list[str]) -> None:
-        self.args = args
-        self.loop = asyncio.new_event_loop()
-        self.loop.set_exception_handler(self._on_loop_error)
-        self.loop_errors: list[dict[str, Any]] = []
-        self.ready: Future[tuple[Running, ScriptedSpamd]] = Future()
-        self.stop_event: asyncio.Event | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        self.loop_errors.append(context)
-
-    def _run(self) -> None:
-        self.loop.run_until_complete(self._serve())
-        self.loop.close()
-
-    async def _serve(self) -> None:
-        self.stop_event = asyncio.Event()
-        try:
-            async with (
-                ScriptedSpamd() as spamd,
-                running_milter(
-                    [
-                        f"spamd-socket={spamd.address}",
-                        "spamd-timeouts=C:2s;S:2s;R:2s;E:4s",
-                        "spamd-cooldown=0",
-                        f"spamd-max-size={MAX_SIZE_KB}",
-                        "oversize-action=skip",  # the milter-spamc set truncates instead
-                        "milter-timeout=10",
-                        *self.args,
-                    ]
-                ) as milter,
-            ):
-                self.ready.set_result((milter, spamd))
-                await self.stop_event.wait()
-        except BaseException as exc:
-            if not self.ready.done():
-                self.ready.set_exception(exc)
-            raise
-
-    def __enter__(self) -> tuple[Running, ScriptedSpamd]:
-        self.thread.start()
-        return self.ready.result(timeout=15)
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.stop_event is not None
-        self.loop.call_soon_threadsafe(self.stop_event.set)
-        self.thread.join(timeout=15)
+# Common to every option set; the milter-spamc set truncates, this bounds what spamd gets.
+BASE_ARGS = [
+    "spamd-timeouts=C:2s;S:2s;R:2s;E:4s",
+    "spamd-cooldown=0",
+    f"spamd-max-size={MAX_SIZE_KB}",
+    "oversize-action=skip",  # the milter-spamc set truncates instead
+    "milter-timeout=10",
+]
 
 
 @dataclass
 class Live:
-    server: ServerThread
+    server: ServerThread[ScriptedSpamd]
     milter: Running
     spamd: ScriptedSpamd
 
 
 @pytest.fixture(scope="module", params=sorted(OPTION_SETS))
 def live(request: pytest.FixtureRequest) -> Iterator[Live]:
-    server = ServerThread(OPTION_SETS[request.param])
+    server = ServerThread(ScriptedSpamd, [*BASE_ARGS, *OPTION_SETS[request.param]])
     with server as (milter, spamd):
         yield Live(server, milter, spamd)
     assert server.loop_errors == []

@@ -11,15 +11,11 @@ FUZZ_EXAMPLES (default 300) sets the Hypothesis budget.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -29,9 +25,12 @@ from spambridge.errors import RemoteProtocolError
 from spambridge.milter.codec import ReplyDecoder, encode
 from spambridge.milter.messages import AddHeader, Continue, Quit, Reply
 from tests.robustness.test_fuzz_decoder import conversation, conversation_bytes, mutate
-from tests.support.controller import Running, running_milter
+from tests.support.controller import Running
 from tests.support.fake_spamd import GTUBE, FakeSpamd
 from tests.support.milter_client import MilterClient
+from tests.support.server_thread import ServerThread
+
+Server = ServerThread[FakeSpamd]
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 # About 3 ms per example on loopback; the long budget needs a longer test timeout.
@@ -45,58 +44,10 @@ FUZZ = settings(
 END_TIMEOUT = 10.0  # seconds for the milter to finish with one fuzzed connection
 
 
-class ServerThread:
-    """A milter and a fake spamd on their own event loop in a daemon thread."""
-
-    def __init__(self, args: list[str]) -> None:
-        self.args = args
-        self.loop = asyncio.new_event_loop()
-        self.loop.set_exception_handler(self._on_loop_error)
-        self.loop_errors: list[dict[str, Any]] = []
-        self.ready: Future[Running] = Future()
-        self.stop_event: asyncio.Event | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        self.loop_errors.append(context)
-
-    def _run(self) -> None:
-        self.loop.run_until_complete(self._serve())
-        self.loop.close()
-
-    async def _serve(self) -> None:
-        self.stop_event = asyncio.Event()
-        try:
-            async with (
-                FakeSpamd() as spamd,
-                running_milter(
-                    [f"spamd-socket={spamd.address}", "milter-timeout=5", *self.args]
-                ) as milter,
-            ):
-                self.ready.set_result(milter)
-                await self.stop_event.wait()
-        except BaseException as exc:  # surface start-up failures to the test thread
-            if not self.ready.done():
-                self.ready.set_exception(exc)
-            raise
-
-    def __enter__(self) -> Running:
-        self.thread.start()
-        return self.ready.result(timeout=15)
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.stop_event is not None
-        self.loop.call_soon_threadsafe(self.stop_event.set)
-        self.thread.join(timeout=15)
-
-    def call(self, coro: Any, timeout: float = 15) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-
 @pytest.fixture(scope="module")
-def live() -> Iterator[tuple[ServerThread, Running]]:
-    server = ServerThread([])
-    with server as running:
+def live() -> Iterator[tuple[Server, Running]]:
+    server = ServerThread(FakeSpamd, ["milter-timeout=5"])
+    with server as (running, _spamd):
         yield server, running
     assert server.loop_errors == []
 
@@ -130,7 +81,7 @@ def converse_raw(address: tuple[str, int], data: bytes) -> list[Reply]:
     return replies
 
 
-def assert_still_serves(server: ServerThread, running: Running) -> None:
+def assert_still_serves(server: Server, running: Running) -> None:
     async def spam_conversation() -> list[Reply]:
         client = await MilterClient.open(running.address, read_timeout=10)
         try:
@@ -165,7 +116,7 @@ SEEDS = (
 @FUZZ
 @given(st.sampled_from(SEEDS), st.randoms(use_true_random=False))
 def test_session_mutated_streams_end_cleanly(
-    live: tuple[ServerThread, Running], seed: bytes, rng: random.Random
+    live: tuple[Server, Running], seed: bytes, rng: random.Random
 ) -> None:
     server, running = live
     converse_raw(running.address, mutate(seed, rng))  # type: ignore[arg-type]
@@ -174,14 +125,14 @@ def test_session_mutated_streams_end_cleanly(
 
 @FUZZ
 @given(st.binary(max_size=1024))
-def test_session_random_bytes_end_cleanly(live: tuple[ServerThread, Running], data: bytes) -> None:
+def test_session_random_bytes_end_cleanly(live: tuple[Server, Running], data: bytes) -> None:
     server, running = live
     converse_raw(running.address, data)  # type: ignore[arg-type]
     assert server.loop_errors == []
 
 
 def test_session_valid_stream_gets_replies_and_verdict(
-    live: tuple[ServerThread, Running],
+    live: tuple[Server, Running],
 ) -> None:
     """The oracle works: an unmutated conversation is answered in full."""
     _, running = live
@@ -190,7 +141,7 @@ def test_session_valid_stream_gets_replies_and_verdict(
     assert AddHeader(b"X-Spam-Flag", b" YES") in replies
 
 
-def test_session_still_serves_after_fuzzing(live: tuple[ServerThread, Running]) -> None:
+def test_session_still_serves_after_fuzzing(live: tuple[Server, Running]) -> None:
     """Runs after the fuzz tests in file order: the server is intact and holds no session."""
     server, running = live
     assert_still_serves(server, running)

@@ -13,7 +13,9 @@ from tools.stack.processes import Daemon, await_ready, free_port, port_accepts, 
 
 
 @dataclass
-class Spambridge(Daemon):
+class MilterDaemon(Daemon):
+    """A milter listening on a loopback port, named the way each MTA writes its socket."""
+
     port: int = 0
 
     @property
@@ -24,6 +26,11 @@ class Spambridge(Daemon):
     @property
     def postfix_socket(self) -> str:
         return f"inet:127.0.0.1:{self.port}"
+
+
+@dataclass
+class Spambridge(MilterDaemon):
+    """``python -m spambridge`` started by :func:`start_spambridge`."""
 
 
 def start_spambridge(
@@ -53,18 +60,8 @@ def start_spambridge(
 
 
 @dataclass
-class SpamassMilter(Daemon):
+class SpamassMilter(MilterDaemon):
     """spamass-milter (the C++ peer), for side-by-side runs; one spamc child per message."""
-
-    port: int = 0
-
-    @property
-    def sendmail_socket(self) -> str:
-        return f"inet:{self.port}@127.0.0.1"
-
-    @property
-    def postfix_socket(self) -> str:
-        return f"inet:127.0.0.1:{self.port}"
 
 
 def start_spamass_milter(
