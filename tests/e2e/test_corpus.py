@@ -35,6 +35,7 @@ import pytest
 from tests.e2e.conftest import BRIDGE_ARGS
 from tests.support import corpus_run, fidelity
 from tests.support.corpus_run import CORPUS_CACHE, CorpusMessage, Outcome, Tally
+from tests.support.spamd_recorder import SpamdRecorder
 from tools import stack
 from tools.stack import Mta, Spamd, field_name, wait_until
 
@@ -101,7 +102,7 @@ def test_corpus_delivered_once_exact_and_scored_as_spamd_scores_the_delivery(
     if missing and os.environ.get("CI") != "true":
         pytest.skip(f"missing binaries: {', '.join(missing)}")
     assert not missing, f"e2e stack incomplete under CI: missing {', '.join(missing)}"
-    recorder = fidelity.SpamdRecorder(spamd.port).start()
+    recorder = SpamdRecorder(spamd.port)
     tally = Tally(kind, total=len(corpus))
     try:
         with running(start(workdir / "plain", None)) as mta:
@@ -132,7 +133,7 @@ def test_corpus_delivered_once_exact_and_scored_as_spamd_scores_the_delivery(
         finally:
             samilter.stop()
     finally:
-        recorder.stop()
+        recorder.close()
 
     _report(tally)
     unexplained = [f"{o.name}: {o.unexplained}" for o in tally.bridge if o.unexplained]
@@ -147,7 +148,7 @@ def _bridge_one(
     index: int,
     message: CorpusMessage,
     plain: bytes,
-    recorder: fidelity.SpamdRecorder,
+    recorder: SpamdRecorder,
     spamd: Spamd,
 ) -> Outcome:
     code, text = stack.send_smtp(mta.port, corpus_run.SENDER, [corpus_run.RCPT], message.wire)
@@ -155,7 +156,7 @@ def _bridge_one(
     delivered = mta.wait_delivered(index + 1, timeout=60)
     assert len(delivered) == index + 1, f"{message.name}: delivered {len(delivered)} times"
     filtered = delivered[-1]
-    wait_until(lambda: len(recorder.exchanges) >= 1, 30, "the spamd exchange")
+    wait_until(lambda: recorder.finished() >= 1, 30, "the spamd exchange")
     exchanges = recorder.take()
     assert len(exchanges) == 1, f"{message.name}: {len(exchanges)} spamd requests"
 

@@ -5,10 +5,8 @@ subject template, the Prometheus scrape, and `scan` exit statuses against a real
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import threading
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from tests.e2e.conftest import (
     SendmailFactory,
     deliver_one,
 )
+from tests.support.spamd_recorder import SpamdRecorder
 from tools import stack
 from tools.stack import (
     Mta,
@@ -176,44 +175,6 @@ def test_scan_exit_status_against_real_spamd(spamd: Spamd, message: bytes, statu
 # ------------------------------------------------------------------ SpamAssassin's rewrite
 
 
-class RecordingProxy:
-    """A TCP relay in front of spamd that keeps spamd's replies: the PROCESS reply body is
-    exactly what spamc would write out for delivery."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.replies: list[bytes] = []
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
-
-    def _relay(self, client: socket.socket) -> None:
-        with client, socket.create_connection(("127.0.0.1", self.upstream_port)) as up:
-            client.settimeout(30)
-            up.settimeout(30)
-            # SPAMC: the client writes its request and half-closes, spamd answers and closes
-            while data := client.recv(65536):
-                up.sendall(data)
-            up.shutdown(socket.SHUT_WR)
-            reply = b""
-            while data := up.recv(65536):
-                reply += data
-                client.sendall(data)
-            self.replies.append(reply)
-
-    def close(self) -> None:
-        self.server.close()
-
-
 def spamd_body(reply: bytes) -> bytes:
     return reply.partition(b"\r\n\r\n")[2]
 
@@ -222,7 +183,7 @@ def spamd_body(reply: bytes) -> bytes:
 def test_spamassassin_rewrite_delivers_what_spamc_would(
     spamd: Spamd, start_bridge: BridgeFactory, front: Front, kind: str
 ) -> None:
-    proxy = RecordingProxy(spamd.port)
+    proxy = SpamdRecorder(spamd.port)
     try:
         bridge = start_bridge(
             [
@@ -234,7 +195,7 @@ def test_spamassassin_rewrite_delivers_what_spamc_would(
         mta = front.start(bridge)
         sent = gtube_message() if kind == "spam" else ham_message()
         delivered = deliver_one(mta, sent, bridge)
-        (reply,) = proxy.replies
+        (reply,) = [exchange.reply for exchange in proxy.take()]
     finally:
         proxy.close()
     spamc = spamd_body(reply)  # what `spamc` prints for this message

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.oracle.recording_proxy import RecordingProxy
+from tests.support.spamd_recorder import SpamdRecorder
 from tools import stack
 from tools.stack import Daemon, Spambridge, Spamd
 
@@ -87,8 +87,8 @@ def spamd(oracle_workdir: Path) -> Iterator[Spamd]:
 
 
 @pytest.fixture(scope="session")
-def proxy(spamd: Spamd) -> Iterator[RecordingProxy]:
-    recorder = RecordingProxy(("127.0.0.1", spamd.port))
+def proxy(spamd: Spamd) -> Iterator[SpamdRecorder]:
+    recorder = SpamdRecorder(spamd.port)
     yield recorder
     recorder.close()
 
@@ -136,7 +136,7 @@ def _start_oracle(binary: Path, option_file: Path, workdir: Path) -> tuple[Daemo
 
 @pytest.fixture(scope="session")
 def milter_pair(
-    oracle_binary: Path, oracle_workdir: Path, proxy: RecordingProxy, oracle_help: str
+    oracle_binary: Path, oracle_workdir: Path, proxy: SpamdRecorder, oracle_help: str
 ) -> Iterator[PairFactory]:
     """start(option text) -> both milters on that option file; one pair per distinct text."""
     pairs: dict[str, Pair] = {}

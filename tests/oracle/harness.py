@@ -31,8 +31,8 @@ from spambridge.milter.messages import (
     ReplyCode,
     TempFail,
 )
-from tests.oracle.recording_proxy import RecordingProxy
 from tests.support.milter_client import MilterClient
+from tests.support.spamd_recorder import SpamdRecorder
 
 # Sendmail 8.17's offer (SMFI_PROT_VERSION, SMFI_CURR_ACTS, SMFI_CURR_PROT).
 SENDMAIL_VERSION = 6
@@ -189,7 +189,7 @@ def normalise_spamd_request(raw: bytes) -> bytes:
     return b"\r\n".join([command, *users]) + sep + message
 
 
-async def converse(port: int, msg: Message, proxy: RecordingProxy) -> Outcome:
+async def converse(port: int, msg: Message, proxy: SpamdRecorder) -> Outcome:
     """Run one transaction against the milter on 127.0.0.1:port as Sendmail 8.17 would."""
     proxy.take()
     outcome = Outcome()
@@ -262,8 +262,8 @@ async def converse(port: int, msg: Message, proxy: RecordingProxy) -> Outcome:
         await client.close()
 
 
-async def _finish(client: MilterClient, outcome: Outcome, proxy: RecordingProxy) -> Outcome:
+async def _finish(client: MilterClient, outcome: Outcome, proxy: SpamdRecorder) -> Outcome:
     await client.quit()
     await client.at_eof(10.0)  # the filter has finished the connection, spamd included
-    outcome.spamd = [normalise_spamd_request(r) for r in proxy.take() if r]
+    outcome.spamd = [normalise_spamd_request(r) for r in (e.request for e in proxy.take()) if r]
     return outcome

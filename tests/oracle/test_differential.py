@@ -13,7 +13,7 @@ import pytest
 from tests.oracle.cases import CASES, Case
 from tests.oracle.conftest import PairFactory
 from tests.oracle.harness import converse
-from tests.oracle.recording_proxy import RecordingProxy
+from tests.support.spamd_recorder import SpamdRecorder
 from tools.stack import REPO_ROOT
 
 pytestmark = [pytest.mark.oracle, pytest.mark.timeout(180)]
@@ -22,7 +22,7 @@ README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-async def test_oracle_case(case: Case, milter_pair: PairFactory, proxy: RecordingProxy) -> None:
+async def test_oracle_case(case: Case, milter_pair: PairFactory, proxy: SpamdRecorder) -> None:
     pair = milter_pair(case.options)
     expected = await converse(pair.oracle_port, case.message, proxy)
     got = await converse(pair.bridge_port, case.message, proxy)

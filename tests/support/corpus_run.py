@@ -2,7 +2,7 @@
 and judge each verdict against SpamAssassin's own scan of the delivered message.
 
 For every message whose milter verdict differs from the direct scan, the exact bytes spamd
-saw (kept by `fidelity.SpamdRecorder`) are changed one documented step at a time into the
+saw (kept by `spamd_recorder.SpamdRecorder`) are changed one documented step at a time into the
 judged message and rescanned after each step:
 
 1. ``mta-received``: our synthetic Received line replaced by the one the MTA wrote after the
@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support import fidelity
-from tests.support.fidelity import Exchange, Scan
+from tests.support.fidelity import Scan
+from tests.support.spamd_recorder import Exchange
 from tools.stack import REPO_ROOT, Mta, field_name, send_smtp, split_message
 
 CORPUS_SCRIPT = REPO_ROOT / "scripts" / "corpus.py"

@@ -6,19 +6,16 @@ A milter's verdict is read back from the headers it added: spambridge's X-Spam-S
 X-Spam-Report (milter-spamc style, spamd-command REPORT), spamass-milter's X-Spam-Status
 (SpamAssassin style, ``tests=``).
 
-`SpamdRecorder` sits between a milter and spamd and keeps every request and reply, so a test
-can rescan the exact bytes spamd saw and change them one step at a time.
+`spamd_recorder.SpamdRecorder` sits between a milter and spamd and keeps every request and
+reply, so a test can rescan the exact bytes spamd saw and change them one step at a time.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
-import socket
 import subprocess
-import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tools.stack import field_name, split_message
 
@@ -126,99 +123,3 @@ def with_return_path(sender: str, raw: bytes) -> bytes:
     """What the local mailer of either MTA writes first at final delivery."""
     address = sender if sender.startswith("<") else f"<{sender}>"
     return f"Return-Path: {address}\r\n".encode() + raw
-
-
-@dataclass
-class Exchange:
-    request: bytes
-    reply: bytes
-
-    @property
-    def message(self) -> bytes:
-        """The message in a SPAMC request: everything after the request headers."""
-        return self.request.partition(b"\r\n\r\n")[2]
-
-
-@dataclass
-class SpamdRecorder:
-    """A loopback TCP proxy in front of spamd that keeps every request and its reply."""
-
-    spamd_port: int
-    exchanges: list[Exchange] = field(default_factory=list)
-    port: int = 0
-    _server: socket.socket | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def start(self) -> SpamdRecorder:
-        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        server.bind(("127.0.0.1", 0))
-        server.listen(16)
-        self.port = server.getsockname()[1]
-        self._server = server
-        threading.Thread(target=self._accept, daemon=True).start()
-        return self
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        if self._server is not None:
-            with contextlib.suppress(OSError):
-                self._server.close()
-
-    def take(self) -> list[Exchange]:
-        with self._lock:
-            out, self.exchanges = self.exchanges, []
-        return out
-
-    def _accept(self) -> None:
-        assert self._server is not None
-        while True:
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
-
-    def _relay(self, client: socket.socket) -> None:
-        with client, socket.create_connection(("127.0.0.1", self.spamd_port), 30) as upstream:
-            client.settimeout(120)
-            upstream.settimeout(120)
-            request = _read_request(client)
-            upstream.sendall(request)
-            upstream.shutdown(socket.SHUT_WR)
-            reply = _read_all(upstream)
-            client.sendall(reply)
-        with self._lock:
-            self.exchanges.append(Exchange(request, reply))
-
-
-def _read_request(sock: socket.socket) -> bytes:
-    """One SPAMC request: headers, then Content-length bytes (or up to EOF)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-    if match is None:
-        return data + _read_all(sock)
-    want = int(match[1])
-    while len(body) < want:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        body += chunk
-    return head + b"\r\n\r\n" + body
-
-
-def _read_all(sock: socket.socket) -> bytes:
-    parts: list[bytes] = []
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return b"".join(parts)
-        parts.append(chunk)
