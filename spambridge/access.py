@@ -174,12 +174,19 @@ def _parse_ip(value: bytes) -> IPAddress | None:
         return None
 
 
+def unmapped(ip: IPAddress) -> IPAddress:
+    """An IPv4-mapped IPv6 client (::ffff:192.0.2.7, a dual-stack listener's view of an IPv4
+    peer) as the IPv4 address it stands for; any other address as it is."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
 def _ip_keys(ip: IPAddress | None) -> list[str]:
     """192.0.2.1, 192.0.2, 192.0, 192; IPv6 as IPv6:<compressed> then 16-bit group prefixes."""
     if ip is None:
         return []
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    ip = unmapped(ip)
     if isinstance(ip, ipaddress.IPv4Address):
         octets = str(ip).split(".")
         return [".".join(octets[:n]) for n in range(4, 0, -1)]
@@ -285,8 +292,7 @@ def _match_cidr(pattern: str, ip: IPAddress | None) -> bool:
         network = ipaddress.ip_network(pattern, strict=False)
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    ip = unmapped(ip)
     return ip.version == network.version and ip in network
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from spambridge import __version__, headers, rewrite
-from spambridge.access import AccessAction, AccessMap, AccessResult
+from spambridge.access import AccessAction, AccessMap, AccessResult, unmapped
 from spambridge.decision import (
     ACCEPT,
     DISCARD,
@@ -220,10 +220,10 @@ def outbound_reason(config: Config, client: Client, macros: Macros) -> str | Non
         except ValueError:
             ip = None
         if ip is not None:
-            mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+            mapped = unmapped(ip)
             for net in config.trusted_networks:
                 if (ip.version == net.version and ip in net) or (
-                    mapped is not None and net.version == 4 and mapped in net
+                    mapped is not ip and net.version == 4 and mapped in net
                 ):
                     return f"trusted network {net}"
     return None
