@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from spambridge.milter.messages import Continue
-from tests.support.milter_client import MilterClient
+from tools.milter_client import MilterClient
 
 GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 _LINE = b"The quarterly figures are attached below; please check the totals before Friday.\r\n"

@@ -3,7 +3,7 @@
     python -m bench.pool                 # every scenario, every subject (about 6 minutes)
     python -m bench.pool --scenarios heterogeneous --subjects least-loaded,spamc-style
 
-The fake spamds (tests/support/fake_spamd.py) run in their own process. Each has a fixed
+The fake spamds (tools/fake_spamd.py) run in their own process. Each has a fixed
 number of children, like spamd's --max-children, and a fixed service time per message that is
 a sleep, so the shared CPU barely moves the figures. Scenarios:
 
@@ -76,7 +76,7 @@ def capacity(spec: Sequence[tuple[int, float]]) -> float:
 
 
 async def _fleet(spec: Sequence[tuple[int, float]]) -> None:
-    from tests.support.fake_spamd import FakeSpamd
+    from tools.fake_spamd import FakeSpamd
 
     def make(i: int, port: int = 0) -> FakeSpamd:
         children, seconds = spec[i]

@@ -99,7 +99,7 @@ def _raise_own_nofile() -> None:
 def fake_spamd() -> Iterator[int]:
     """The project's instant fake spamd in its own process; yields its port."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.fake_spamd", "--port", "0"],
+        [sys.executable, "-m", "tools.fake_spamd", "--port", "0"],
         stdout=subprocess.PIPE,
         cwd=REPO_ROOT,
         env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),

@@ -31,8 +31,8 @@ from spambridge.milter.messages import (
     ReplyCode,
     TempFail,
 )
-from tests.support.milter_client import MilterClient
 from tests.support.spamd_recorder import SpamdRecorder
+from tools.milter_client import MilterClient
 
 # Sendmail 8.17's offer (SMFI_PROT_VERSION, SMFI_CURR_ACTS, SMFI_CURR_PROT).
 SENDMAIL_VERSION = 6

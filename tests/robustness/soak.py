@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spambridge.milter.messages import FINAL_REPLIES
-from tests.support.fake_spamd import GTUBE, FakeSpamd
-from tests.support.milter_client import MilterClient
+from tools.fake_spamd import GTUBE, FakeSpamd
+from tools.milter_client import MilterClient
 
 FAULTS = ("garbage", "reset", "close", "ex-70")
 HEADERS = [

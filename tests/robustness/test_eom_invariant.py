@@ -48,9 +48,9 @@ from spambridge.milter.messages import (
 )
 from spambridge.milter.negotiate import Negotiated, required_action
 from tests.support.controller import Running
-from tests.support.fake_spamd import GTUBE
 from tests.support.scripted_spamd import ScriptedSpamd, spamd_reply
 from tests.support.server_thread import ServerThread
+from tools.fake_spamd import GTUBE
 
 EXAMPLES = int(os.environ.get("EOM_EXAMPLES", "100"))
 pytestmark = pytest.mark.timeout(120 + EXAMPLES * 0.2)

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from spambridge.errors import SpamdBadResponse
 from spambridge.spamd.protocol import Verdict, parse_reply
 from tests.robustness.test_fuzz_decoder import mutate
-from tests.support.fake_spamd import GTUBE, build_reply
+from tools.fake_spamd import GTUBE, build_reply
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 FUZZ = settings(

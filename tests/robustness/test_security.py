@@ -35,8 +35,8 @@ from spambridge.milter.messages import (
 )
 from spambridge.spamd.protocol import sanitize_user
 from tests.support.controller import Running, running_milter
-from tests.support.fake_spamd import GTUBE, FakeSpamd
-from tests.support.milter_client import MilterClient
+from tools.fake_spamd import GTUBE, FakeSpamd
+from tools.milter_client import MilterClient
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -23,8 +23,8 @@ import pytest
 from spambridge.log import logger
 from spambridge.milter.messages import AddHeader, Continue
 from tests.support.controller import running_milter
-from tests.support.fake_spamd import GTUBE, FakeSpamd
-from tests.support.milter_client import MilterClient
+from tools.fake_spamd import GTUBE, FakeSpamd
+from tools.milter_client import MilterClient
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 
 from tests.support.controller import Running, running_milter
-from tests.support.fake_spamd import FakeSpamd
-from tests.support.milter_client import MilterClient
+from tools.fake_spamd import FakeSpamd
+from tools.milter_client import MilterClient
 
 ClientFactory = Callable[..., Awaitable[MilterClient]]
 

@@ -15,8 +15,8 @@ import pytest
 from spambridge.milter.flags import Family
 from spambridge.milter.messages import AddHeader
 from tests.support.controller import running_milter
-from tests.support.fake_spamd import GTUBE, FakeSpamd, RecordedRequest
-from tests.support.milter_client import EomResult, MilterClient
+from tools.fake_spamd import GTUBE, FakeSpamd, RecordedRequest
+from tools.milter_client import EomResult, MilterClient
 
 TIMEOUT = 10.0
 HAM_BODY = b"Hello,\r\njust a normal message.\r\n"

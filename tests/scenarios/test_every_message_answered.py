@@ -24,9 +24,9 @@ from tests.scenarios.conftest import BODY, HEADERS, ClientFactory, messages, ope
 from tests.scenarios.policy_support import one_message as policy_message
 from tests.scenarios.policy_support import score_body
 from tests.support.controller import running_milter
-from tests.support.fake_spamd import GTUBE, FakeSpamd
-from tests.support.milter_client import EomResult
 from tests.support.scripted_spamd import ScriptedSpamd, spamd_reply
+from tools.fake_spamd import GTUBE, FakeSpamd
+from tools.milter_client import EomResult
 
 FAST = ("file=", "spamd-timeouts=C:1s;S:1s;R:1s;E:3s", "spamd-cooldown=0")
 FORGED = [*HEADERS, (b"X-Spam-Flag", b" YES")]

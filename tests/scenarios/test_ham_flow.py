@@ -15,7 +15,7 @@ from tests.scenarios.conftest import (
     open_session,
 )
 from tests.support.controller import Running
-from tests.support.fake_spamd import FakeSpamd
+from tools.fake_spamd import FakeSpamd
 
 pytestmark = pytest.mark.timeout(20)
 

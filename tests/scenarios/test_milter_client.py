@@ -22,7 +22,7 @@ from spambridge.milter.messages import (
     Skip,
 )
 from spambridge.milter.negotiate import Negotiated, Wanted, negotiate
-from tests.support.milter_client import MilterClient, Style
+from tools.milter_client import MilterClient, Style
 
 
 async def tiny_milter(

@@ -11,7 +11,7 @@ import pytest
 
 from tests.scenarios.conftest import CONNECT_MACROS, milter_options
 from tests.support.controller import running_milter
-from tests.support.fake_spamd import GTUBE, FakeSpamd
+from tools.fake_spamd import GTUBE, FakeSpamd
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -14,7 +14,7 @@ from spambridge.session import Session
 from spambridge.spamd.transport import Exchange as _Exchange
 from tests.scenarios.conftest import BODY, HEADERS, ClientFactory, open_session
 from tests.support.controller import Running
-from tests.support.fake_spamd import FakeSpamd
+from tools.fake_spamd import FakeSpamd
 
 
 async def test_no_cycles_per_message_or_connection(

@@ -21,8 +21,8 @@ from spambridge import cli
 from spambridge.milter.messages import Continue, ReplyCode
 from tests.scenarios.daemon_support import Daemon, short_tmpdir, start_daemon
 from tests.scenarios.policy_support import deliver, headers_with, open_client, score_body
-from tests.support.fake_spamd import FakeSpamd
-from tests.support.milter_client import EomResult
+from tools.fake_spamd import FakeSpamd
+from tools.milter_client import EomResult
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,7 +11,7 @@ from spambridge.milter.messages import AddHeader, Continue
 from tests.scenarios.daemon_support import short_tmpdir, start_daemon
 from tests.scenarios.test_ops_daemon import running, send
 from tests.scenarios.test_ops_scan import MESSAGE, run_scan
-from tests.support.fake_spamd import GTUBE, FakeSpamd
+from tools.fake_spamd import GTUBE, FakeSpamd
 
 pytestmark = pytest.mark.timeout(60)
 

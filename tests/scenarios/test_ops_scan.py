@@ -13,7 +13,7 @@ import pytest
 
 from spambridge import cli
 from tests.scenarios.daemon_support import ROOT
-from tests.support.fake_spamd import GTUBE, FakeSpamd
+from tools.fake_spamd import GTUBE, FakeSpamd
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -10,7 +10,7 @@ from spambridge.milter.flags import ProtocolFlags
 from spambridge.milter.messages import ChangeHeader, Continue, Skip
 from tests.scenarios.conftest import HEADERS, NOW_TEXT, ClientFactory, messages, open_session
 from tests.support.controller import Running
-from tests.support.fake_spamd import FakeSpamd
+from tools.fake_spamd import FakeSpamd
 
 pytestmark = pytest.mark.timeout(20)
 

@@ -15,7 +15,7 @@ from tests.scenarios.policy_support import (
     score_body,
     verdict_lines,
 )
-from tests.support.fake_spamd import FakeSpamd
+from tools.fake_spamd import FakeSpamd
 
 SECRET = b"the-secret-body-text-0451"
 MACROS = {"M": {"i": "4AB12CD34"}, "R": {"i": "4AB12CD34"}}

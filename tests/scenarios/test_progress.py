@@ -7,7 +7,7 @@ import pytest
 from spambridge.milter.messages import AddHeader, Continue
 from tests.scenarios.conftest import BODY, HEADERS, SCANNED_BY, ClientFactory, open_session
 from tests.support.controller import Running
-from tests.support.fake_spamd import FakeSpamd
+from tools.fake_spamd import FakeSpamd
 
 pytestmark = pytest.mark.timeout(20)
 

@@ -7,7 +7,7 @@ import pytest
 from spambridge.milter.messages import Continue, Discard, ReplyCode
 from tests.scenarios.conftest import BODY, HEADERS, ClientFactory, open_session
 from tests.support.controller import Running
-from tests.support.fake_spamd import GTUBE, FakeSpamd
+from tools.fake_spamd import GTUBE, FakeSpamd
 
 pytestmark = pytest.mark.timeout(20)
 

@@ -15,8 +15,8 @@ from tests.scenarios.conftest import milter_options
 from tests.scenarios.policy_support import SPAM_BODY, score_body
 from tests.scenarios.test_ops_scan import run_scan
 from tests.support.controller import frozen_clock, running_milter
-from tests.support.fake_spamd import FakeSpamd, RecordedRequest
-from tests.support.milter_client import EomResult, MilterClient
+from tools.fake_spamd import FakeSpamd, RecordedRequest
+from tools.milter_client import EomResult, MilterClient
 
 pytestmark = pytest.mark.timeout(120)
 

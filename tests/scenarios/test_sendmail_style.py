@@ -14,7 +14,7 @@ from tests.scenarios.conftest import (
     ClientFactory,
 )
 from tests.support.controller import Running
-from tests.support.fake_spamd import FakeSpamd
+from tools.fake_spamd import FakeSpamd
 
 pytestmark = pytest.mark.timeout(20)
 

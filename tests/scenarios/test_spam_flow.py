@@ -7,7 +7,7 @@ import pytest
 from spambridge.milter.messages import AddHeader, ChangeHeader, Continue
 from tests.scenarios.conftest import HEADERS, SCANNED_BY, ClientFactory, open_session
 from tests.support.controller import Running
-from tests.support.fake_spamd import GTUBE, FakeSpamd
+from tools.fake_spamd import GTUBE, FakeSpamd
 
 pytestmark = pytest.mark.timeout(20)
 

@@ -18,8 +18,8 @@ from spambridge.milter.messages import (
 from spambridge.rewrite import split_fields
 from tests.scenarios.policy_support import SPAM_BODY, headers_with, one_message
 from tests.support.controller import running_milter
-from tests.support.fake_spamd import FakeSpamd
-from tests.support.milter_client import MilterClient
+from tools.fake_spamd import FakeSpamd
+from tools.milter_client import MilterClient
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -7,7 +7,7 @@ import pytest
 from tests.scenarios.conftest import ClientFactory, milter_options
 from tests.scenarios.spamd_failures import ACTIONS, assert_spamd_failure_handled
 from tests.support.controller import running_milter
-from tests.support.fake_spamd import EX_NAMES, FakeSpamd
+from tools.fake_spamd import EX_NAMES, FakeSpamd
 
 pytestmark = pytest.mark.timeout(20)
 

@@ -21,7 +21,7 @@ from spambridge.errors import SpamdBadResponse, SpamdTimeout, SpamdUnavailable
 from spambridge.spamd.endpoints import SpamdEndpoint, SpamdTimeouts, parse_spamd_socket
 from spambridge.spamd.pool import SpamdPool
 from spambridge.spamd.transport import Exchange as _Exchange
-from tests.support.fake_spamd import EX_NAMES, GTUBE, FakeSpamd, build_reply
+from tools.fake_spamd import EX_NAMES, GTUBE, FakeSpamd, build_reply
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -572,7 +572,7 @@ async def test_spamd_pool_against_fake_subprocess() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tests.support.fake_spamd",
+        "tools.fake_spamd",
         "--port",
         "0",
         stdout=asyncio.subprocess.PIPE,

@@ -13,7 +13,7 @@ from tests.scenarios.conftest import (
     open_session,
 )
 from tests.support.controller import running_milter
-from tests.support.fake_spamd import GTUBE, FakeSpamd
+from tools.fake_spamd import GTUBE, FakeSpamd
 
 pytestmark = pytest.mark.timeout(20)
 

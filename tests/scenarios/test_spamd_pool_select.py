@@ -14,7 +14,7 @@ import pytest
 
 from spambridge.spamd.endpoints import SpamdTimeouts, parse_spamd_socket
 from spambridge.spamd.pool import SpamdPool
-from tests.support.fake_spamd import FakeSpamd
+from tools.fake_spamd import FakeSpamd
 
 pytestmark = pytest.mark.timeout(30)
 

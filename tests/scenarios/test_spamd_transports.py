@@ -18,7 +18,7 @@ import pytest
 from spambridge.errors import SpamdBadResponse, SpamdError, SpamdTimeout, SpamdUnavailable
 from spambridge.spamd.endpoints import SpamdTimeouts, parse_spamd_socket
 from spambridge.spamd.pool import SpamdPool
-from tests.support.fake_spamd import GTUBE, FakeSpamd
+from tools.fake_spamd import GTUBE, FakeSpamd
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -16,7 +16,7 @@ from tests.scenarios.policy_support import (
     score_body,
     verdict_lines,
 )
-from tests.support.fake_spamd import FakeSpamd
+from tools.fake_spamd import FakeSpamd
 
 pytestmark = pytest.mark.timeout(30)
 

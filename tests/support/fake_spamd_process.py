@@ -1,4 +1,4 @@
-"""The fake spamd (tests.support.fake_spamd) run as a process, for faults real spamd cannot
+"""The fake spamd (tools.fake_spamd) run as a process, for faults real spamd cannot
 produce.
 """
 
@@ -14,7 +14,7 @@ from tools.stack.processes import Daemon, await_ready, python_env, spawn
 
 @dataclass
 class FakeSpamdProcess(Daemon):
-    """tests.support.fake_spamd run as a process (for faults real spamd cannot produce)."""
+    """tools.fake_spamd run as a process (for faults real spamd cannot produce)."""
 
     address: str = ""
 
@@ -25,7 +25,7 @@ def start_fake_spamd(
     """The fake spamd on a free loopback port; ``address`` is its spamd-socket value."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "tests.support.fake_spamd", "--port", "0"]
+    argv = [sys.executable, "-m", "tools.fake_spamd", "--port", "0"]
     if fault is not None:
         argv += ["--fault", fault, "--delay", str(delay)]
     log_path = workdir / f"fake-spamd-{uuid.uuid4().hex[:8]}.log"

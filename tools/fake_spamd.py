@@ -1,7 +1,7 @@
 """A fake spamd speaking SPAMC 1.5 like spamd 4.0.1, with selectable faults.
 
 In-process: `async with FakeSpamd() as spamd: ... spamd.address ...`.
-As a process: `python -m tests.support.fake_spamd --port 0` (or `--unix PATH`) prints its
+As a process: `python -m tools.fake_spamd --port 0` (or `--unix PATH`) prints its
 address on the first line of stdout and serves until SIGTERM/SIGINT.
 
 Verdict: the GTUBE string in the body gives spam 1000.0/5.0, otherwise ham 0.0/5.0; a line
