@@ -138,7 +138,6 @@ def before_scan(
         txn,
         client,
         macros,
-        leading_space=True,
         drop=VERDICT_HEADERS,
         now=now,
         authenticated=bool(macros.get("auth_authen")),
@@ -574,7 +573,7 @@ def _spamassassin_rewrite(
 ) -> tuple[Edit, ...]:
     """The message as spamd's PROCESS returned it (spamc's delivery), plus X-Scanned-By."""
     result = rewrite.rewrite_edits(
-        txn.headers, verdict.body, sender=txn.sender, body=bytes(txn.body), leading_space=True
+        txn.headers, verdict.body, sender=txn.sender, body=bytes(txn.body)
     )
     edits = list(result.edits)
     if config.add_scanned_by:

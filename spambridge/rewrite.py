@@ -97,7 +97,6 @@ def rewrite_edits(
     *,
     sender: bytes,
     body: bytes,
-    leading_space: bool,
 ) -> Rewrite:
     """The edits that turn the message the MTA holds (headers, body) into spamd's `result`."""
     sender = sender if sender.startswith(b"<") else b"<" + sender + b">"
@@ -125,8 +124,7 @@ def rewrite_edits(
         return sum(1 for f in work[: position + 1] if f[0].lower() == name)
 
     def value(raw: bytes) -> bytes:
-        text = raw.replace(b"\r\n", b"\n")
-        return text if leading_space or text[:1] != b" " else text[1:]
+        return raw.replace(b"\r\n", b"\n")
 
     in_place: list[tuple[str, int, int, int, int]] = []
     cut_have, cut_want = len(work), len(below)

@@ -23,20 +23,16 @@ from spambridge.milter.codec import CommandDecoder, encode
 from spambridge.milter.flags import ActionFlags, ProtocolFlags, Stage
 from spambridge.milter.messages import (
     Abort,
-    AddHeader,
     BodyChunk,
-    ChangeHeader,
     Command,
     Connect,
     Continue,
     Data,
-    Edit,
     EndOfHeaders,
     EndOfMessage,
     FinalReply,
     Header,
     Helo,
-    InsertHeader,
     Macro,
     MailFrom,
     Negotiate,
@@ -50,7 +46,14 @@ from spambridge.milter.messages import (
     TempFail,
     Unknown,
 )
-from spambridge.milter.negotiate import Negotiated, Wanted, check_reply, negotiate
+from spambridge.milter.negotiate import (
+    Negotiated,
+    Wanted,
+    check_reply,
+    edit_for_mta,
+    negotiate,
+    value_from_mta,
+)
 from spambridge.milter.reply import smtp_reply
 from spambridge.options import Config
 from spambridge.spamd.pool import SpamdPool
@@ -481,10 +484,7 @@ class Session(asyncio.Protocol):
 
     def _on_header(self, command: Header) -> None:
         if self.txn is not None:
-            # Values keep their leading space inside spambridge, as in the message: add the
-            # space an MTA without HDR_LEADSPC stripped (it adds it back on delivery).
-            value = command.value if self.leading_space else b" " + command.value
-            self.txn.add_header(command.name, value)
+            self.txn.add_header(command.name, value_from_mta(command.value, self.leading_space))
         self._answer(command)
 
     def _on_body(self, command: BodyChunk) -> None:
@@ -628,7 +628,9 @@ class Session(asyncio.Protocol):
                 break
         encode_checked = self._encode_checked
         edits = (
-            decision.edits if self.leading_space else map(_without_leading_space, decision.edits)
+            decision.edits
+            if self.leading_space
+            else (edit_for_mta(edit, False) for edit in decision.edits)
         )
         return b"".join([*map(encode_checked, edits), encode_checked(decision.final)])
 
@@ -690,13 +692,6 @@ class Session(asyncio.Protocol):
         # the cycle would leave every session to the garbage collector.
         self._send(Progress())  # 13 bytes; a stuck MTA is caught by the next drain
         self._progress_timer = self._loop.call_later(self._progress_every, self._progress)
-
-
-def _without_leading_space(edit: Edit) -> Edit:
-    """A header edit's value as an MTA without HDR_LEADSPC takes it: it adds the space."""
-    if isinstance(edit, AddHeader | InsertHeader | ChangeHeader) and edit.value[:1] == b" ":
-        return dataclasses.replace(edit, value=edit.value[1:])
-    return edit
 
 
 # What a peer may send while its end of message is being scanned before we stop reading:

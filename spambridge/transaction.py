@@ -123,8 +123,8 @@ class Transaction:
     sender: bytes = b""
     sender_args: tuple[bytes, ...] = ()
     recipients: list[Recipient] = dataclasses.field(default_factory=list)
+    # (name, value) as in the message: the value keeps its leading whitespace
     headers: list[tuple[bytes, bytes]] = dataclasses.field(default_factory=list)
-    leading_space: bool = True  # HDR_LEADSPC: values arrive with their leading whitespace
     header_bytes: int = 2  # the header lines as delivered, plus the blank line after them
     body: bytearray = dataclasses.field(default_factory=bytearray)
     body_seen: int = 0  # every body byte the MTA sent, buffered or not
@@ -136,7 +136,7 @@ class Transaction:
 
     def add_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
-        self.header_bytes += len(header_line(name, value, leading_space=self.leading_space))
+        self.header_bytes += len(header_line(name, value))
 
     def add_body(self, data: bytes, limit: int) -> bool:
         """Buffer body bytes up to `limit` total message bytes (0: no limit).
@@ -214,12 +214,12 @@ def _clean(value: bytes | str) -> str:
     return "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
 
 
-def header_line(name: bytes, value: bytes, *, leading_space: bool) -> bytes:
-    """One header exactly as the MTA will deliver it: folding LF becomes CRLF."""
-    sep = b":" if leading_space else b": "
+def header_line(name: bytes, value: bytes) -> bytes:
+    """One header exactly as the MTA will deliver it: folding LF becomes CRLF. The value keeps
+    its leading whitespace (the session adds the space an MTA without HDR_LEADSPC strips)."""
     if value.find(b"\n") >= 0:  # folded (most values are not)
         value = value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    return name + sep + value + b"\r\n"
+    return name + b":" + value + b"\r\n"
 
 
 def message_for_spamd(
@@ -227,7 +227,6 @@ def message_for_spamd(
     client: Client,
     macros: Macros,
     *,
-    leading_space: bool,
     drop: frozenset[bytes],
     now: datetime,
     authenticated: bool,
@@ -251,7 +250,7 @@ def message_for_spamd(
         if kept is None:
             kept = keep[name] = _keep_for_spamd(name, drop)
         if kept:
-            parts.append(header_line(name, value, leading_space=leading_space))
+            parts.append(header_line(name, value))
     parts += (b"\r\n", txn.body)
     return b"".join(parts)  # one copy of the body, not two (bytearray, then bytes())
 

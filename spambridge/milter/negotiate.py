@@ -6,6 +6,7 @@ MDS bits, and only bits that exist in the version we reply with.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from spambridge.errors import LocalProtocolError, RemoteProtocolError
@@ -23,6 +24,7 @@ from spambridge.milter.messages import (
     Data,
     DeleteRecipient,
     Discard,
+    Edit,
     EndOfHeaders,
     EndOfMessage,
     Header,
@@ -42,7 +44,16 @@ from spambridge.milter.messages import (
     Unknown,
 )
 
-__all__ = ["LEGAL_REPLIES", "Negotiated", "Wanted", "check_reply", "negotiate", "required_action"]
+__all__ = [
+    "LEGAL_REPLIES",
+    "Negotiated",
+    "Wanted",
+    "check_reply",
+    "edit_for_mta",
+    "negotiate",
+    "required_action",
+    "value_from_mta",
+]
 
 _V1_ACTIONS = ActionFlags(0x0F)  # SMFI_V1_ACTS: what an offered actions word of 0 means
 _V2_ACTIONS = ActionFlags(0x3F)  # SMFI_V2_ACTS: all that exists before version 6
@@ -286,3 +297,24 @@ def _reply_problem(
     if needed is not None and not negotiated.actions & needed:
         return f"{kind.__name__} needs the {needed.name} action"
     return None
+
+
+# SMFIP_HDR_LEADSPC. Inside spambridge a header value always keeps its leading whitespace, as
+# in the message; an MTA that did not negotiate the bit strips the one space after the colon
+# and adds it back on delivery. These two convert where values enter and leave.
+
+
+def value_from_mta(value: bytes, leading_space: bool) -> bytes:
+    """A header value as the message holds it."""
+    return value if leading_space else b" " + value
+
+
+def edit_for_mta(edit: Edit, leading_space: bool) -> Edit:
+    """A header edit's value as the MTA takes it: without HDR_LEADSPC it adds the space."""
+    if (
+        not leading_space
+        and isinstance(edit, AddHeader | InsertHeader | ChangeHeader)
+        and edit.value[:1] == b" "
+    ):
+        return dataclasses.replace(edit, value=edit.value[1:])
+    return edit

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spambridge.milter.messages import AddHeader, ChangeHeader, Edit, InsertHeader, ReplaceBody
+from spambridge.milter.negotiate import edit_for_mta
 from spambridge.rewrite import rewrite_edits, split_fields
 
 MTA = (b"Received", b" by the MTA itself")
@@ -84,7 +85,7 @@ def test_rewrite_ham_puts_spamassassins_headers_above_the_mtas_received() -> Non
         + b"\r\n"
         + BODY
     )
-    out = rewrite_edits(HAM_HEADERS, result, sender=SENDER, body=BODY, leading_space=True)
+    out = rewrite_edits(HAM_HEADERS, result, sender=SENDER, body=BODY)
     assert not out.body_replaced
     full, body = mta_apply(HAM_HEADERS, BODY, out.edits)
     expected, _ = split_fields(spam_headers + b"\r\n")
@@ -114,9 +115,7 @@ def test_rewrite_report_safe_replaces_body_and_the_top_level_headers() -> None:
         b'Content-Type: multipart/mixed; boundary="----------=_6B1310D7.D60EA544"\r\n'
     )
     new_body = b"This is a multi-part message in MIME format.\r\n\r\n--...\r\n"
-    out = rewrite_edits(
-        headers, new_head + b"\r\n" + new_body, sender=SENDER, body=BODY, leading_space=True
-    )
+    out = rewrite_edits(headers, new_head + b"\r\n" + new_body, sender=SENDER, body=BODY)
     assert out.body_replaced
     assert isinstance(out.edits[-1], ReplaceBody)
     full, body = mta_apply(headers, BODY, out.edits)
@@ -126,10 +125,13 @@ def test_rewrite_report_safe_replaces_body_and_the_top_level_headers() -> None:
 
 
 def test_rewrite_without_leading_space_sends_bare_values() -> None:
-    headers = [(b"Subject", b"hello")]
+    # Inside spambridge the value keeps its space; the MTA without HDR_LEADSPC holds it bare
+    # and gets the edits with the space taken off where they leave (session, edit_for_mta).
+    headers = [(b"Subject", b" hello")]
     result = SYNTHETIC + b"Subject: [SPAM] hello\r\nX-Spam-Flag: YES\r\n\r\n" + BODY
-    out = rewrite_edits(headers, result, sender=SENDER, body=BODY, leading_space=False)
-    full, _ = mta_apply(headers, BODY, out.edits)
+    out = rewrite_edits(headers, result, sender=SENDER, body=BODY)
+    sent = [edit_for_mta(edit, False) for edit in out.edits]
+    full, _ = mta_apply([(b"Subject", b"hello")], BODY, sent)
     assert full == [MTA, (b"Subject", b"[SPAM] hello"), (b"X-Spam-Flag", b"YES")]
 
 
@@ -157,6 +159,6 @@ def test_rewrite_any_target_comes_out_exactly(
         + b"\r\n"
         + BODY
     )
-    out = rewrite_edits(have, result, sender=SENDER, body=BODY, leading_space=True)
+    out = rewrite_edits(have, result, sender=SENDER, body=BODY)
     full, _ = mta_apply(have, BODY, out.edits)
     assert full == [*want[:mta_at], MTA, *want[mta_at:]]

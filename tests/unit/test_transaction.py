@@ -4,6 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 from spambridge import transaction
 from spambridge.milter.flags import Family
+from spambridge.milter.negotiate import value_from_mta
 from spambridge.transaction import (
     Client,
     Macros,
@@ -48,24 +49,23 @@ def test_transaction_body_limit_stops_buffering() -> None:
 
 
 def test_transaction_header_line_exact_with_and_without_leading_space() -> None:
-    assert header_line(b"Subject", b"  two spaces", leading_space=True) == (
+    # With HDR_LEADSPC the value arrives as it is; without, the session adds the space back.
+    assert header_line(b"Subject", value_from_mta(b"  two spaces", True)) == (
         b"Subject:  two spaces\r\n"
     )
-    assert header_line(b"Subject", b"x", leading_space=False) == b"Subject: x\r\n"
-    assert header_line(b"To", b" a,\n\tb", leading_space=True) == b"To: a,\r\n\tb\r\n"
-    assert header_line(b"X-A", b"\tv", leading_space=True) == b"X-A:\tv\r\n"
-    assert header_line(b"Subject", b"hi\r\n there", leading_space=False) == (
+    assert header_line(b"Subject", value_from_mta(b"x", False)) == b"Subject: x\r\n"
+    assert header_line(b"To", value_from_mta(b" a,\n\tb", True)) == b"To: a,\r\n\tb\r\n"
+    assert header_line(b"X-A", value_from_mta(b"\tv", True)) == b"X-A:\tv\r\n"
+    assert header_line(b"Subject", value_from_mta(b"hi\r\n there", False)) == (
         b"Subject: hi\r\n there\r\n"
     )
 
 
 def test_transaction_header_bytes_equal_the_lines_spamd_gets() -> None:
-    t = Transaction(leading_space=False)
-    t.add_header(b"Subject", b"hi\r\n there")  # CRLF inside a value counted once
-    t.add_header(b"To", b"a,\n\tb")
-    expected = header_line(b"Subject", b"hi\r\n there", leading_space=False) + header_line(
-        b"To", b"a,\n\tb", leading_space=False
-    )
+    t = Transaction()
+    t.add_header(b"Subject", b" hi\r\n there")  # CRLF inside a value counted once
+    t.add_header(b"To", b" a,\n\tb")
+    expected = header_line(b"Subject", b" hi\r\n there") + header_line(b"To", b" a,\n\tb")
     assert t.header_bytes == len(expected) + 2  # + the blank line
 
 
@@ -101,7 +101,6 @@ def test_transaction_message_for_spamd_is_exact() -> None:
         t,
         c,
         Macros(),
-        leading_space=True,
         drop=frozenset({b"x-spam-flag"}),
         now=WHEN,
         authenticated=False,
@@ -115,9 +114,7 @@ def test_transaction_message_for_spamd_is_exact() -> None:
 
 def _spamd_copy(t: Transaction) -> bytes:
     c = Client(b"c", Family.INET, 1, b"192.0.2.1", b"c")
-    return message_for_spamd(
-        t, c, Macros(), leading_space=True, drop=frozenset(), now=WHEN, authenticated=False
-    )
+    return message_for_spamd(t, c, Macros(), drop=frozenset(), now=WHEN, authenticated=False)
 
 
 def test_transaction_message_for_spamd_leaves_out_headers_the_mta_drops() -> None:
@@ -164,18 +161,14 @@ def test_transaction_message_for_spamd_name_decisions_per_drop_set_and_bounded()
     c = Client(b"c", Family.INET, 1, b"192.0.2.1", b"c")
 
     def copy(drop: frozenset[bytes]) -> bytes:
-        return message_for_spamd(
-            t, c, Macros(), leading_space=True, drop=drop, now=WHEN, authenticated=False
-        )
+        return message_for_spamd(t, c, Macros(), drop=drop, now=WHEN, authenticated=False)
 
     assert b"\r\nX-A: 1\r\n" not in copy(frozenset({b"x-a"}))
     assert b"\r\nX-A: 1\r\n" in copy(frozenset())
     many = Transaction(sender=b"<>")
     for i in range(10_000):
         many.add_header(b"X-%d" % i, b" v")
-    out = message_for_spamd(
-        many, c, Macros(), leading_space=True, drop=frozenset(), now=WHEN, authenticated=False
-    )
+    out = message_for_spamd(many, c, Macros(), drop=frozenset(), now=WHEN, authenticated=False)
     assert out.count(b": v\r\n") == 10_000
     copy(frozenset())  # the next message starts a fresh table: memory stays bounded
     assert len(transaction._KEEP[frozenset()]) == 1
