@@ -1,4 +1,5 @@
-"""Shared scenario fixtures: a fake spamd, a running milter and an MTA-side client factory.
+"""Shared scenario fixtures: a fake spamd, a running milter and an MTA-side client factory;
+`transport`, each spamd transport in turn (tests.support.spamd_transports).
 
 `milter_args` is the option list the `milter` fixture starts with; override it in a test
 module (or with `@pytest.mark.parametrize("milter_args", ...)`) to change the options.
@@ -10,11 +11,14 @@ import contextlib
 import gc
 import logging
 import socket
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.support.controller import Running, running_milter
+from tests.support.spamd_transports import TRANSPORTS, Transport, make_certificate
 from tools.fake_spamd import FakeSpamd
 from tools.milter_client import MilterClient
 
@@ -93,6 +97,27 @@ def dead_spamd() -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         yield f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.fixture(scope="session")
+def spamd_certificate() -> Iterator[Path]:
+    """One self-signed certificate for every TLS test (openssl takes a while per key)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            pem = make_certificate(Path(tmp))
+        except FileNotFoundError as exc:
+            pytest.skip(str(exc))
+        yield pem
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> Transport:
+    """Each spamd transport in turn; pin a test to some with
+    `@pytest.mark.parametrize("transport", [...], indirect=True)`."""
+    name: str = request.param
+    if name == "tls":
+        return Transport(name, request.getfixturevalue("spamd_certificate"))
+    return Transport(name)
 
 
 @pytest.fixture

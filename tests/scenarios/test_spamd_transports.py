@@ -5,81 +5,31 @@ SpamdError on every transport, with the pool's books balanced and no socket left
 
 from __future__ import annotations
 
-import gc
-import shutil
-import ssl
-import subprocess
-import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 
 from spambridge.errors import SpamdBadResponse, SpamdError, SpamdTimeout, SpamdUnavailable
 from spambridge.spamd.endpoints import SpamdTimeouts, parse_spamd_socket
 from spambridge.spamd.pool import SpamdPool
+from tests.support.spamd_transports import Transport, make_pool
 from tools.fake_spamd import GTUBE, FakeSpamd
 
 pytestmark = pytest.mark.timeout(60)
 
-TRANSPORTS = ("tcp", "unix", "tls", "hostname")
 HAM = b"From: a@example.org\r\nSubject: hello\r\n\r\nJust a normal message.\r\n"
 SPAM = b"From: a@example.org\r\nSubject: buy\r\n\r\n" + GTUBE + b"\r\n"
 TIMEOUTS = SpamdTimeouts(connect=1, send=0.3, read=0.3, end=3)
 
 
-@pytest.fixture(autouse=True)
-def _collect_garbage() -> Iterator[None]:
-    # A leaked socket surfaces as a ResourceWarning (an error here) when collected.
-    yield
-    gc.collect()
-
-
-@pytest.fixture(scope="module")
-def certificate() -> Iterator[Path]:
-    """A self-signed certificate for 127.0.0.1 and localhost (cert and key in one file)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl tool")
-    with tempfile.TemporaryDirectory() as tmp:
-        pem = Path(tmp) / "spamd.pem"
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-             "-keyout", str(pem), "-out", str(pem), "-subj", "/CN=localhost",
-             "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-            check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
-        yield pem
-
-
-Serve = Callable[..., FakeSpamd]
-
-
-@pytest.fixture(params=TRANSPORTS)
-async def served(
-    request: pytest.FixtureRequest, certificate: Path
-) -> AsyncIterator[tuple[FakeSpamd, SpamdPool]]:
+@pytest.fixture
+async def served(transport: Transport) -> AsyncIterator[tuple[FakeSpamd, SpamdPool]]:
     """A fake spamd on one transport and a pool that reaches it."""
-    transport: str = request.param
-    fault: str | None = getattr(request, "fault", None)
-    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
-        server_ctx = None
-        if transport == "tls":
-            server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            server_ctx.load_cert_chain(certificate)
-        unix_path = str(Path(tmp) / "spamd.sock") if transport == "unix" else None
-        async with FakeSpamd(unix_path=unix_path, tls=server_ctx, fault=fault) as server:
-            address = server.address
-            if transport == "hostname":
-                address = f"localhost:{server.port}"
-            endpoint = parse_spamd_socket(address)
-            pool = SpamdPool(
-                [endpoint],
-                timeouts=TIMEOUTS,
-                ca_file=str(certificate) if transport == "tls" else None,
-            )
-            yield server, pool
-            await pool.close()
-            assert pool.in_flight == 0
+    async with transport.serve() as server:
+        pool = make_pool(server, timeouts=TIMEOUTS)
+        yield server, pool
+        await pool.close()
+        assert pool.in_flight == 0
 
 
 def test_spamd_transports_cover_every_entry_form() -> None:
@@ -184,13 +134,13 @@ async def test_spamd_transports_reply_over_the_limit_is_bad_response(
 
 
 async def test_spamd_transports_answer_slower_than_send_timeout_within_read_timeout(
-    served: tuple[FakeSpamd, SpamdPool], certificate: Path
+    served: tuple[FakeSpamd, SpamdPool],
 ) -> None:
     # spamd takes longer to scan than S allows for sending, well within R: the answer
     # counts. (Over TLS the send timeout used to cut every such scan short.)
-    _, fast = served
+    server, _ = served
     timeouts = SpamdTimeouts(connect=1, send=0.2, read=2, end=5)
-    pool = SpamdPool(fast.endpoints, timeouts=timeouts, ca_file=str(certificate))
+    pool = make_pool(server, timeouts=timeouts)
     verdict = await pool.scan(SPAM, command="CHECK", user="fault-delay-0.6")
     assert verdict.is_spam and verdict.score == 1000.0
 
