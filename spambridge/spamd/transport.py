@@ -449,9 +449,44 @@ class UnixConnection(Connection):
 
     async def _start(self, loop: asyncio.AbstractEventLoop, data: bytes) -> Exchange:
         path = self.path
-        return await self._transport_start(
-            loop, data, lambda factory: loop.create_unix_connection(factory, path)
-        )
+
+        async def connect(factory: Callable[[], Exchange]) -> object:
+            sock = await _connect_unix(loop, path)
+            return await loop.create_unix_connection(factory, sock=sock)
+
+        return await self._transport_start(loop, data, connect)
+
+
+async def _connect_unix(loop: asyncio.AbstractEventLoop, path: str) -> socket.socket:
+    """A unix socket connected to `path`, tried again while spamd's accept queue is full.
+
+    Linux answers a non-blocking connect to a full queue with EAGAIN: nothing is in
+    progress and no readiness will announce room. asyncio takes it for a connect in
+    progress, finds the socket writable and fails the first send with ENOTCONN, so a busy
+    spamd would be reported at once as a failed read instead of waited for under the
+    connect timeout (which the caller runs this under), as TCP's dropped SYN is.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        delay = _UNIX_RETRY_FIRST
+        while True:
+            try:
+                sock.connect(path)
+                return sock
+            except BlockingIOError as exc:
+                if exc.errno != errno.EAGAIN:  # EINPROGRESS: a connect under way after all
+                    await loop.sock_connect(sock, path)
+                    return sock
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, _UNIX_RETRY_LAST)
+    except BaseException:
+        sock.close()
+        raise
+
+
+_UNIX_RETRY_FIRST = 0.001  # seconds before the first retry of a unix connect; it doubles
+_UNIX_RETRY_LAST = 0.05  # up to this: spamd frees a slot when a child takes a connection
 
 
 def connection_for(

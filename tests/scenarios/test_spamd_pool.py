@@ -196,6 +196,28 @@ async def test_spamd_pool_refused_message_names_the_connect(dead: SpamdEndpoint)
         await make_pool(dead).scan(HAM)
 
 
+async def test_spamd_pool_missing_unix_socket_is_unavailable() -> None:
+    # The unix form of a spamd that is not there at all: no socket file.
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+        pool = make_pool(parse_spamd_socket(f"unix:{tmp}/spamd.sock"))
+        with pytest.raises(SpamdUnavailable, match=r"connect to unix:.* failed: FileNotFound"):
+            await pool.scan(HAM)
+    assert pool.counters["errors.unavailable"] == 1
+
+
+async def test_spamd_pool_unresolvable_name_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The host-name form of a spamd that is not there at all: the resolver knows no such
+    # name (said by the loop's resolver here: a real lookup may wait on a DNS server).
+    async def no_such_name(*args: object, **kwargs: object) -> list[object]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", no_such_name)
+    pool = make_pool(parse_spamd_socket("spamd.invalid:783"))
+    with pytest.raises(SpamdUnavailable, match=r"connect to spamd.invalid:783 failed: gaierror"):
+        await pool.scan(HAM)
+    assert pool.counters["errors.unavailable"] == 1
+
+
 # A unix socket has no reset: the fake's abort there is a reply cut short, a bad response
 # (test_spamd_transports.py checks it is still an error).
 @pytest.mark.parametrize("transport", ["tcp", "tls", "hostname"], indirect=True)
@@ -412,6 +434,52 @@ async def test_spamd_pool_slow_handshake_waits_then_sends(writers: list[int]) ->
         await server
     assert verdict.is_spam and verdict.score == 1000.0
     assert len(writers) == 1  # it did wait for the connection
+    assert received[0].startswith(b"REPORT SPAMC/1.5\r\n") and received[0].endswith(SPAM)
+
+
+async def test_spamd_pool_unix_full_queue_waits_then_sends() -> None:
+    # A busy spamd on a unix socket: its accept queue is full, so connect answers EAGAIN
+    # until a child takes a connection. The scan must wait for room under the connect
+    # timeout, as over TCP (it used to fail at once: ENOTCONN on the first send).
+    reply = build_reply("REPORT", SPAM)
+    with (
+        tempfile.TemporaryDirectory(dir="/tmp") as tmp,
+        socket.socket(socket.AF_UNIX) as listener,
+    ):
+        path = str(Path(tmp) / "spamd.sock")
+        listener.bind(path)
+        listener.listen(0)
+        fillers = [socket.socket(socket.AF_UNIX) for _ in range(2)]
+        for filler in fillers:
+            filler.setblocking(False)
+            filler.connect_ex(path)
+        received: list[bytes] = []
+
+        def serve() -> None:
+            # After the scan has started, drop the fillers and take the queued one off the
+            # queue (it sends nothing but EOF); then answer the scan's connection.
+            time.sleep(0.3)
+            for filler in fillers:
+                filler.close()
+            listener.settimeout(10)
+            while True:
+                conn, _ = listener.accept()
+                with conn:
+                    conn.settimeout(10)
+                    data = b""
+                    while chunk := conn.recv(65536):
+                        data += chunk
+                    if data:
+                        received.append(data)
+                        conn.sendall(reply)
+                        return
+
+        server = asyncio.get_running_loop().run_in_executor(None, serve)
+        timeouts = SpamdTimeouts(connect=8, send=2, read=2, end=12)
+        verdict = await make_pool(parse_spamd_socket(f"unix:{path}"), timeouts=timeouts).scan(SPAM)
+        await server
+    assert verdict.is_spam and verdict.score == 1000.0
+    assert verdict.elapsed >= 0.25  # it waited for room
     assert received[0].startswith(b"REPORT SPAMC/1.5\r\n") and received[0].endswith(SPAM)
 
 
