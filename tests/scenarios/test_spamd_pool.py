@@ -113,7 +113,7 @@ async def test_spamd_pool_forced_score_and_elapsed(spamd: FakeSpamd) -> None:
 
 
 async def test_spamd_pool_unix_socket() -> None:
-    # The unix entry form spelled out (its `unix:/` label); every test below runs on it too.
+    # The unix entry form spelled out (its `unix:/` label); the other tests run on it too.
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
         async with FakeSpamd(unix_path=str(Path(tmp) / "spamd.sock")) as server:
             verdict = await make_pool(server).scan(SPAM, command="CHECK")
@@ -342,6 +342,7 @@ async def test_spamd_pool_early_reply_while_sending_is_read(spamd: FakeSpamd) ->
 
 
 async def test_spamd_pool_send_timeout_runs_from_the_connection() -> None:
+    # No socket: the watchdog every transport shares, driven by hand.
     # The exchange is watched from before its connect; a slow connect must not eat into the
     # send timeout (Sendmail's T=S counts from the connection, and so do we).
     loop = asyncio.get_running_loop()
