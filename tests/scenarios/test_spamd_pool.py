@@ -1,4 +1,5 @@
-"""SpamdPool against the fake spamd: verdicts, faults, timeouts, failover and the cap."""
+"""SpamdPool against the fake spamd on every transport: verdicts, faults, timeouts, failover
+and the cap."""
 
 from __future__ import annotations
 

@@ -33,6 +33,16 @@ def host_addresses(name: str = HOST_NAME) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in found))
 
 
+def host_address(name: str = HOST_NAME) -> str:
+    """The first address `name` resolves to that this machine can listen on."""
+    for address in host_addresses(name):
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family) as probe, contextlib.suppress(OSError):
+            probe.bind((address, 0))
+            return address
+    raise OSError(f"{name} resolves to no address this machine can listen on")
+
+
 def make_certificate(directory: Path) -> Path:
     """A self-signed certificate for 127.0.0.1 and localhost (cert and key in one file)."""
     if shutil.which("openssl") is None:
@@ -84,7 +94,7 @@ class Transport:
                 served.ca_file = str(self.certificate)
             elif self.name == "hostname":
                 # Listen where a client tries first (::1 where localhost is that too).
-                served.host, served.name = host_addresses()[0], HOST_NAME
+                served.host, served.name = host_address(), HOST_NAME
             async with served:
                 yield served
 
@@ -119,7 +129,7 @@ class Transport:
                 sock.bind(str(Path(tmp) / "spamd.sock"))
                 yield sock
             return
-        host = host_addresses()[0] if self.name == "hostname" else "127.0.0.1"
+        host = host_address() if self.name == "hostname" else "127.0.0.1"
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family) as sock:
             sock.bind((host, 0))
