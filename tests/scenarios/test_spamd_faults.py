@@ -7,6 +7,7 @@ import pytest
 from tests.scenarios.conftest import ClientFactory, milter_options
 from tests.scenarios.spamd_failures import ACTIONS, assert_spamd_failure_handled
 from tests.support.controller import running_milter
+from tests.support.spamd_transports import Transport
 from tools.fake_spamd import EX_NAMES, FakeSpamd
 
 pytestmark = pytest.mark.timeout(20)
@@ -60,3 +61,27 @@ async def test_spamd_faults_slow_trickle_hits_end_timeout(
     )
     async with running_milter(options) as milter:
         await assert_spamd_failure_handled(milter, connect, logs, "tempfail", "timeout")
+
+
+# The same faults through the whole milter on each transport spamd-socket offers: the reply
+# the admin's action prescribes must not depend on how spamd is reached.
+# A unix socket has no reset: the fake's cut-off reply reads as a short reply there.
+ON_TRANSPORT = {("unix", "reset"): "bad-response"}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+async def test_spamd_faults_each_fault_each_transport(
+    transport: Transport,
+    connect: ClientFactory,
+    logs: pytest.LogCaptureFixture,
+    fault: str,
+) -> None:
+    async with transport.serve(fault=fault) as spamd:
+        extra = [f"spamd-ca-file={spamd.ca_file}"] if spamd.ca_file else []
+        options = milter_options(
+            spamd, "spamd-command=CHECK", "spamd-error-action=tempfail", *extra
+        )
+        reason = ON_TRANSPORT.get((transport.name, fault), FAULTS[fault])
+        async with running_milter(options) as milter:
+            await assert_spamd_failure_handled(milter, connect, logs, "tempfail", reason)
+        assert len(spamd.requests) >= (0 if fault == "hang-before-read" else 1)
