@@ -69,13 +69,23 @@ class AccessResult:
 
 
 class AccessMap:
-    """An immutable access map held in memory; build it with `load` or `empty`."""
+    """An immutable access map held in memory; build it with `load` or `empty`. `source` is
+    the access-db value it was loaded from, as the admin wrote it (what `check` prints)."""
 
-    def __init__(self, entries: Mapping[str, str]) -> None:
+    def __init__(self, entries: Mapping[str, str], source: str = "") -> None:
         self._entries = {key.lower(): value for key, value in entries.items()}
+        self.source = source
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AccessMap):
+            return NotImplemented
+        return self.source == other.source and self._entries == other._entries
+
+    def __hash__(self) -> int:
+        return hash(self.source)
 
     @classmethod
     def empty(cls) -> AccessMap:
@@ -100,8 +110,8 @@ class AccessMap:
                     data = stream.read()
             except OSError as error:
                 raise ConfigError(_OPTION, f"cannot read {path!r}: {error}") from error
-            return cls(dict(_parse_text(data)))
-        return cls(dict(_read_db(path, db_type)))
+            return cls(dict(_parse_text(data)), spec)
+        return cls(dict(_read_db(path, db_type)), spec)
 
     # ------------------------------------------------------------ lookups by stage
 

@@ -14,7 +14,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -37,7 +37,7 @@ from spambridge.options import (
     read_option_file,
 )
 from spambridge.session import Services, local_now, wanted
-from spambridge.spamd.endpoints import SpamdTimeouts
+from spambridge.spamd.endpoints import spamd_sockets_text
 from spambridge.spamd.library import drop_loguru_handlers
 from spambridge.spamd.pool import SpamdPool
 from spambridge.spamd.protocol import Verdict
@@ -105,16 +105,18 @@ def help_text() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
+    """What resolve() found: the finished Config, what to tell the admin at start-up, and
+    where the options came from."""
+
     config: Config
-    timeouts: SpamdTimeouts
-    warnings: tuple[str, ...]
+    warnings: tuple[str, ...]  # ignored legacy options and start-up notes
     option_file: str | None = None  # the option file read, None when none was
 
 
 def resolve(
     argv: Sequence[str], defaults: Mapping[str, str] | None = None
 ) -> tuple[ParsedArgs, Resolved]:
-    """argv (+ option file) -> validated configuration. Raises ConfigError."""
+    """argv (+ option file) -> the finished configuration. Raises ConfigError."""
     first = parse_argv(argv)
     settings = Settings()
     file_option = first.settings.values.get("file")
@@ -130,18 +132,14 @@ def resolve(
         read_option_file(path, settings)
     parsed = parse_argv(argv, settings)
     config = build_config(parsed.settings, defaults)
-    resolved = finish(config, tuple(parsed.settings.warnings))
-    return parsed, replace(resolved, option_file=path if read else None)
+    warnings = (*parsed.settings.warnings, *startup_notes(config))
+    return parsed, Resolved(config, warnings, path if read else None)
 
 
-def finish(config: Config, warnings: tuple[str, ...] = ()) -> Resolved:
-    """Cross-option validation and derived values."""
-    policy.validate(config)
-    loop_factory(config)
+def startup_notes(config: Config) -> list[str]:
+    """What a valid configuration may still get wrong in practice: said at start-up."""
     timeouts = config.spamd_timeouts
-    if config.metrics_listen:
-        metrics.require_client()
-    notes = list(warnings)
+    notes = []
     if not config.spamd_socket:
         notes.append("spamd-socket is empty: scanning is disabled, every message passes unscanned")
     if timeouts.end + 10 > min(SNIPPET_SENDMAIL_END, SNIPPET_POSTFIX_CONTENT):
@@ -155,38 +153,31 @@ def finish(config: Config, warnings: tuple[str, ...] = ()) -> Resolved:
             f"progress-interval {config.progress_interval:.0f}s is too long for Sendmail's "
             f"R={SNIPPET_SENDMAIL_READ:.0f}s in the shipped snippet"
         )
-    return Resolved(config, timeouts, tuple(notes))
+    return notes
 
 
 def loop_factory(config: Config) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The event-loop option as a loop factory for asyncio.Runner (None: asyncio's own)."""
+    """The event-loop option as a loop factory for asyncio.Runner (None: asyncio's own).
+    build_config made sure uvloop is there when the option names it."""
     if config.event_loop == "asyncio":
         return None
     try:
         import uvloop
-    except ImportError:
-        if config.event_loop == "uvloop":
-            raise ConfigError(
-                "event-loop",
-                "uvloop is not installed: pip install uvloop (or the spambridge[uvloop] extra)",
-            ) from None
+    except ImportError:  # event-loop=auto without uvloop
         return None
     factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
     return factory
 
 
 def build_services(
-    resolved: Resolved, stats: Metrics, *, clock: Callable[[], datetime] = local_now
+    config: Config, stats: Metrics, *, clock: Callable[[], datetime] = local_now
 ) -> Services:
-    return Services(
-        resolved.config, build_pool(resolved), stats, resolved.config.access_db.value, clock
-    )
+    return Services(config, build_pool(config), stats, config.access_db, clock)
 
 
-def build_pool(resolved: Resolved) -> SpamdPool:
-    c = resolved.config
+def build_pool(c: Config) -> SpamdPool:
     return SpamdPool(
-        c.spamd_endpoints,
+        c.spamd_socket,
         timeouts=c.spamd_timeouts,
         select=c.spamd_select,
         max_connections=c.spamd_max_connections,
@@ -260,7 +251,7 @@ def main(argv: Sequence[str] | None = None, *, defaults: Mapping[str, str] | Non
         except OSError as exc:
             print(f"spambridge: error: scan: cannot read {path}: {exc.strerror}", file=sys.stderr)
             return 2
-        return asyncio.run(scan_message(resolved, raw, as_json=as_json, envelope=envelope))
+        return asyncio.run(scan_message(resolved.config, raw, as_json=as_json, envelope=envelope))
     return run(args, resolved, defaults)
 
 
@@ -360,7 +351,7 @@ def scan_transaction(raw: bytes, envelope: Envelope, config: Config) -> Transact
 
 
 async def scan_decision(
-    resolved: Resolved,
+    config: Config,
     txn: Transaction,
     envelope: Envelope = Envelope(),
     *,
@@ -369,10 +360,9 @@ async def scan_decision(
     """The daemon's pipeline for one collected message: policy.before_scan, spamd when it
     asks for a scan, policy.after_scan. Returns the decision and spamd's outcome (None when
     the message was not scanned)."""
-    config = resolved.config
     plan = policy.before_scan(
         config,
-        config.access_db.value,
+        config.access_db,
         envelope.client(),
         Macros(),
         txn,
@@ -381,7 +371,7 @@ async def scan_decision(
     )
     if isinstance(plan, Decision):
         return plan, None
-    pool = build_pool(resolved)
+    pool = build_pool(config)
     outcome: Verdict | SpamdError
     try:
         outcome = await pool.scan(plan.message, command=plan.command, user=plan.user or None)
@@ -393,11 +383,11 @@ async def scan_decision(
 
 
 async def scan_message(
-    resolved: Resolved, raw: bytes, *, as_json: bool = False, envelope: Envelope = Envelope()
+    config: Config, raw: bytes, *, as_json: bool = False, envelope: Envelope = Envelope()
 ) -> int:
     """Print what the daemon would do with one message; the exit status as spamc -E."""
-    txn = scan_transaction(raw, envelope, resolved.config)
-    decision, outcome = await scan_decision(resolved, txn, envelope)
+    txn = scan_transaction(raw, envelope, config)
+    decision, outcome = await scan_decision(config, txn, envelope)
     if outcome is None:
         status = EXIT_HAM
         summary = f"unscanned ({decision.reason})"
@@ -540,7 +530,7 @@ async def serve(argv: Sequence[str], resolved: Resolved, defaults: Mapping[str, 
     from spambridge.server import Server
 
     stats = Metrics()
-    current = build_services(resolved, stats)
+    current = build_services(resolved.config, stats)
     server = Server(lambda: current)
     stats.sources.append(lambda: current.pool.counters)
     stats.gauges["connections_active"] = lambda: float(len(server.sessions))
@@ -567,12 +557,11 @@ async def serve(argv: Sequence[str], resolved: Resolved, defaults: Mapping[str, 
         except ConfigError as exc:
             logger.error("reload failed, keeping the running configuration: %s", exc)
             return
-        if fresh.config.milter_socket != current.config.milter_socket:
-            logger.warning(
-                "milter-socket changes need a restart; keeping %s", current.config.milter_socket
-            )
+        running = current.config.milter_socket.source  # as written: any change is news
+        if fresh.config.milter_socket.source != running:
+            logger.warning("milter-socket changes need a restart; keeping %s", running)
         try:
-            fresh_services = build_services(fresh, stats)
+            fresh_services = build_services(fresh.config, stats)
         except ConfigError as exc:
             logger.error("reload failed, keeping the running configuration: %s", exc)
             return
@@ -587,7 +576,7 @@ async def serve(argv: Sequence[str], resolved: Resolved, defaults: Mapping[str, 
     logger.info(
         "spambridge %s ready; spamd %s",
         __version__,
-        " ".join(resolved.config.spamd_socket) or "(none: scanning disabled)",
+        spamd_sockets_text(resolved.config.spamd_socket) or "(none: scanning disabled)",
     )
     drop_loguru_handlers()  # aiospamc's debug records then cost one comparison each
     # Everything built so far (modules, option tables, the server) lives as long as the

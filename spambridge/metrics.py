@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from spambridge.decision import UNSCANNED, Decision
-from spambridge.errors import ConfigError
 from spambridge.log import logger
 
 if TYPE_CHECKING:
@@ -95,18 +94,6 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text exposition, written by prometheus-client."""
         return render(registry(self))
-
-
-def require_client() -> None:
-    """metrics-listen needs prometheus-client: say so at start-up, naming the option."""
-    try:
-        import prometheus_client  # noqa: F401
-    except ImportError:
-        raise ConfigError(
-            "metrics-listen",
-            "needs prometheus-client: pip install prometheus-client "
-            "(or the spambridge[metrics] extra; Debian: python3-prometheus-client)",
-        ) from None
 
 
 def registry(metrics: Metrics) -> CollectorRegistry:

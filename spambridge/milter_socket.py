@@ -4,17 +4,21 @@
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from spambridge.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
 class SocketSpec:
+    """Where to listen. `source` is the spec as the admin wrote it (what `check` prints, what a
+    reload compares); str() is the normalised form log lines show."""
+
     family: socket.AddressFamily
     host: str = ""
     port: int = 0
     path: str = ""
+    source: str = field(default="", compare=False)
 
     def __str__(self) -> str:
         if self.family == socket.AF_UNIX:
@@ -25,6 +29,11 @@ class SocketSpec:
 
 def parse_milter_socket(spec: str) -> SocketSpec:
     """Parse a Sendmail or Postfix milter socket spec."""
+    parsed = _parse(spec)
+    return SocketSpec(parsed.family, parsed.host, parsed.port, parsed.path, source=spec)
+
+
+def _parse(spec: str) -> SocketSpec:
     accepted = "accepted: unix:/path, local:/path, inet:PORT@HOST, inet6:PORT@HOST, inet:HOST:PORT"
     text = spec.strip()
     if text.startswith("/"):

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, Literal, TypeVar, get_args
+from typing import Literal, get_args
 
 from spambridge.access import AccessMap
 from spambridge.durations import DURATION_FORMS, parse_duration
@@ -31,6 +31,7 @@ from spambridge.spamd.endpoints import (
     legacy_spamd_timeouts,
     parse_spamd_sockets,
     parse_spamd_timeouts,
+    spamd_sockets_text,
 )
 from spambridge.spamd.hosts import SELECT_MODES, Select
 from spambridge.spamd.protocol import COMMANDS, SpamdCommand
@@ -937,21 +938,6 @@ def _apply_file_line(line: str, settings: Settings) -> None:
 # ------------------------------------------------------------------ typed config
 
 
-T = TypeVar("T")
-
-
-class Parsed(str, Generic[T]):
-    """An option value parsed once, at start-up: the text as configured (what `check` prints,
-    what a reload compares, what the option reads as) carrying its parsed `value`."""
-
-    value: T
-
-    def __new__(cls, text: str, value: T) -> Parsed[T]:
-        self = super().__new__(cls, text)
-        self.value = value
-        return self
-
-
 # The SMTP replies the admin configures, and the codes each accepts (parsed by build_config).
 REPLY_OPTIONS: Mapping[str, str] = {
     "reject-reply": "45",
@@ -963,9 +949,11 @@ REPLY_OPTIONS: Mapping[str, str] = {
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """Validated configuration. Field names are the option names with '-' -> '_'."""
+    """A finished configuration, valid as a whole: every option parsed once into its type
+    (a typed value the admin writes as text keeps that text in its `source`, for `check`).
+    Field names are the option names with '-' -> '_'."""
 
-    milter_socket: Parsed[SocketSpec]
+    milter_socket: SocketSpec
     milter_timeout: float
     milter_queue: int
     max_connections: int
@@ -973,7 +961,7 @@ class Config:
     progress_interval: float
     socket_mode: int
     socket_group: str
-    spamd_socket: tuple[str, ...]
+    spamd_socket: tuple[SpamdEndpoint, ...]
     spamd_timeout: float
     spamd_timeouts: SpamdTimeouts  # spamd-timeout folded in when only it is given
     spamd_max_size: int
@@ -993,8 +981,8 @@ class Config:
     spamd_max_connections: int
     spamd_ca_file: str
     spamd_error_action: SpamdErrorAction
-    spamd_tempfail_reply: Parsed[ReplySpec]
-    spamd_reject_reply: Parsed[ReplySpec]
+    spamd_tempfail_reply: ReplySpec
+    spamd_reject_reply: ReplySpec
     header_style: HeaderStyle
     spamd_rewrite_body: bool
     always_add_flag: bool
@@ -1010,10 +998,10 @@ class Config:
     discard_score: float | None
     tempfail_score: float | None
     extra_tempfail: float
-    tempfail_reply: Parsed[ReplySpec]
+    tempfail_reply: ReplySpec
     quarantine_score: float | None
     quarantine_reason: str
-    reject_reply: Parsed[ReplySpec]
+    reject_reply: ReplySpec
     smtp_detailed_reply: bool
     extra_low_spam: float
     mail_policy: MailPolicy
@@ -1028,7 +1016,7 @@ class Config:
     scan_authenticated: ScanAuthenticated
     outbound_reject_score: float | None
     trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
-    access_db: Parsed[AccessMap]
+    access_db: AccessMap
     smdb_relay_ok: bool
     access_db_blacklist: bool
     file: str
@@ -1042,9 +1030,7 @@ class Config:
     log: LogTarget
     verbose: frozenset[str]
     metrics_listen: str
-    explicit: frozenset[str] = frozenset()
-    # spamd-socket's entries parsed (spamd_socket keeps them as written, for the option file)
-    spamd_endpoints: tuple[SpamdEndpoint, ...] = ()
+    explicit: frozenset[str] = frozenset()  # the options given, not defaulted
 
     @property
     def max_scan_bytes(self) -> int:
@@ -1121,20 +1107,21 @@ def build_config(settings: Settings, defaults: Mapping[str, str] | None = None) 
         # keeps scanning what it scanned.
         kwargs["oversize_action"] = "truncate"
     kwargs["socket_mode"] = _octal("socket-mode", str(kwargs["socket_mode"]))
-    text = str(kwargs["milter_socket"])
-    kwargs["milter_socket"] = Parsed(text, parse_milter_socket(text))
+    kwargs["milter_socket"] = parse_milter_socket(str(kwargs["milter_socket"]))
     text = str(kwargs["access_db"])  # a bad map is a start-up error, not a surprise later
-    kwargs["access_db"] = Parsed(text, AccessMap.load(text) if text else AccessMap.empty())
+    kwargs["access_db"] = AccessMap.load(text) if text else AccessMap.empty()
     for name, klass in REPLY_OPTIONS.items():
         text = str(kwargs[name.replace("-", "_")])
-        kwargs[name.replace("-", "_")] = Parsed(text, parse_reply_option(name, text, klass))
+        kwargs[name.replace("-", "_")] = parse_reply_option(name, text, klass)
     kwargs["trusted_networks"] = _networks(kwargs["trusted_networks"])  # type: ignore[arg-type]
     kwargs["verbose"] = _verbose(str(kwargs["verbose"]))
     kwargs["explicit"] = frozenset(settings.explicit)
-    kwargs["spamd_endpoints"] = parse_spamd_sockets(kwargs["spamd_socket"])  # type: ignore[arg-type]
+    kwargs["spamd_socket"] = parse_spamd_sockets(kwargs["spamd_socket"])  # type: ignore[arg-type]
     kwargs["spamd_timeouts"] = _spamd_timeouts(kwargs, settings.explicit)
     _check_ranges(kwargs)
     config = Config(**kwargs)  # type: ignore[arg-type]
+    _check_together(config)
+    _check_installed(config)
     return config
 
 
@@ -1216,6 +1203,56 @@ def _check_ranges(kw: Mapping[str, object]) -> None:
         raise ConfigError("level-character", f"{level!r}: one ASCII character, or empty")
 
 
+def _check_together(config: Config) -> None:
+    """Options that only make sense together; raises ConfigError naming the one to change."""
+    if config.header_style == "spamassassin" and config.spamd_command not in (
+        "HEADERS",
+        "PROCESS",
+    ):
+        raise ConfigError(
+            "spamd-command", "header-style=spamassassin needs spamd-command=HEADERS or PROCESS"
+        )
+    if config.spamd_command in ("HEADERS", "PROCESS") and config.header_style != "spamassassin":
+        raise ConfigError(
+            "header-style",
+            f"spamd-command={config.spamd_command} needs header-style=spamassassin",
+        )
+    if config.spamd_rewrite_body != (config.spamd_command == "PROCESS"):
+        raise ConfigError(
+            "spamd-rewrite-body",
+            "+spamd-rewrite-body and spamd-command=PROCESS go together (PROCESS returns the "
+            "whole rewritten message, which only +spamd-rewrite-body may deliver)",
+        )
+    if config.spamd_user_from == "fixed" and not config.spamd_user:
+        raise ConfigError("spamd-user", "spamd-user-from=fixed needs a spamd-user")
+    if config.mail_policy != "none" and not config.mail_spam:
+        raise ConfigError(
+            "mail-spam", f"mail-policy={config.mail_policy} needs a mail-spam address"
+        )
+
+
+def _check_installed(config: Config) -> None:
+    """Options that need an optional package: a missing one is a start-up error naming the
+    option, not a failure once the daemon runs. Imported here, where the option asks for it."""
+    if config.event_loop == "uvloop":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "event-loop",
+                "uvloop is not installed: pip install uvloop (or the spambridge[uvloop] extra)",
+            ) from None
+    if config.metrics_listen:
+        try:
+            import prometheus_client  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "metrics-listen",
+                "needs prometheus-client: pip install prometheus-client "
+                "(or the spambridge[metrics] extra; Debian: python3-prometheus-client)",
+            ) from None
+
+
 def option_file_text(config: Config | None = None) -> str:
     """All options in option-file form (milter-spamc's +help), with current or default values."""
     lines = []
@@ -1250,6 +1287,11 @@ def format_value(opt: Option, value: object) -> str:
         return ",".join(sorted(value))
     if isinstance(value, SpamdTimeouts):
         return value.text()
+    if isinstance(value, SocketSpec | ReplySpec | AccessMap):
+        return value.source
+    if opt.name == "spamd-socket":
+        assert isinstance(value, tuple)
+        return spamd_sockets_text(value)
     if isinstance(value, tuple):
         return " ".join(str(v) for v in value)
     if value is None:

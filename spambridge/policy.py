@@ -60,34 +60,6 @@ VERDICT_HEADERS = frozenset(name.lower() for name in headers.MILTER_SPAMC_HEADER
 _LOW_PRECEDENCE = re.compile(rb"^\s*(list|junk|bulk)\b", re.I)
 
 
-def validate(config: Config) -> None:
-    """Cross-option checks that need the policy's view; raises ConfigError."""
-    if config.header_style == "spamassassin" and config.spamd_command not in (
-        "HEADERS",
-        "PROCESS",
-    ):
-        raise ConfigError(
-            "spamd-command", "header-style=spamassassin needs spamd-command=HEADERS or PROCESS"
-        )
-    if config.spamd_command in ("HEADERS", "PROCESS") and config.header_style != "spamassassin":
-        raise ConfigError(
-            "header-style",
-            f"spamd-command={config.spamd_command} needs header-style=spamassassin",
-        )
-    if config.spamd_rewrite_body != (config.spamd_command == "PROCESS"):
-        raise ConfigError(
-            "spamd-rewrite-body",
-            "+spamd-rewrite-body and spamd-command=PROCESS go together (PROCESS returns the "
-            "whole rewritten message, which only +spamd-rewrite-body may deliver)",
-        )
-    if config.spamd_user_from == "fixed" and not config.spamd_user:
-        raise ConfigError("spamd-user", "spamd-user-from=fixed needs a spamd-user")
-    if config.mail_policy != "none" and not config.mail_spam:
-        raise ConfigError(
-            "mail-spam", f"mail-policy={config.mail_policy} needs a mail-spam address"
-        )
-
-
 # ------------------------------------------------------------------ the pipeline
 #
 # The daemon's session and `spambridge scan FILE` both call these two and nothing else:
@@ -455,7 +427,7 @@ def _error_decision(config: Config, txn: Transaction, reason: str) -> Decision:
         return Decision(Continue(), (), ERROR, Action(action).dry_run(), reason)
     if action != "accept":
         spec = config.spamd_tempfail_reply if action == "tempfail" else config.spamd_reject_reply
-        reply = spec.value.reply
+        reply = spec.reply
         return Decision(reply, (), ERROR, Action(action), reason)
     return Decision(Continue(), tuple(forged_deletions(txn, config)), ERROR, ACCEPT, reason)
 
@@ -502,7 +474,7 @@ def decide(
     if action is REJECT:
         return done(_reject_reply(config, verdict), (), action)
     if action is TEMPFAIL:
-        return done(config.tempfail_reply.value.reply, (), action)
+        return done(config.tempfail_reply.reply, (), action)
     if action is DISCARD:
         return done(Discard(), (), action)
 
@@ -619,7 +591,7 @@ def _action(config: Config, txn: Transaction, verdict: Verdict) -> Action:
 
 
 def _reject_reply(config: Config, verdict: Verdict) -> ReplyCode:
-    spec = config.reject_reply.value
+    spec = config.reject_reply
     if not config.smtp_detailed_reply:
         return spec.with_lines(["This looks like spam."])
     lines = [f"{spec.text}, score {verdict.score:.2f}/{verdict.threshold:.2f}"]

@@ -14,10 +14,14 @@ _REPLY = re.compile(r"^\s*([45]\d\d)(?:\s+([245]\.\d{1,3}\.\d{1,3}))?\s*(.*?)\s*
 
 @dataclass(frozen=True, slots=True)
 class ReplySpec:
+    """A configured reply. `source` is the option's text as the admin wrote it (what `check`
+    prints), not part of the reply's identity."""
+
     code: str
     enhanced: str | None
     text: str
     reply: ReplyCode = field(init=False, repr=False, compare=False)  # the one-line reply
+    source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "reply", smtp_reply(self.code, self.enhanced, [self.text]))
@@ -40,6 +44,6 @@ def parse_reply_option(option: str, value: str, klass: str) -> ReplySpec:
             f"{value!r} must start with a {codes} code, e.g. '{klass[-1]}50 {klass[-1]}.7.1 text'",
         )
     try:
-        return ReplySpec(m[1], m[2], m[3] or "rejected")
+        return ReplySpec(m[1], m[2], m[3] or "rejected", source=value)
     except ValueError as exc:
         raise ConfigError(option, str(exc)) from None

@@ -114,7 +114,7 @@ class Server:
             logger.info("using %d socket(s) passed by systemd", len(inherited))
             return inherited
         config = self.services().config
-        spec = config.milter_socket.value  # parsed with the options
+        spec = config.milter_socket  # parsed with the options
         if spec.family == socket.AF_UNIX:
             self.unix_paths.append(spec.path)
             return [

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from spambridge.durations import NO_LIMIT_SECONDS, parse_duration
@@ -24,6 +24,7 @@ __all__ = [
     "parse_spamd_socket",
     "parse_spamd_sockets",
     "parse_spamd_timeouts",
+    "spamd_sockets_text",
 ]
 
 DEFAULT_PORT = 783
@@ -39,7 +40,8 @@ _HOSTNAME_RE = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?")
 
 @dataclass(frozen=True, slots=True)
 class SpamdEndpoint:
-    """One spamd address. `label` is how it is written in logs and metrics."""
+    """One spamd address. `label` is how it is written in logs and metrics; `source` is the
+    entry as the admin wrote it (see spamd_sockets_text), not part of its identity."""
 
     label: str
     host: str = ""
@@ -47,6 +49,7 @@ class SpamdEndpoint:
     path: str = ""
     tls: bool = False
     weight: int = 1  # `;weight=N` after the entry: its share of the load
+    source: str = dataclasses.field(default="", compare=False)
 
 
 def _socket_error(text: str, why: str) -> ConfigError:
@@ -123,10 +126,9 @@ def _parse_weight(text: str, params: str) -> int:
 def parse_spamd_socket(text: str) -> SpamdEndpoint:
     """Parse one spamd-socket entry (see `_SOCKET_FORMS`)."""
     entry, sep, params = text.strip().partition(";")
-    if sep:
-        weight = _parse_weight(text, params)
-        return dataclasses.replace(_parse_address(text, entry), weight=weight)
-    return _parse_address(text, entry)
+    endpoint = _parse_address(text, entry)
+    weight = _parse_weight(text, params) if sep else endpoint.weight
+    return dataclasses.replace(endpoint, weight=weight, source=text)
 
 
 def _parse_address(text: str, entry: str) -> SpamdEndpoint:
@@ -150,17 +152,41 @@ def _parse_address(text: str, entry: str) -> SpamdEndpoint:
 def parse_spamd_sockets(values: Sequence[str]) -> tuple[SpamdEndpoint, ...]:
     """Parse every entry; a value may hold several entries separated by whitespace or by
     commas (spamc's -d host1,host2). A comma followed by a bare port number is
-    milter-spamc's host,port form, not a separator."""
-    entries: list[str] = []
+    milter-spamc's host,port form, not a separator.
+
+    Each endpoint's `source` is its entry as written, led by the comma(s) that joined it to
+    the entry before in the same word, so spamd_sockets_text() gives the words back."""
+    endpoints: list[SpamdEndpoint] = []
     for word in (word for value in values for word in value.split()):
         first, *rest = word.split(",")
-        entries.append(first)
+        entries = [[first, first]]  # [entry, its source]
+        commas = ""  # separators not yet given to an entry
         for part in rest:
-            if part.partition(";")[0].isdigit() and "," not in entries[-1]:  # port;weight=N
-                entries[-1] += "," + part
+            commas += ","
+            if part.partition(";")[0].isdigit() and "," not in entries[-1][0]:  # port;weight=N
+                entries[-1][0] += "," + part
+                entries[-1][1] += commas + part
             elif part:
-                entries.append(part)
-    return tuple(parse_spamd_socket(entry) for entry in entries)
+                entries.append([part, commas + part])
+            else:
+                continue
+            commas = ""
+        entries[-1][1] += commas  # a trailing comma stays with the last entry
+        for entry, source in entries:
+            endpoints.append(dataclasses.replace(parse_spamd_socket(entry), source=source))
+    return tuple(endpoints)
+
+
+def spamd_sockets_text(endpoints: Iterable[SpamdEndpoint]) -> str:
+    """The spamd-socket value as the admin wrote it (what `check` prints): entries that were
+    joined by commas in one word are joined again, words by one space."""
+    words: list[str] = []
+    for endpoint in endpoints:
+        if endpoint.source.startswith(",") and words:
+            words[-1] += endpoint.source
+        else:
+            words.append(endpoint.source)
+    return " ".join(words)
 
 
 # --------------------------------------------------------------------------- timeouts

@@ -122,7 +122,7 @@ async def through_scan(case: Case, spamd: FakeSpamd) -> tuple[Decision, list[Rec
     _, resolved = cli.resolve(["file=", *milter_options(spamd, *case.options)])
     envelope = cli.Envelope(case.client_address, case.sender, case.recipients)
     txn = cli.scan_transaction(message_file(case), envelope, resolved.config)
-    decision, _ = await cli.scan_decision(resolved, txn, envelope, clock=frozen_clock)
+    decision, _ = await cli.scan_decision(resolved.config, txn, envelope, clock=frozen_clock)
     return decision, list(spamd.requests)
 
 

@@ -30,7 +30,9 @@ class Running:
     def reconfigure(self, args: Sequence[str]) -> None:
         """What SIGHUP does: new messages use the new options."""
         _, resolved = resolve(["file=", *args])
-        self.services = build_services(resolved, self.services.metrics, clock=self.services.clock)
+        self.services = build_services(
+            resolved.config, self.services.metrics, clock=self.services.clock
+        )
 
 
 @contextlib.asynccontextmanager
@@ -42,7 +44,7 @@ async def running_milter(
     argv = ["file=", "milter-socket=inet:0@127.0.0.1", "log=stderr", *args]
     resolved: Resolved = resolve(argv)[1]
     holder: list[Running] = []
-    services = build_services(resolved, Metrics(), clock=clock)
+    services = build_services(resolved.config, Metrics(), clock=clock)
     server = Server(lambda: holder[0].services)
     running = Running(server, services, "")
     holder.append(running)

@@ -32,8 +32,8 @@ def test_hot_paths_wanted_is_computed_once_per_services() -> None:
     from spambridge.cli import build_services
     from spambridge.metrics import Metrics
 
-    first = build_services(resolve(["file="])[1], Metrics())
-    second = build_services(resolve(["file=", "quarantine-score=9"])[1], Metrics())
+    first = build_services(resolve(["file="])[1].config, Metrics())
+    second = build_services(resolve(["file=", "quarantine-score=9"])[1].config, Metrics())
     assert first.wanted == session.wanted(first.config)
     assert second.wanted == session.wanted(second.config)
     assert second.wanted != first.wanted  # a reload builds new services, so new wants

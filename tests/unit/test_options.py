@@ -9,23 +9,29 @@ import pytest
 from spambridge.cli import MILTER_SPAMC_DEFAULTS, main, resolve
 from spambridge.errors import ConfigError
 from spambridge.milter_socket import SocketSpec
-from spambridge.options import OPTIONS, Config, Parsed, Settings, build_config, parse_argv
+from spambridge.options import OPTIONS, Config, Settings, build_config, parse_argv
 from spambridge.replies import ReplySpec
+from spambridge.spamd.endpoints import SpamdEndpoint
 
 
 def config_of(*argv: str) -> Config:
     return resolve(["file=", *argv])[1].config
 
 
+def written(endpoints: tuple[SpamdEndpoint, ...]) -> tuple[str, ...]:
+    """spamd-socket's entries as the admin wrote them."""
+    return tuple(e.source for e in endpoints)
+
+
 def test_options_table_matches_config_fields() -> None:
-    derived = {"explicit", "spamd_endpoints"}  # values computed from options, not options
+    derived = {"explicit"}  # values computed from options, not options
     fields = set(Config.__dataclass_fields__) - derived
     assert {o.attr for o in OPTIONS} == fields
 
 
 def test_options_defaults_are_milter_spamc_where_legacy() -> None:
     c = config_of()
-    assert c.spamd_socket == ("127.0.0.1:783",)
+    assert written(c.spamd_socket) == ("127.0.0.1:783",)
     assert c.extra_reject == -1
     assert c.subject_tag == "[SPAM]"
     assert c.level_character == "x"
@@ -50,8 +56,8 @@ def test_options_both_syntaxes_give_the_same_config() -> None:
         "0",
         "--subject-tag-score",
     )
-    assert a.milter_socket == b.milter_socket == "inet:9000@127.0.0.1"
-    assert a.spamd_socket == b.spamd_socket == ("127.0.0.1:7830",)
+    assert a.milter_socket.source == b.milter_socket.source == "inet:9000@127.0.0.1"
+    assert written(a.spamd_socket) == written(b.spamd_socket) == ("127.0.0.1:7830",)
     assert a.extra_reject == b.extra_reject == 0
     assert a.subject_tag_score and b.subject_tag_score
 
@@ -69,13 +75,16 @@ def test_options_names_are_case_insensitive() -> None:
 
 
 def test_options_list_append_and_repeat() -> None:
-    assert config_of("spamd-socket+=10.0.0.2:783").spamd_socket == ("127.0.0.1:783", "10.0.0.2:783")
-    assert config_of("--spamd-socket", "a:1", "--spamd-socket", "b:2").spamd_socket == (
+    assert written(config_of("spamd-socket+=10.0.0.2:783").spamd_socket) == (
+        "127.0.0.1:783",
+        "10.0.0.2:783",
+    )
+    assert written(config_of("--spamd-socket", "a:1", "--spamd-socket", "b:2").spamd_socket) == (
         "a:1",
         "b:2",
     )
-    assert config_of("spamd-socket=a:1 b:2").spamd_socket == ("a:1", "b:2")
-    assert config_of("spamd-socket=").spamd_socket == ()
+    assert written(config_of("spamd-socket=a:1 b:2").spamd_socket) == ("a:1", "b:2")
+    assert written(config_of("spamd-socket=").spamd_socket) == ()
 
 
 @pytest.mark.parametrize(
@@ -128,11 +137,11 @@ def test_options_option_file_then_command_line(tmp_path: Path) -> None:
         "\n"
     )
     c = resolve([f"file={cf}", "extra-reject=3"])[1].config
-    assert c.spamd_socket == ("127.0.0.1,7830",)
+    assert written(c.spamd_socket) == ("127.0.0.1,7830",)
     assert c.extra_reject == 3  # command line wins
     assert c.subject_tag_score is True and c.smtp_auth_ok is False
     assert c.subject_tag == "[** SPAM **]"
-    assert c.reject_reply == "550 5.7.1 go away"
+    assert c.reject_reply.source == "550 5.7.1 go away"
 
 
 def test_options_file_error_names_file_and_line(tmp_path: Path) -> None:
@@ -155,11 +164,11 @@ def test_options_legacy_snert_options_are_accepted_with_warning() -> None:
 
 def test_options_spamd_timeout_sets_all_four() -> None:
     # milter-spamc's one timeout: every field, but at most 5 s per connect (failover)
-    t = resolve(["file=", "spamd-timeout=45"])[1].timeouts
+    t = config_of("spamd-timeout=45").spamd_timeouts
     assert (t.connect, t.send, t.read, t.end) == (5, 45, 45, 45)
-    t = resolve(["file=", "spamd-timeout=3"])[1].timeouts
+    t = config_of("spamd-timeout=3").spamd_timeouts
     assert (t.connect, t.send, t.read, t.end) == (3, 3, 3, 3)
-    t = resolve(["file=", "spamd-timeouts=C:2s;S:3s;R:4s;E:1m"])[1].timeouts
+    t = config_of("spamd-timeouts=C:2s;S:3s;R:4s;E:1m").spamd_timeouts
     assert (t.connect, t.send, t.read, t.end) == (2, 3, 4, 60)
 
 
@@ -173,7 +182,7 @@ def test_options_warns_when_end_timeout_exceeds_mta_budget() -> None:
 def test_options_milter_spamc_name_takes_its_default_paths() -> None:
     settings = Settings()
     c = build_config(settings, MILTER_SPAMC_DEFAULTS)
-    assert c.milter_socket == "unix:/var/run/milter/milter-spamc.socket"
+    assert c.milter_socket.source == "unix:/var/run/milter/milter-spamc.socket"
     assert c.file == "/etc/mail/milter-spamc.cf"
 
 
@@ -229,7 +238,7 @@ def test_options_config_carries_typed_spamd_endpoints_and_timeouts() -> None:
     from spambridge.spamd.endpoints import SpamdEndpoint, SpamdTimeouts
 
     c = config_of("spamd-socket=127.0.0.1,7830 unix:/run/spamd.sock;weight=2", "spamd-timeout=45")
-    assert c.spamd_endpoints == (
+    assert c.spamd_socket == (
         SpamdEndpoint("127.0.0.1:7830", host="127.0.0.1", port=7830),
         SpamdEndpoint("unix:/run/spamd.sock", path="/run/spamd.sock", weight=2),
     )
@@ -257,7 +266,7 @@ def test_options_choices_and_config_types_are_one_list() -> None:
     c = build_config(
         parse_argv(["reject-reply=451 4.7.1 later", "milter-socket=inet:25@h"]).settings
     )
-    assert isinstance(c.reject_reply, Parsed) and c.reject_reply == "451 4.7.1 later"
-    assert c.reject_reply.value == ReplySpec("451", "4.7.1", "later")
-    assert isinstance(c.spamd_reject_reply.value, ReplySpec)
-    assert c.milter_socket.value == SocketSpec(socket.AF_INET, host="h", port=25)
+    assert isinstance(c.reject_reply, ReplySpec) and c.reject_reply.source == "451 4.7.1 later"
+    assert c.reject_reply == ReplySpec("451", "4.7.1", "later")
+    assert isinstance(c.spamd_reject_reply, ReplySpec)
+    assert c.milter_socket == SocketSpec(socket.AF_INET, host="h", port=25)

@@ -76,7 +76,7 @@ def test_options_file_hash_word_ends_the_line(tmp_path: Path) -> None:
 
 def test_options_file_unquoted_value_with_spaces_still_reads(tmp_path: Path) -> None:
     c = from_file(tmp_path, "reject-reply=554 5.7.1 no   spam here\n")
-    assert c.reject_reply == "554 5.7.1 no   spam here"
+    assert c.reject_reply.source == "554 5.7.1 no   spam here"
 
 
 def test_options_file_milter_spamc_plus_help_output_reads_unchanged(tmp_path: Path) -> None:
@@ -122,4 +122,4 @@ def test_options_file_check_output_reads_back_values_with_quotes_and_hashes(
     text = capsys.readouterr().out
     c = from_file(tmp_path, text)
     assert c.subject_tag == '[SPAM] #1 "x"'
-    assert c.reject_reply == "550 5.7.1 it's  spam"
+    assert c.reject_reply.source == "550 5.7.1 it's  spam"

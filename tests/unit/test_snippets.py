@@ -42,4 +42,5 @@ def test_snippets_defaults_fit_the_shipped_budgets() -> None:
     _, resolved = cli.resolve(["file="])
     assert not resolved.warnings
     assert resolved.config.progress_interval * 2 <= cli.SNIPPET_SENDMAIL_READ
-    assert resolved.timeouts.end < min(cli.SNIPPET_SENDMAIL_END, cli.SNIPPET_POSTFIX_CONTENT)
+    end = resolved.config.spamd_timeouts.end
+    assert end < min(cli.SNIPPET_SENDMAIL_END, cli.SNIPPET_POSTFIX_CONTENT)
