@@ -162,6 +162,26 @@ async def test_daemon_sighup_reloads_option_file(workdir: Path, spamd: FakeSpamd
         assert await daemon.stop() == 0
 
 
+async def test_daemon_sighup_keeps_the_milter_socket_as_written(
+    workdir: Path, spamd: FakeSpamd
+) -> None:
+    """milter-socket is bound once: a reload that spells it differently (local: for unix:)
+    is told it needs a restart, and names the socket in force as the admin wrote it."""
+    path = workdir / "m.sock"
+    cf = workdir / "spambridge.cf"
+    cf.write_text(f"milter-socket=unix:{path}\nspamd-socket={spamd.address}\n")
+    daemon = start_daemon(workdir, [f"file={cf}"], socket_name=None)
+    try:
+        await daemon.wait_log("ready")
+        cf.write_text(f"milter-socket=local:{path}\nspamd-socket={spamd.address}\n")
+        daemon.signal(signal.SIGHUP)
+        await daemon.wait_log("configuration reloaded")
+        assert f"milter-socket changes need a restart; keeping unix:{path}" in daemon.log
+        assert (await send(str(path), score_body(8))).final == Continue()
+    finally:
+        assert await daemon.stop() == 0
+
+
 async def test_daemon_socket_activation_serves_on_fd_3(workdir: Path, spamd: FakeSpamd) -> None:
     path = workdir / "activated.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

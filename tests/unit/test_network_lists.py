@@ -10,7 +10,7 @@ from spambridge import policy
 from spambridge.cli import resolve
 from spambridge.errors import ConfigError
 from spambridge.milter.flags import Family
-from spambridge.spamd.endpoints import SpamdEndpoint, parse_spamd_sockets
+from spambridge.spamd.endpoints import SpamdEndpoint, parse_spamd_sockets, spamd_sockets_text
 from spambridge.transaction import Client, Macros
 
 
@@ -61,3 +61,18 @@ def test_network_lists_spamd_socket_takes_spamc_comma_lists() -> None:
         SpamdEndpoint("[::1]:900", host="::1", port=900),
         SpamdEndpoint("unix:/run/s", path="/run/s"),
     )
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["127.0.0.1,127.0.0.2:784"],
+        ["127.0.0.1,783,127.0.0.2,784", "unix:/run/s"],
+        ["[::1],900,unix:/run/s;weight=2"],
+        ["a.example,,b.example,", "c.example"],
+        [],
+    ],
+)
+def test_network_lists_spamd_socket_text_is_given_back_as_written(values: list[str]) -> None:
+    endpoints = parse_spamd_sockets(values)
+    assert spamd_sockets_text(endpoints) == " ".join(values)

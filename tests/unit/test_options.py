@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 import typing
 from pathlib import Path
 
@@ -270,3 +271,61 @@ def test_options_choices_and_config_types_are_one_list() -> None:
     assert c.reject_reply == ReplySpec("451", "4.7.1", "later")
     assert isinstance(c.spamd_reject_reply, ReplySpec)
     assert c.milter_socket == SocketSpec(socket.AF_INET, host="h", port=25)
+
+
+def test_options_check_prints_typed_values_as_written_and_reads_back_equal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Typed values keep the admin's text: `check` prints it unchanged (comma lists and
+    spacing included), and its output reads back into an equal Config."""
+    access = tmp_path / "access"
+    access.write_text("Connect:192.0.2.1 OK\n")
+    argv = [
+        "file=",
+        "milter-socket=local:/run/m.sock",
+        "spamd-socket=127.0.0.1,127.0.0.2:784 ssl:h",
+        "spamd-socket+=/run/s",
+        f"access-db=text!{access}",
+        "tempfail-reply=451  4.7.1 later",
+    ]
+    assert main([*argv, "check"]) == 0
+    out = capsys.readouterr().out
+    assert "\nmilter-socket=local:/run/m.sock\n" in out
+    assert "\nspamd-socket=127.0.0.1,127.0.0.2:784 ssl:h /run/s\n" in out
+    assert f"\naccess-db=text!{access}\n" in out
+    assert "\ntempfail-reply=451  4.7.1 later\n" in out
+    c = config_of(*argv[1:])
+    assert [e.label for e in c.spamd_socket] == [
+        "127.0.0.1:783",
+        "127.0.0.2:784",
+        "ssl:h:783",
+        "unix:/run/s",
+    ]
+    cf = tmp_path / "check.cf"
+    cf.write_text(out)
+    again = resolve([f"file={cf}"])[1].config
+    assert again.spamd_socket == c.spamd_socket and again.access_db == c.access_db
+    assert again.milter_socket == c.milter_socket and again.tempfail_reply == c.tempfail_reply
+    assert again.milter_socket.source == c.milter_socket.source
+
+
+def test_options_build_config_returns_a_config_valid_as_a_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The checks across options, and of the packages an option needs, run in build_config:
+    no Config it returns needs finishing."""
+
+    def build(*argv: str) -> Config:
+        return build_config(parse_argv(["file=", *argv]).settings)
+
+    with pytest.raises(ConfigError, match="mail-spam: mail-policy=copy needs"):
+        build("mail-policy=copy")
+    with pytest.raises(ConfigError, match="header-style: spamd-command=HEADERS needs"):
+        build("spamd-command=HEADERS")
+    with pytest.raises(ConfigError, match="spamd-rewrite-body"):
+        build("+spamd-rewrite-body")
+    with pytest.raises(ConfigError, match="spamd-user: spamd-user-from=fixed"):
+        build("spamd-user-from=fixed")
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import raises ImportError
+    with pytest.raises(ConfigError, match="metrics-listen: needs prometheus-client"):
+        build("metrics-listen=127.0.0.1:9873")
