@@ -172,7 +172,7 @@ def loop_factory(config: Config) -> Callable[[], asyncio.AbstractEventLoop] | No
 def build_services(
     config: Config, stats: Metrics, *, clock: Callable[[], datetime] = local_now
 ) -> Services:
-    return Services(config, build_pool(config), stats, config.access_db, clock)
+    return Services(config, build_pool(config), stats, clock)
 
 
 def build_pool(c: Config) -> SpamdPool:

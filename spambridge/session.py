@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from spambridge import policy
-from spambridge.access import AccessMap
 from spambridge.decision import ERROR, OUTBOUND, Action, Decision
 from spambridge.errors import ProtocolError, RemoteProtocolError, SpamdError
 from spambridge.log import logger, queue_id
@@ -136,7 +135,6 @@ class Services:
     config: Config
     pool: SpamdPool
     metrics: Metrics
-    access: AccessMap = dataclasses.field(default_factory=AccessMap.empty)
     clock: Callable[[], datetime] = local_now  # tests pass a fixed one
     wanted: Wanted = dataclasses.field(init=False)  # computed once, not per connection
     # Answers by (version, actions, protocol) offered, the reply already encoded: an MTA
@@ -521,13 +519,13 @@ class Session(asyncio.Protocol):
                 m.get("rcpt_addr"),
             )
         )
-        limit = self.svc.config.max_untrusted
+        config = self.svc.config
+        limit = config.max_untrusted
         if (
             limit > 0
-            and policy.untrusted_recipients(self.svc.config, self.svc.access, self.client, txn)
-            > limit
+            and policy.untrusted_recipients(config, config.access_db, self.client, txn) > limit
         ):
-            if self.svc.config.dry_run:  # nothing but Continue reaches the MTA
+            if config.dry_run:  # nothing but Continue reaches the MTA
                 logger.info("dry-run: would answer 452 4.5.3 too many untrusted recipients")
             else:
                 txn.recipients.pop()
@@ -599,7 +597,7 @@ class Session(asyncio.Protocol):
         negotiated = self.negotiated
         plan = policy.before_scan(
             svc.config,
-            svc.access,
+            svc.config.access_db,
             self.client,
             self.macros,
             txn,
