@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from spambridge.errors import ConfigError
 
@@ -29,8 +29,7 @@ class SocketSpec:
 
 def parse_milter_socket(spec: str) -> SocketSpec:
     """Parse a Sendmail or Postfix milter socket spec."""
-    parsed = _parse(spec)
-    return SocketSpec(parsed.family, parsed.host, parsed.port, parsed.path, source=spec)
+    return replace(_parse(spec), source=spec)
 
 
 def _parse(spec: str) -> SocketSpec:
