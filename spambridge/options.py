@@ -901,7 +901,9 @@ def _words(line: str) -> list[tuple[str, int]]:
 # libsnert TextBackslash(): the character a backslash escape stands for.
 _BACKSLASH = {"a": "\a", "b": "\b", "e": "\x1b", "f": "\f", "n": "\n", "r": "\r", "s": " "}
 _BACKSLASH |= {"t": "\t", "v": "\v"}
-_OPTION_WORD = re.compile(r"^(?P<name>[A-Za-z_][^=]*?)(?P<op>\+?=)(?P<value>.*)$", re.S)
+# An option name is letters, digits, dashes and underscores: a word like
+# `spamd2.example:783;weight=2` holds an `=` but continues the value before it.
+_OPTION_WORD = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_-]*)(?P<op>\+?=)(?P<value>.*)$", re.S)
 
 
 def _apply_file_line(line: str, settings: Settings) -> None:

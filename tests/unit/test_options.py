@@ -283,7 +283,7 @@ def test_options_check_prints_typed_values_as_written_and_reads_back_equal(
     argv = [
         "file=",
         "milter-socket=local:/run/m.sock",
-        "spamd-socket=127.0.0.1,127.0.0.2:784 ssl:h",
+        "spamd-socket=127.0.0.1,127.0.0.2:784 ssl:h spamd2.example:783;weight=2",
         "spamd-socket+=/run/s",
         f"access-db=text!{access}",
         "tempfail-reply=451  4.7.1 later",
@@ -291,7 +291,9 @@ def test_options_check_prints_typed_values_as_written_and_reads_back_equal(
     assert main([*argv, "check"]) == 0
     out = capsys.readouterr().out
     assert "\nmilter-socket=local:/run/m.sock\n" in out
-    assert "\nspamd-socket=127.0.0.1,127.0.0.2:784 ssl:h /run/s\n" in out
+    assert (
+        "\nspamd-socket=127.0.0.1,127.0.0.2:784 ssl:h spamd2.example:783;weight=2 /run/s\n" in out
+    )
     assert f"\naccess-db=text!{access}\n" in out
     assert "\ntempfail-reply=451  4.7.1 later\n" in out
     c = config_of(*argv[1:])
@@ -299,8 +301,10 @@ def test_options_check_prints_typed_values_as_written_and_reads_back_equal(
         "127.0.0.1:783",
         "127.0.0.2:784",
         "ssl:h:783",
+        "spamd2.example:783",
         "unix:/run/s",
     ]
+    assert [e.weight for e in c.spamd_socket] == [1, 1, 1, 2, 1]
     cf = tmp_path / "check.cf"
     cf.write_text(out)
     again = resolve([f"file={cf}"])[1].config

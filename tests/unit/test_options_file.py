@@ -123,3 +123,14 @@ def test_options_file_check_output_reads_back_values_with_quotes_and_hashes(
     c = from_file(tmp_path, text)
     assert c.subject_tag == '[SPAM] #1 "x"'
     assert c.reject_reply.source == "550 5.7.1 it's  spam"
+
+
+def test_options_file_weighted_spamd_entry_by_name_is_part_of_the_value(tmp_path: Path) -> None:
+    """`host:port;weight=N` holds an `=`, but `host:port;weight` is no option name (option
+    names are letters, digits and dashes): the word continues spamd-socket's value."""
+    c = from_file(tmp_path, "spamd-socket=127.0.0.1:783 spamd2.example:783;weight=2 +dry-run\n")
+    assert [(e.label, e.weight) for e in c.spamd_socket] == [
+        ("127.0.0.1:783", 1),
+        ("spamd2.example:783", 2),
+    ]
+    assert c.dry_run
