@@ -13,10 +13,11 @@ import bisect
 import collections
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from spambridge.decision import UNSCANNED, Decision
+from spambridge.errors import ConfigError
 from spambridge.log import logger
 
 if TYPE_CHECKING:
@@ -168,13 +169,36 @@ class _Collector:
             )
 
 
-async def serve(metrics: Metrics, listen: str) -> asyncio.Server:
-    """Serve GET /metrics on HOST:PORT (plain HTTP/1.0, one request per connection)."""
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    """metrics-listen parsed; `source` is the option as written (what `check` prints)."""
+
+    host: str
+    port: int
+    source: str = field(default="", compare=False)
+
+    def __str__(self) -> str:
+        return self.source
+
+
+def parse_metrics_listen(text: str) -> ListenAddress | None:
+    """`HOST:PORT`, `[IPv6]:PORT` or `:PORT` (127.0.0.1); empty is None (no metrics)."""
+    if not text:
+        return None
+    host, _, port = text.rpartition(":")
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ConfigError(
+            "metrics-listen",
+            f"{text!r}: write HOST:PORT with a port in 1-65535 (127.0.0.1:9873, [::1]:9873)",
+        )
+    return ListenAddress(host.strip("[]") or "127.0.0.1", int(port), text)
+
+
+async def serve(metrics: Metrics, listen: ListenAddress) -> asyncio.Server:
+    """Serve GET /metrics on `listen` (plain HTTP/1.0, one request per connection)."""
     from prometheus_client import CONTENT_TYPE_LATEST
 
     reg = registry(metrics)
-    host, _, port = listen.rpartition(":")
-    host = host.strip("[]") or "127.0.0.1"
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -201,4 +225,4 @@ async def serve(metrics: Metrics, listen: str) -> asyncio.Server:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
 
-    return await asyncio.start_server(handle, host, int(port))
+    return await asyncio.start_server(handle, listen.host, listen.port)

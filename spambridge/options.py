@@ -23,6 +23,7 @@ from typing import Literal, get_args
 from spambridge.access import AccessMap
 from spambridge.durations import DURATION_FORMS, parse_duration
 from spambridge.errors import ConfigError
+from spambridge.metrics import ListenAddress, parse_metrics_listen
 from spambridge.milter_socket import SocketSpec, parse_milter_socket
 from spambridge.replies import ReplySpec, parse_reply_option
 from spambridge.spamd.endpoints import (
@@ -1031,7 +1032,7 @@ class Config:
     event_loop: EventLoop
     log: LogTarget
     verbose: frozenset[str]
-    metrics_listen: str
+    metrics_listen: ListenAddress | None
     explicit: frozenset[str] = frozenset()  # the options given, not defaulted
 
     @property
@@ -1115,6 +1116,7 @@ def build_config(settings: Settings, defaults: Mapping[str, str] | None = None) 
     for name, klass in REPLY_OPTIONS.items():
         text = str(kwargs[name.replace("-", "_")])
         kwargs[name.replace("-", "_")] = parse_reply_option(name, text, klass)
+    kwargs["metrics_listen"] = parse_metrics_listen(str(kwargs["metrics_listen"]))
     kwargs["trusted_networks"] = _networks(kwargs["trusted_networks"])  # type: ignore[arg-type]
     kwargs["verbose"] = _verbose(str(kwargs["verbose"]))
     kwargs["explicit"] = frozenset(settings.explicit)
@@ -1289,7 +1291,7 @@ def format_value(opt: Option, value: object) -> str:
         return ",".join(sorted(value))
     if isinstance(value, SpamdTimeouts):
         return value.text()
-    if isinstance(value, SocketSpec | ReplySpec | AccessMap):
+    if isinstance(value, SocketSpec | ReplySpec | AccessMap | ListenAddress):
         return value.source
     if opt.name == "spamd-socket":
         assert isinstance(value, tuple)

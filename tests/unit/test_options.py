@@ -10,7 +10,15 @@ import pytest
 from spambridge.cli import MILTER_SPAMC_DEFAULTS, main, resolve
 from spambridge.errors import ConfigError
 from spambridge.milter_socket import SocketSpec
-from spambridge.options import OPTIONS, Config, Settings, build_config, parse_argv
+from spambridge.options import (
+    BY_NAME,
+    OPTIONS,
+    Config,
+    Settings,
+    build_config,
+    format_value,
+    parse_argv,
+)
 from spambridge.replies import ReplySpec
 from spambridge.spamd.endpoints import SpamdEndpoint
 
@@ -333,3 +341,27 @@ def test_options_build_config_returns_a_config_valid_as_a_whole(
     monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import raises ImportError
     with pytest.raises(ConfigError, match="metrics-listen: needs prometheus-client"):
         build("metrics-listen=127.0.0.1:9873")
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "port"),
+    [
+        ("127.0.0.1:9873", "127.0.0.1", 9873),
+        ("[::1]:9873", "::1", 9873),
+        (":9873", "127.0.0.1", 9873),
+    ],
+)
+def test_options_metrics_listen_is_parsed_once(text: str, host: str, port: int) -> None:
+    pytest.importorskip("prometheus_client")
+    c = config_of(f"metrics-listen={text}")
+    assert c.metrics_listen is not None
+    assert (c.metrics_listen.host, c.metrics_listen.port) == (host, port)
+    assert format_value(BY_NAME["metrics-listen"], c.metrics_listen) == text
+    assert config_of("metrics-listen=").metrics_listen is None
+
+
+@pytest.mark.parametrize("text", ["foo", "127.0.0.1:99999", "127.0.0.1:", "host:x"])
+def test_options_bad_metrics_listen_names_the_option(text: str) -> None:
+    """Once a start-up traceback (int('foo'), or bind()'s OverflowError), after `check` said OK."""
+    with pytest.raises(ConfigError, match="metrics-listen: .*HOST:PORT"):
+        config_of(f"metrics-listen={text}")
