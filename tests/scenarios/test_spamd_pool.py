@@ -408,28 +408,8 @@ async def test_spamd_pool_slow_handshake_waits_then_sends(writers: list[int]) ->
             filler.setblocking(False)
             filler.connect_ex(("127.0.0.1", port))
         received: list[bytes] = []
-
-        def serve() -> None:
-            # After the scan has started, drop the fillers (the one in the queue then sends
-            # nothing but EOF) and answer the connection that sends a request: the scan's,
-            # once its SYN is retransmitted.
-            time.sleep(0.3)
-            for filler in fillers:
-                filler.close()
-            listener.settimeout(10)
-            while True:
-                conn, _ = listener.accept()
-                with conn:
-                    conn.settimeout(10)
-                    data = b""
-                    while chunk := conn.recv(65536):
-                        data += chunk
-                    if data:  # a filler's leftover connection sends nothing
-                        received.append(data)
-                        conn.sendall(reply)
-                        return
-
-        server = asyncio.get_running_loop().run_in_executor(None, serve)
+        # The scan's connection gets through once its SYN is retransmitted.
+        server = _free_the_queue_then_answer(listener, fillers, reply, received)
         timeouts = SpamdTimeouts(connect=8, send=2, read=2, end=12)
         pool = make_pool(parse_spamd_socket(f"127.0.0.1:{port}"), timeouts=timeouts)
         verdict = await pool.scan(SPAM)
@@ -437,6 +417,33 @@ async def test_spamd_pool_slow_handshake_waits_then_sends(writers: list[int]) ->
     assert verdict.is_spam and verdict.score == 1000.0
     assert len(writers) == 1  # it did wait for the connection
     assert received[0].startswith(b"REPORT SPAMC/1.5\r\n") and received[0].endswith(SPAM)
+
+
+def _free_the_queue_then_answer(
+    listener: socket.socket, fillers: list[socket.socket], reply: bytes, received: list[bytes]
+) -> asyncio.Future[None]:
+    """In a thread: once the scan has started, drop the fillers that hold the accept queue
+    full, take the queued one off (it sends nothing but EOF), then answer the connection
+    that sends a request, keeping what it sent in `received`."""
+
+    def serve() -> None:
+        time.sleep(0.3)
+        for filler in fillers:
+            filler.close()
+        listener.settimeout(10)
+        while True:
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(10)
+                data = b""
+                while chunk := conn.recv(65536):
+                    data += chunk
+                if data:  # a filler's leftover connection sends nothing
+                    received.append(data)
+                    conn.sendall(reply)
+                    return
+
+    return asyncio.get_running_loop().run_in_executor(None, serve)
 
 
 async def test_spamd_pool_unix_full_queue_waits_then_sends() -> None:
@@ -456,27 +463,7 @@ async def test_spamd_pool_unix_full_queue_waits_then_sends() -> None:
             filler.setblocking(False)
             filler.connect_ex(path)
         received: list[bytes] = []
-
-        def serve() -> None:
-            # After the scan has started, drop the fillers and take the queued one off the
-            # queue (it sends nothing but EOF); then answer the scan's connection.
-            time.sleep(0.3)
-            for filler in fillers:
-                filler.close()
-            listener.settimeout(10)
-            while True:
-                conn, _ = listener.accept()
-                with conn:
-                    conn.settimeout(10)
-                    data = b""
-                    while chunk := conn.recv(65536):
-                        data += chunk
-                    if data:
-                        received.append(data)
-                        conn.sendall(reply)
-                        return
-
-        server = asyncio.get_running_loop().run_in_executor(None, serve)
+        server = _free_the_queue_then_answer(listener, fillers, reply, received)
         timeouts = SpamdTimeouts(connect=8, send=2, read=2, end=12)
         verdict = await make_pool(parse_spamd_socket(f"unix:{path}"), timeouts=timeouts).scan(SPAM)
         await server

@@ -363,5 +363,5 @@ def test_options_metrics_listen_is_parsed_once(text: str, host: str, port: int) 
 @pytest.mark.parametrize("text", ["foo", "127.0.0.1:99999", "127.0.0.1:", "host:x"])
 def test_options_bad_metrics_listen_names_the_option(text: str) -> None:
     """Once a start-up traceback (int('foo'), or bind()'s OverflowError), after `check` said OK."""
-    with pytest.raises(ConfigError, match="metrics-listen: .*HOST:PORT"):
+    with pytest.raises(ConfigError, match=r"metrics-listen: .*HOST:PORT"):
         config_of(f"metrics-listen={text}")
