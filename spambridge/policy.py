@@ -50,8 +50,7 @@ from spambridge.milter.messages import (
 from spambridge.milter.negotiate import required_action
 from spambridge.milter.reply import smtp_reply
 from spambridge.options import Config
-from spambridge.replies import ReplySpec as ReplySpec  # where it used to live
-from spambridge.replies import parse_reply_option as parse_reply_option
+from spambridge.replies import parse_reply_option
 from spambridge.spamd.protocol import Verdict
 from spambridge.transaction import Client, Macros, Recipient, Transaction, message_for_spamd
 
