@@ -362,7 +362,6 @@ async def scan_decision(
     the message was not scanned)."""
     plan = policy.before_scan(
         config,
-        config.access_db,
         envelope.client(),
         Macros(),
         txn,

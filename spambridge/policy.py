@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from spambridge import __version__, headers, rewrite
-from spambridge.access import AccessAction, AccessMap, AccessResult, unmapped
+from spambridge.access import AccessAction, AccessResult, unmapped
 from spambridge.decision import (
     ACCEPT,
     DISCARD,
@@ -82,7 +82,6 @@ class ScanPlan:
 
 def before_scan(
     config: Config,
-    access: AccessMap,
     client: Client,
     macros: Macros,
     txn: Transaction,
@@ -93,7 +92,7 @@ def before_scan(
     """At end of message: a Decision without scanning (access map, skip reasons, size), or
     the plan of the scan. Header values carry their leading space (the session adds it when
     the MTA strips it), and so do the values of the edits decided."""
-    ruled = access_decision(access, config, client, macros, txn)
+    ruled = access_decision(config, client, macros, txn)
     if ruled is not None:
         return ruled
     reason = skip_reason(config, client, macros)
@@ -146,10 +145,9 @@ def after_scan(plan: ScanPlan, outcome: Verdict | SpamdError) -> Decision:
     )
 
 
-def untrusted_recipients(
-    config: Config, access: AccessMap, client: Client, txn: Transaction
-) -> int:
+def untrusted_recipients(config: Config, client: Client, txn: Transaction) -> int:
     """How many recipients the access map does not white-list (max-untrusted counts them)."""
+    access = config.access_db
     if not len(access):
         return len(txn.recipients)
     relay_ok = config.smdb_relay_ok
@@ -303,13 +301,14 @@ def _local_use_literal(host: bytes) -> bool:
 
 
 def access_decision(
-    amap: AccessMap, config: Config, client: Client, macros: Macros, txn: Transaction
+    config: Config, client: Client, macros: Macros, txn: Transaction
 ) -> Decision | None:
     """What the sendmail access map says (milter-spamc's tags first, then the generic ones).
 
     Connect:, Auth: and From: entries decide for the whole message; To:/Spam: entries skip
     the scan only when every recipient is white-listed (FRIEND or OK), and one HATER forces it.
     """
+    amap = config.access_db
     if not len(amap):
         return None
     addr = client.address

@@ -521,10 +521,7 @@ class Session(asyncio.Protocol):
         )
         config = self.svc.config
         limit = config.max_untrusted
-        if (
-            limit > 0
-            and policy.untrusted_recipients(config, config.access_db, self.client, txn) > limit
-        ):
+        if limit > 0 and policy.untrusted_recipients(config, self.client, txn) > limit:
             if config.dry_run:  # nothing but Continue reaches the MTA
                 logger.info("dry-run: would answer 452 4.5.3 too many untrusted recipients")
             else:
@@ -597,7 +594,6 @@ class Session(asyncio.Protocol):
         negotiated = self.negotiated
         plan = policy.before_scan(
             svc.config,
-            svc.config.access_db,
             self.client,
             self.macros,
             txn,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -298,7 +299,9 @@ def test_policy_access_map_decisions(tmp_path: pytest.TempPathFactory) -> None:
         t = Transaction(sender=sender)
         for r in rcpts:
             t.recipients.append(Recipient(r, (), b"local", b"", r.strip(b"<>")))
-        return policy.access_decision(amap, config, Client(b"h", Family.INET, 1, addr), Macros(), t)
+        return policy.access_decision(
+            replace(config, access_db=amap), Client(b"h", Family.INET, 1, addr), Macros(), t
+        )
 
     d = run(b"192.0.2.1", b"<x@y.z>", b"<a@b.c>")
     assert d is not None and d.verdict == "unscanned" and "192.0.2.1" in d.reason

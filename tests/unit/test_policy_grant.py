@@ -61,9 +61,8 @@ def test_policy_dry_run_access_reject_and_discard_answer_continue(tmp_path: Path
     ):
         spec = access_file(tmp_path, line)
         config = cfg(f"access-db={spec}", "+dry-run", "+access-db-blacklist")
-        found = policy.access_decision(
-            AccessMap.load(spec), config, client, Macros(), Transaction(sender=b"<a@b.c>")
-        )
+        assert config.access_db == AccessMap.load(spec)
+        found = policy.access_decision(config, client, Macros(), Transaction(sender=b"<a@b.c>"))
         assert found is not None
         assert found.final == Continue() and found.edits == ()
         assert found.action == label and "access Connect" in found.reason
