@@ -154,25 +154,22 @@ def parse_spamd_sockets(values: Sequence[str]) -> tuple[SpamdEndpoint, ...]:
     commas (spamc's -d host1,host2). A comma followed by a bare port number is
     milter-spamc's host,port form, not a separator.
 
-    Each endpoint's `source` is its entry as written, led by the comma(s) that joined it to
-    the entry before in the same word, so spamd_sockets_text() gives the words back."""
+    Each endpoint's `source` is its piece of the word as written (after the first, led by
+    the comma that joined it), so spamd_sockets_text() gives the words back."""
     endpoints: list[SpamdEndpoint] = []
     for word in (word for value in values for word in value.split()):
         first, *rest = word.split(",")
-        entries = [[first, first]]  # [entry, its source]
-        commas = ""  # separators not yet given to an entry
+        entries, sources = [first], [first]
         for part in rest:
-            commas += ","
-            if part.partition(";")[0].isdigit() and "," not in entries[-1][0]:  # port;weight=N
-                entries[-1][0] += "," + part
-                entries[-1][1] += commas + part
+            if part.partition(";")[0].isdigit() and "," not in entries[-1]:  # port;weight=N
+                entries[-1] += "," + part
+                sources[-1] += "," + part
             elif part:
-                entries.append([part, commas + part])
-            else:
-                continue
-            commas = ""
-        entries[-1][1] += commas  # a trailing comma stays with the last entry
-        for entry, source in entries:
+                entries.append(part)
+                sources.append("," + part)
+            else:  # an empty part: its comma stays where it was written
+                sources[-1] += ","
+        for entry, source in zip(entries, sources, strict=True):
             endpoints.append(dataclasses.replace(parse_spamd_socket(entry), source=source))
     return tuple(endpoints)
 
