@@ -198,6 +198,18 @@ async def test_eom_subject_too_long_to_tag_is_left_alone(
 TEMPFAIL = ReplyCode(b"451 4.7.1 spam scanner unavailable, try again later")
 
 
+async def tempfail_scan(connect: ClientFactory, reply: bytes, *options: str) -> EomResult:
+    """One message through a milter with spamd-error-action=tempfail whose spamd sends
+    `reply`."""
+    async with (
+        ScriptedSpamd(reply) as spamd,
+        running_milter(
+            [*FAST, f"spamd-socket={spamd.address}", "spamd-error-action=tempfail", *options]
+        ) as milter,
+    ):
+        return await one_message(connect, milter.address, HEADERS, BODY)
+
+
 @pytest.mark.parametrize(
     "reply",
     [
@@ -214,13 +226,7 @@ TEMPFAIL = ReplyCode(b"451 4.7.1 spam scanner unavailable, try again later")
 async def test_eom_spamd_garbage_gets_the_error_action(
     connect: ClientFactory, logs: pytest.LogCaptureFixture, reply: bytes
 ) -> None:
-    async with (
-        ScriptedSpamd(reply) as spamd,
-        running_milter(
-            [*FAST, f"spamd-socket={spamd.address}", "spamd-error-action=tempfail"]
-        ) as milter,
-    ):
-        result = await one_message(connect, milter.address, HEADERS, BODY)
+    result = await tempfail_scan(connect, reply)
     assert result.final == TEMPFAIL
     assert result.edits == []
     lines = verdict_lines(logs)
@@ -232,18 +238,7 @@ async def test_eom_spamd_reply_over_the_limit_is_a_bad_response(
 ) -> None:
     body = b"x" * 100 + b"\n"
     reply = spamd_reply(body * 3000)  # about 300 KB
-    async with (
-        ScriptedSpamd(reply) as spamd,
-        running_milter(
-            [
-                *FAST,
-                f"spamd-socket={spamd.address}",
-                "spamd-error-action=tempfail",
-                "spamd-max-reply-size=64",
-            ]
-        ) as milter,
-    ):
-        result = await one_message(connect, milter.address, HEADERS, BODY)
+    result = await tempfail_scan(connect, reply, "spamd-max-reply-size=64")
     assert result.final == TEMPFAIL
     lines = verdict_lines(logs)
     assert len(lines) == 1 and "bad-response" in lines[0]
@@ -254,13 +249,7 @@ async def test_eom_spamd_reply_of_50_mb_is_refused_by_default(
     connect: ClientFactory, logs: pytest.LogCaptureFixture
 ) -> None:
     reply = spamd_reply(b"0.1 RULE text\n" * (50 * 1024 * 1024 // 14))
-    async with (
-        ScriptedSpamd(reply) as spamd,
-        running_milter(
-            [*FAST, f"spamd-socket={spamd.address}", "spamd-error-action=tempfail"]
-        ) as milter,
-    ):
-        result = await one_message(connect, milter.address, HEADERS, BODY)
+    result = await tempfail_scan(connect, reply)
     assert result.final == TEMPFAIL
     assert len(verdict_lines(logs)) == 1
 
