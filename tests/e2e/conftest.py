@@ -6,75 +6,24 @@ image is supposed to have the whole stack, and a silent skip would hide a broken
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.e2e import (
+    BridgeFactory,
+    PostfixFactory,
+    SendmailFactory,
+    require_stack,
+    stack_unavailable,
+)
 from tools import stack
-from tools.stack import Daemon, Mta, Spambridge, Spamd, field_name, split_message
-
-SENDER = "alice@example.org"
-RCPT = "bob@example.test"
-BRIDGE_ARGS = ["--log", "stderr", "--verbose", "info"]
-# Headers Sendmail (with the test mailer: no Return-Path, no From_ line) and spambridge add.
-ADDED_BY_STACK = {
-    b"received",
-    b"x-spam-flag",
-    b"x-spam-status",
-    b"x-spam-level",
-    b"x-spam-report",
-    b"x-scanned-by",
-}
-STATUS_NO = re.compile(rb"NO, hits=-?\d+\.\d\d required=5\.00")
-REJECT_TEXT = re.compile(r"5\.7\.1 message was identified as junk mail, score \d{3,4}\.\d\d/5\.00")
-STATUS_YES = re.compile(rb"YES, hits=\d+\.\d\d required=5\.00")
-
-
-def added_fields(sent: bytes, delivered: bytes) -> list[bytes]:
-    """Assert ``delivered`` is ``sent`` plus headers added by the stack; return those."""
-    sent_fields, sent_body = split_message(sent)
-    got_fields, got_body = split_message(delivered)
-    assert not [f for f in sent_fields if field_name(f) in ADDED_BY_STACK]
-    kept = [f for f in got_fields if field_name(f) not in ADDED_BY_STACK]
-    assert kept == sent_fields, "original header fields changed, reordered or dropped"
-    assert got_body == sent_body, "body changed"
-    return [f for f in got_fields if field_name(f) in ADDED_BY_STACK]
-
-
-def deliver_one(mta: Mta, message: bytes, *daemons: Daemon) -> bytes:
-    """Send ``message`` from SENDER to RCPT through ``mta``; assert it is accepted (250,
-    else the logs of ``daemons`` and the MTA) and return it as delivered."""
-    code, text = stack.send_smtp(mta.port, SENDER, [RCPT], message)
-    assert code == 250, f"{text}\n{stack.describe_logs(*daemons, mta)}"
-    (delivered,) = mta.wait_delivered(1)
-    return delivered
-
-
-SendmailFactory = Callable[..., Mta]
-PostfixFactory = Callable[..., Mta]
-BridgeFactory = Callable[..., Spambridge]
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"e2e stack incomplete under CI: {reason}")
-    pytest.skip(reason)
-
-
-def _require(*binaries: str) -> None:
-    missing = stack.require_binaries(binaries)
-    if missing:
-        _unavailable(f"missing binaries: {', '.join(missing)}")
-    if importlib.util.find_spec("spambridge.cli") is None:
-        _unavailable("spambridge.cli is not importable yet")
-    if os.geteuid() != 0:
-        _unavailable("the real mail stack needs root (mount namespace, privilege drops)")
+from tools.stack import Mta, Spambridge, Spamd
 
 
 @pytest.fixture(scope="session")
@@ -97,7 +46,7 @@ def workdir(stack_dir: Path, request: pytest.FixtureRequest) -> Path:
 @pytest.fixture(scope="session")
 def spamd(stack_dir: Path) -> Iterator[Spamd]:
     """One private spamd for the whole session: it takes seconds to start."""
-    _require("spamd", "spamc")
+    require_stack("spamd", "spamc")
     daemon = stack.start_spamd(stack_dir / "spamd")
     yield daemon
     daemon.stop()
@@ -106,7 +55,7 @@ def spamd(stack_dir: Path) -> Iterator[Spamd]:
 @pytest.fixture
 def start_bridge(workdir: Path) -> Iterator[BridgeFactory]:
     """Start spambridge with extra arguments; every one started is stopped at teardown."""
-    _require()
+    require_stack()
     started: list[Spambridge] = []
 
     def start(args: list[str], *, legacy_syntax: bool = False) -> Spambridge:
@@ -122,7 +71,7 @@ def start_bridge(workdir: Path) -> Iterator[BridgeFactory]:
 @pytest.fixture
 def start_sendmail(workdir: Path) -> Iterator[SendmailFactory]:
     """Start Sendmail with a milter socket (Sendmail syntax) or None; stopped at teardown."""
-    _require("sendmail-mta", "m4", "unshare")
+    require_stack("sendmail-mta", "m4", "unshare")
     started: list[Mta] = []
 
     def start(
@@ -148,14 +97,14 @@ def postfix_root() -> Path:
     try:
         return stack.postfix_root()
     except Exception as error:  # download or unpack failed: no Postfix to test with
-        _unavailable(f"cannot get the Postfix package: {error}")
+        stack_unavailable(f"cannot get the Postfix package: {error}")
         raise
 
 
 @pytest.fixture
 def start_postfix(workdir: Path, postfix_root: Path) -> Iterator[PostfixFactory]:
     """Start Postfix with a milter socket (Postfix syntax) or None; stopped at teardown."""
-    _require("script")
+    require_stack("script")
     started: list[Mta] = []
 
     def start(milter_socket: str | None, snippet: Path = stack.POSTFIX_SNIPPET) -> Mta:

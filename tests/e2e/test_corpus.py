@@ -32,9 +32,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import BRIDGE_ARGS
 from tests.support import corpus_run, fidelity
 from tests.support.corpus_run import CORPUS_CACHE, CorpusMessage, Outcome, Tally
+from tests.support.e2e import BRIDGE_ARGS
 from tests.support.spamd_recorder import SpamdRecorder
 from tools import stack
 from tools.stack import Mta, Spamd, field_name, wait_until

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import (
+from tests.support.e2e import (
     BRIDGE_ARGS,
     RCPT,
     SENDER,

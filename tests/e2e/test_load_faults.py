@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import BRIDGE_ARGS, RCPT, SENDER, BridgeFactory, SendmailFactory
+from tests.support.e2e import BRIDGE_ARGS, RCPT, SENDER, BridgeFactory, SendmailFactory
 from tests.support.fake_spamd_process import start_fake_spamd
 from tools import stack
 from tools.stack import (

@@ -31,13 +31,13 @@ from pathlib import Path
 import pytest
 
 import spambridge
-from tests.e2e.conftest import (
+from tests.support.e2e import (
     RCPT,
     SENDER,
     STATUS_NO,
     STATUS_YES,
     SendmailFactory,
-    _unavailable,
+    stack_unavailable,
 )
 from tools import stack
 from tools.stack import Spamd, gtube_message, ham_message, header_values, wait_until
@@ -66,14 +66,16 @@ def run(argv: list[str], timeout: float = 600) -> subprocess.CompletedProcess[st
 
 def require_packaging_tools() -> None:
     if os.geteuid() != 0:
-        _unavailable("installing a Debian package needs root")
+        stack_unavailable("installing a Debian package needs root")
     missing = stack.require_binaries(
         ["git", "dpkg-buildpackage", "dh_virtualenv", "lintian", "apt-get"]
     )
     if missing:
-        _unavailable(f"missing packaging tools: {', '.join(missing)} (scripts/install-deps.sh)")
+        stack_unavailable(
+            f"missing packaging tools: {', '.join(missing)} (scripts/install-deps.sh)"
+        )
     if run(["git", "-C", str(stack.REPO_ROOT), "rev-parse", "HEAD"]).returncode != 0:
-        _unavailable("not a git checkout: the package is built from a clean export of HEAD")
+        stack_unavailable("not a git checkout: the package is built from a clean export of HEAD")
 
 
 def installed() -> bool:
@@ -353,10 +355,10 @@ def _lstat_uid(path: str) -> int:
 
 def test_package_wheel_and_sdist_carry_man_page_and_examples(workdir: Path) -> None:
     if run(["git", "-C", str(stack.REPO_ROOT), "rev-parse", "HEAD"]).returncode != 0:
-        _unavailable("not a git checkout: the wheel is built from a clean export of HEAD")
+        stack_unavailable("not a git checkout: the wheel is built from a clean export of HEAD")
     for module in ("build", "twine"):
         if importlib.util.find_spec(module) is None:
-            _unavailable(f"python -m {module} is not installed (the test extra)")
+            stack_unavailable(f"python -m {module} is not installed (the test extra)")
     source = workdir / "src"
     source.mkdir()
     archive = subprocess.run(

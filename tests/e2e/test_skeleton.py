@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.e2e.conftest import (
+from tests.support.e2e import (
     BRIDGE_ARGS,
     RCPT,
     REJECT_TEXT,

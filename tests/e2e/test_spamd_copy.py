@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import BRIDGE_ARGS, RCPT, SENDER, BridgeFactory, SendmailFactory
 from tests.support import fidelity
+from tests.support.e2e import BRIDGE_ARGS, RCPT, SENDER, BridgeFactory, SendmailFactory
 from tools.stack import Spamd, describe_logs, send_smtp
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import BRIDGE_ARGS, RCPT, SENDER, STATUS_NO, SendmailFactory
+from tests.support.e2e import BRIDGE_ARGS, RCPT, SENDER, STATUS_NO, SendmailFactory
 from tools import stack
 from tools.stack import (
     Daemon,

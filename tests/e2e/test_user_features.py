@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import (
+from tests.support.e2e import (
     BRIDGE_ARGS,
     RCPT,
     SENDER,

@@ -8,17 +8,16 @@ reason; under CI=true it fails instead, so a broken pipeline cannot pass silentl
 from __future__ import annotations
 
 import itertools
-import os
 import subprocess
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.oracle import Pair, PairFactory, build_oracle, oracle_unavailable, start_oracle
 from tests.support.spamd_recorder import SpamdRecorder
 from tools import stack
-from tools.stack import Daemon, Spambridge, Spamd
+from tools.stack import Spamd
 
 # One map for every access case: each kind of entry, keyed by the case's client or address.
 # Keys in lower case, as makemap writes them (libsnert looks keys up in lower case).
@@ -34,31 +33,11 @@ to:relayed.example\tRELAY
 spam:foe@example.com\tHATER
 from:skip@example.org\tSKIP
 """
-ORACLE_DIR = stack.REPO_ROOT.parent / "shared" / "oracle"
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true and the oracle is unavailable: {reason}")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
 def oracle_binary() -> Path:
-    build = ORACLE_DIR / "build.sh"
-    if not build.exists():
-        _unavailable(f"no milter-spamc oracle sources at {ORACLE_DIR}")
-    result = subprocess.run(
-        ["bash", str(build)], capture_output=True, text=True, timeout=900, check=False
-    )
-    if result.returncode != 0:
-        # Two builds at once can trip over each other's files; one retry settles it.
-        result = subprocess.run(
-            ["bash", str(build)], capture_output=True, text=True, timeout=900, check=False
-        )
-    if result.returncode != 0:
-        pytest.fail(f"building the oracle failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
-    return Path(result.stdout.strip().splitlines()[-1])
+    return build_oracle()
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +59,7 @@ def oracle_workdir() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def spamd(oracle_workdir: Path) -> Iterator[Spamd]:
     if missing := stack.require_binaries(["spamd", "spamc"]):
-        _unavailable(f"missing {missing}")
+        oracle_unavailable(f"missing {missing}")
     daemon = stack.start_spamd(oracle_workdir / "spamd", children=2)
     yield daemon
     daemon.stop()
@@ -91,47 +70,6 @@ def proxy(spamd: Spamd) -> Iterator[SpamdRecorder]:
     recorder = SpamdRecorder(spamd.port)
     yield recorder
     recorder.close()
-
-
-@dataclass
-class Pair:
-    """milter-spamc and spambridge started on the same option file."""
-
-    oracle_port: int
-    bridge_port: int
-    oracle: Daemon
-    bridge: Spambridge
-
-
-PairFactory = Callable[[str], Pair]
-
-
-def _start_oracle(binary: Path, option_file: Path, workdir: Path) -> tuple[Daemon, int]:
-    port = stack.free_port()
-    argv = [
-        str(binary),
-        f"file={option_file}",
-        "-daemon",
-        "run-user=nobody",
-        "run-group=nogroup",
-        f"work-dir={workdir}",
-        f"pid-file={workdir}/milter-spamc.pid",
-        f"milter-socket=inet:{port}@127.0.0.1",
-    ]
-    log_path = workdir / "milter-spamc.log"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
-        )
-    daemon = Daemon(proc, log_path)
-    try:
-        stack.wait_until(lambda: daemon.running() and stack.port_accepts(port), 20, "milter-spamc")
-    except stack.StackError:
-        daemon.stop()
-        raise stack.StackError(
-            f"milter-spamc did not start: {stack.describe_logs(daemon)}"
-        ) from None
-    return daemon, port
 
 
 @pytest.fixture(scope="session")
@@ -156,7 +94,7 @@ def milter_pair(
         text = text.replace("@HELP@", oracle_help).replace("@ACCESS@", f"access-db=text!{access}")
         option_file.write_text(text)
         option_file.chmod(0o644)
-        oracle, oracle_port = _start_oracle(oracle_binary, option_file, workdir)
+        oracle, oracle_port = start_oracle(oracle_binary, option_file, workdir)
         try:
             bridge = stack.start_spambridge(
                 [

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.oracle.cases import CASES, Case
-from tests.oracle.conftest import PairFactory
-from tests.oracle.harness import converse
+from tests.support.oracle import PairFactory
+from tests.support.oracle_cases import CASES, Case
+from tests.support.oracle_harness import converse
 from tests.support.spamd_recorder import SpamdRecorder
 from tools.stack import REPO_ROOT
 

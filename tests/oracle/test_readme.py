@@ -3,8 +3,8 @@ every documented difference; this check needs no oracle, so it runs everywhere."
 
 from __future__ import annotations
 
-from tests.oracle.cases import CASES
-from tests.oracle.harness import NORMALISATIONS
+from tests.support.oracle_cases import CASES
+from tests.support.oracle_harness import NORMALISATIONS
 from tools.stack import REPO_ROOT
 
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")

@@ -17,7 +17,7 @@ import atheris  # type: ignore[import-untyped, import-not-found, unused-ignore]
 with atheris.instrument_imports():
     from spambridge.milter import codec  # noqa: F401  (instrumented for coverage)
 
-from tests.robustness.test_fuzz_decoder import SEED_STREAMS, check_stream
+from tests.support.fuzz_streams import SEED_STREAMS, check_stream
 
 
 def one_input(data: bytes) -> None:

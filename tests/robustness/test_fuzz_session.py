@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from spambridge.errors import RemoteProtocolError
 from spambridge.milter.codec import ReplyDecoder, encode
 from spambridge.milter.messages import AddHeader, Continue, Quit, Reply
-from tests.robustness.test_fuzz_decoder import conversation, conversation_bytes, mutate
 from tests.support.controller import Running
+from tests.support.fuzz_streams import conversation, conversation_bytes, mutate
 from tests.support.server_thread import ServerThread
 from tools.fake_spamd import GTUBE, FakeSpamd
 from tools.milter_client import MilterClient

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from spambridge.errors import SpamdBadResponse
 from spambridge.spamd.protocol import Verdict, parse_reply
-from tests.robustness.test_fuzz_decoder import mutate
+from tests.support.fuzz_streams import mutate
 from tools.fake_spamd import GTUBE, build_reply
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))

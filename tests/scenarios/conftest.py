@@ -12,45 +12,16 @@ import gc
 import logging
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.controller import Running, running_milter
+from tests.support.scenario import ClientFactory, milter_options
 from tests.support.spamd_transports import TRANSPORTS, Transport, make_certificate
 from tools.fake_spamd import FakeSpamd
 from tools.milter_client import MilterClient
-
-ClientFactory = Callable[..., Awaitable[MilterClient]]
-
-# Small spamd timeouts so a failure scenario costs about a second, not two minutes.
-FAST_TIMEOUTS = "spamd-timeouts=C:1s;S:1s;R:1s;E:3s"
-
-
-# The clock every scenario sees (X-Scanned-By, the Received line given to spamd).
-NOW_TEXT = b"Wed, 25 Nov 2026 12:00:00 +0000"
-# Connect macros as Sendmail sends them; X-Scanned-By is built from {if_name}/{if_addr}.
-CONNECT_MACROS = {
-    "j": "mx.example.org",
-    "{daemon_name}": "MTA",
-    "{if_name}": "mx-in.example.org",
-    "{if_addr}": "192.0.2.25",
-}
-SCANNED_BY = b" spambridge/0.1.0 (mx-in.example.org [192.0.2.25]); " + NOW_TEXT
-# A plain message; values carry their leading space as with HDR_LEADSPC.
-HEADERS = [
-    (b"From", b" Sender <sender@example.net>"),
-    (b"To", b" rcpt@example.org"),
-    (b"Subject", b" hello"),
-]
-BODY = b"Hello,\r\n\r\nan ordinary message.\r\n"
-
-
-def milter_options(spamd: FakeSpamd | str, *extra: str) -> list[str]:
-    """Options for running_milter: one spamd host (or a space-separated pool), fast timeouts."""
-    address = spamd if isinstance(spamd, str) else spamd.address
-    return [f"spamd-socket={address}", FAST_TIMEOUTS, "spamd-cooldown=0", *extra]
 
 
 @pytest.fixture(autouse=True)
@@ -58,15 +29,6 @@ def _collect_garbage() -> Iterator[None]:
     # A leaked socket surfaces as a ResourceWarning at GC; collect inside the test that leaked.
     yield
     gc.collect()
-
-
-async def open_session(
-    client: MilterClient, *, version: int = 6, actions: int = 0x1FF, protocol: int = 0x1FFFFF
-) -> None:
-    """Negotiate, connect from 192.0.2.1 with CONNECT_MACROS, HELO client.example.net."""
-    await client.negotiate(version, actions, protocol)
-    await client.connect(b"client.example.net", b"4", b"192.0.2.1", 40123, macros=CONNECT_MACROS)
-    await client.helo(b"client.example.net")
 
 
 @pytest.fixture
@@ -79,10 +41,6 @@ def logs(
     monkeypatch.setattr(logging.getLogger("spambridge"), "propagate", True)
     caplog.set_level(logging.DEBUG, logger="spambridge")  # setLevel also clears level caches
     yield caplog
-
-
-def messages(caplog: pytest.LogCaptureFixture, level: int = logging.DEBUG) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno >= level]
 
 
 @pytest.fixture

@@ -20,10 +20,10 @@ from spambridge.milter.messages import (
     ReplyCode,
 )
 from spambridge.milter.negotiate import required_action
-from tests.scenarios.conftest import BODY, HEADERS, ClientFactory, messages, open_session
-from tests.scenarios.policy_support import one_message as policy_message
-from tests.scenarios.policy_support import score_body
 from tests.support.controller import running_milter
+from tests.support.policy_messages import one_message as policy_message
+from tests.support.policy_messages import score_body
+from tests.support.scenario import BODY, HEADERS, ClientFactory, messages, open_session
 from tests.support.scripted_spamd import ScriptedSpamd, spamd_reply
 from tools.fake_spamd import GTUBE, FakeSpamd
 from tools.milter_client import EomResult

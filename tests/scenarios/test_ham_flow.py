@@ -6,7 +6,8 @@ import pytest
 
 from spambridge.milter.flags import ProtocolFlags
 from spambridge.milter.messages import AddHeader, ChangeHeader, Continue
-from tests.scenarios.conftest import (
+from tests.support.controller import Running
+from tests.support.scenario import (
     BODY,
     HEADERS,
     NOW_TEXT,
@@ -14,7 +15,6 @@ from tests.scenarios.conftest import (
     ClientFactory,
     open_session,
 )
-from tests.support.controller import Running
 from tools.fake_spamd import FakeSpamd
 
 pytestmark = pytest.mark.timeout(20)

@@ -10,8 +10,8 @@ import pytest
 
 from spambridge.milter.codec import encode
 from spambridge.milter.messages import AddHeader, Continue, Header
-from tests.scenarios.conftest import BODY, HEADERS, ClientFactory, messages, open_session
 from tests.support.controller import Running
+from tests.support.scenario import BODY, HEADERS, ClientFactory, messages, open_session
 from tools.fake_spamd import FakeSpamd
 
 pytestmark = pytest.mark.timeout(20)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.scenarios.conftest import milter_options
 from tests.support.controller import running_milter
+from tests.support.scenario import milter_options
 from tools.fake_spamd import FakeSpamd
 
 pytestmark = pytest.mark.timeout(60)

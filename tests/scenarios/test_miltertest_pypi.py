@@ -9,8 +9,8 @@ from typing import Any
 import miltertest
 import pytest
 
-from tests.scenarios.conftest import CONNECT_MACROS, milter_options
 from tests.support.controller import running_milter
+from tests.support.scenario import CONNECT_MACROS, milter_options
 from tools.fake_spamd import GTUBE, FakeSpamd
 
 pytestmark = pytest.mark.timeout(30)

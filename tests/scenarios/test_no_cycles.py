@@ -12,8 +12,8 @@ import gc
 from spambridge.milter.messages import Continue
 from spambridge.session import Session
 from spambridge.spamd.transport import Exchange as _Exchange
-from tests.scenarios.conftest import BODY, HEADERS, ClientFactory, open_session
 from tests.support.controller import Running
+from tests.support.scenario import BODY, HEADERS, ClientFactory, open_session
 from tools.fake_spamd import FakeSpamd
 
 

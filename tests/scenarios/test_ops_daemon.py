@@ -19,10 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from spambridge import cli
 from spambridge.milter.messages import Continue, ReplyCode
-from tests.scenarios.daemon_support import Daemon, short_tmpdir, start_daemon
-from tests.scenarios.policy_support import deliver, headers_with, open_client, score_body
+from tests.support.daemon_process import running, send, short_tmpdir, start_daemon
+from tests.support.policy_messages import score_body
 from tools.fake_spamd import FakeSpamd
-from tools.milter_client import EomResult
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -37,22 +36,6 @@ def workdir() -> Iterator[Path]:
 async def spamd() -> AsyncIterator[FakeSpamd]:
     async with FakeSpamd() as fake:
         yield fake
-
-
-async def send(address: str | tuple[str, int], body: bytes) -> EomResult:
-    client = await open_client(address)
-    try:
-        result = await deliver(client, headers_with(), body)
-        await client.quit()
-    finally:
-        await client.close()
-    return result
-
-
-async def running(workdir: Path, spamd: FakeSpamd, *args: str, **kw: object) -> Daemon:
-    daemon = start_daemon(workdir, [f"spamd-socket={spamd.address}", *args], **kw)  # type: ignore[arg-type]
-    await daemon.wait_socket()
-    return daemon
 
 
 async def test_daemon_socket_mode_applies_before_any_connection(

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from spambridge.milter.messages import AddHeader, Continue
-from tests.scenarios.daemon_support import short_tmpdir, start_daemon
-from tests.scenarios.test_ops_daemon import running, send
-from tests.scenarios.test_ops_scan import MESSAGE, run_scan
+from tests.support.daemon_process import running, send, short_tmpdir, start_daemon
+from tests.support.scan_process import MESSAGE, run_scan
 from tools.fake_spamd import GTUBE, FakeSpamd
 
 pytestmark = pytest.mark.timeout(60)

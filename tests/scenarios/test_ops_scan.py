@@ -3,7 +3,6 @@ milter-spamc entry point."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -12,36 +11,10 @@ from pathlib import Path
 import pytest
 
 from spambridge import cli
-from tests.scenarios.daemon_support import ROOT
+from tests.support.scan_process import MESSAGE, run_scan
 from tools.fake_spamd import GTUBE, FakeSpamd
 
 pytestmark = pytest.mark.timeout(60)
-
-MESSAGE = (
-    b"From: sender@example.net\r\n"
-    b"To: rcpt@example.org\r\n"
-    b"Subject: cheap pills\r\n"
-    b"X-Spam-Flag: NO\r\n"
-    b"\r\n"
-    b"Buy now\r\n" + GTUBE + b"\r\n"
-)
-
-
-async def run_scan(args: list[str], stdin: bytes | None = None) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "spambridge",
-        "file=",
-        *args,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )
-    out, err = await asyncio.wait_for(proc.communicate(stdin), 30)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_scan_file_prints_verdict_then_headers_as_delivered(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ import pytest
 
 from spambridge.milter.flags import ProtocolFlags
 from spambridge.milter.messages import ChangeHeader, Continue, Skip
-from tests.scenarios.conftest import HEADERS, NOW_TEXT, ClientFactory, messages, open_session
 from tests.support.controller import Running
+from tests.support.scenario import HEADERS, NOW_TEXT, ClientFactory, messages, open_session
 from tools.fake_spamd import FakeSpamd
 
 pytestmark = pytest.mark.timeout(20)

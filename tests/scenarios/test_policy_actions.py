@@ -8,7 +8,7 @@ import pytest
 
 from spambridge.milter.flags import ActionFlags
 from spambridge.milter.messages import AddHeader, Continue, Discard, Quarantine, ReplyCode
-from tests.scenarios.policy_support import (
+from tests.support.policy_messages import (
     SPAM_BODY,
     headers_with,
     one_message,

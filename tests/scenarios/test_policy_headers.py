@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 
 from spambridge.milter.messages import AddHeader, ChangeHeader, Continue
-from tests.scenarios.policy_support import (
+from tests.support.policy_messages import (
     HAM_BODY,
     SPAM_BODY,
     headers_with,

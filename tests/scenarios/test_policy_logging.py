@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.scenarios.policy_support import (
+from tests.support.policy_messages import (
     captured_log,
     headers_with,
     one_message,

@@ -9,7 +9,7 @@ import pytest
 
 from spambridge.milter.flags import ActionFlags
 from spambridge.milter.messages import AddRecipient, Continue, DeleteRecipient, ReplyCode
-from tests.scenarios.policy_support import one_message, score_body
+from tests.support.policy_messages import one_message, score_body
 
 TWO = (b"<alice@example.org>", b"<bob@example.org>")
 LOCAL = {"R": {"{rcpt_mailer}": "local", "{rcpt_host}": ""}}

@@ -9,7 +9,7 @@ import pytest
 
 from spambridge.milter.flags import Family
 from spambridge.milter.messages import Continue, Discard, ReplyCode
-from tests.scenarios.policy_support import SPAM_BODY, one_message
+from tests.support.policy_messages import SPAM_BODY, one_message
 
 AUTH = {"M": {"{auth_authen}": "alice", "{auth_type}": "PLAIN"}}
 

@@ -22,7 +22,8 @@ from spambridge.milter.messages import (
     Negotiate,
     RcptTo,
 )
-from tests.scenarios.conftest import (
+from tests.support.controller import Running
+from tests.support.scenario import (
     BODY,
     HEADERS,
     SCANNED_BY,
@@ -30,7 +31,6 @@ from tests.scenarios.conftest import (
     messages,
     open_session,
 )
-from tests.support.controller import Running
 from tools.fake_spamd import FakeSpamd
 
 pytestmark = pytest.mark.timeout(20)

@@ -9,8 +9,8 @@ import struct
 import pytest
 
 from spambridge.milter.messages import AddHeader, Continue
-from tests.scenarios.conftest import BODY, HEADERS, ClientFactory, messages, open_session
 from tests.support.controller import Running
+from tests.support.scenario import BODY, HEADERS, ClientFactory, messages, open_session
 from tools.fake_spamd import FakeSpamd
 
 pytestmark = pytest.mark.timeout(20)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from spambridge.milter.messages import Continue, Discard, ReplyCode
-from tests.scenarios.conftest import BODY, HEADERS, ClientFactory, open_session
 from tests.support.controller import Running
+from tests.support.scenario import BODY, HEADERS, ClientFactory, open_session
 from tools.fake_spamd import GTUBE, FakeSpamd
 
 pytestmark = pytest.mark.timeout(20)

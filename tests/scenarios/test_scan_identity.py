@@ -11,10 +11,11 @@ import pytest
 from spambridge import cli
 from spambridge.decision import Decision
 from spambridge.milter.flags import Family
-from tests.scenarios.conftest import milter_options
-from tests.scenarios.policy_support import SPAM_BODY, score_body
-from tests.scenarios.test_ops_scan import run_scan
+from tests.support.config import make_config
 from tests.support.controller import frozen_clock, running_milter
+from tests.support.policy_messages import SPAM_BODY, score_body
+from tests.support.scan_process import run_scan
+from tests.support.scenario import milter_options
 from tools.fake_spamd import FakeSpamd, RecordedRequest
 from tools.milter_client import EomResult, MilterClient
 
@@ -119,10 +120,10 @@ async def through_daemon(
 async def through_scan(case: Case, spamd: FakeSpamd) -> tuple[Decision, list[RecordedRequest]]:
     """The same message as a file for `scan`, with the same client and envelope."""
     spamd.requests.clear()
-    _, resolved = cli.resolve(["file=", *milter_options(spamd, *case.options)])
+    config = make_config(*milter_options(spamd, *case.options))
     envelope = cli.Envelope(case.client_address, case.sender, case.recipients)
-    txn = cli.scan_transaction(message_file(case), envelope, resolved.config)
-    decision, _ = await cli.scan_decision(resolved.config, txn, envelope, clock=frozen_clock)
+    txn = cli.scan_transaction(message_file(case), envelope, config)
+    decision, _ = await cli.scan_decision(config, txn, envelope, clock=frozen_clock)
     return decision, list(spamd.requests)
 
 

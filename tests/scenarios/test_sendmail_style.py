@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from spambridge.milter.messages import AddHeader, Continue
-from tests.scenarios.conftest import (
+from tests.support.controller import Running
+from tests.support.scenario import (
     BODY,
     CONNECT_MACROS,
     HEADERS,
@@ -13,7 +14,6 @@ from tests.scenarios.conftest import (
     SCANNED_BY,
     ClientFactory,
 )
-from tests.support.controller import Running
 from tools.fake_spamd import FakeSpamd
 
 pytestmark = pytest.mark.timeout(20)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from spambridge.milter.messages import AddHeader, ChangeHeader, Continue
-from tests.scenarios.conftest import HEADERS, SCANNED_BY, ClientFactory, open_session
 from tests.support.controller import Running
+from tests.support.scenario import HEADERS, SCANNED_BY, ClientFactory, open_session
 from tools.fake_spamd import GTUBE, FakeSpamd
 
 pytestmark = pytest.mark.timeout(20)

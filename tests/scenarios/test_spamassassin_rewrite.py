@@ -16,8 +16,8 @@ from spambridge.milter.messages import (
     ReplaceBody,
 )
 from spambridge.rewrite import split_fields
-from tests.scenarios.policy_support import SPAM_BODY, headers_with, one_message
 from tests.support.controller import running_milter
+from tests.support.policy_messages import SPAM_BODY, headers_with, one_message
 from tools.fake_spamd import FakeSpamd
 from tools.milter_client import MilterClient
 

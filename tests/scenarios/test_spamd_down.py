@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.scenarios.conftest import ClientFactory, milter_options
-from tests.scenarios.spamd_failures import ACTIONS, assert_spamd_failure_handled
 from tests.support.controller import running_milter
+from tests.support.scenario import ClientFactory, milter_options
+from tests.support.spamd_failures import ACTIONS, assert_spamd_failure_handled
 from tools.fake_spamd import FakeSpamd
 
 pytestmark = pytest.mark.timeout(20)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from spambridge.milter.messages import AddHeader, ChangeHeader, Continue, ReplyCode
-from tests.scenarios.conftest import (
+from tests.support.controller import running_milter
+from tests.support.scenario import (
     HEADERS,
     SCANNED_BY,
     ClientFactory,
     milter_options,
     open_session,
 )
-from tests.support.controller import running_milter
 from tools.fake_spamd import GTUBE, FakeSpamd
 
 pytestmark = pytest.mark.timeout(20)

@@ -8,7 +8,7 @@ import pytest
 
 from spambridge import cli
 from spambridge.milter.messages import ChangeHeader, Continue, ReplyCode
-from tests.scenarios.policy_support import (
+from tests.support.policy_messages import (
     SPAM_BODY,
     captured_log,
     headers_with,

@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
-from spambridge.cli import loop_factory, main, resolve
+from spambridge.cli import loop_factory, main
 from spambridge.errors import ConfigError
+from tests.support.config import make_config
 
 
 def _config(*argv: str) -> Any:
-    return resolve(["file=", *argv])[1].config
+    return make_config(*argv)
 
 
 @pytest.fixture

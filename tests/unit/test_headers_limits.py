@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from spambridge import headers, policy
-from spambridge.cli import resolve
 from spambridge.milter.messages import AddHeader, ChangeHeader
 from spambridge.spamd.protocol import Verdict
 from spambridge.transaction import Macros, Transaction
+from tests.support.config import make_config
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 WORD = re.compile(rb"=\?([^?]+)\?B\?([^?]*)\?=")
@@ -95,7 +95,7 @@ def test_headers_latin1_tag_is_an_iso_8859_1_encoded_word() -> None:
 def test_headers_latin1_subject_tag_from_an_option_file_tags_spam(tmp_path: Path) -> None:
     path = tmp_path / "spambridge.cf"
     path.write_bytes(b"subject-tag=[SP\xc4M]\nlevel-character=\xe4\n")
-    config = resolve([f"file={path}"])[1].config
+    config = make_config(option_file=path)
     txn = Transaction(sender=b"<a@example.net>")
     txn.add_header(b"Subject", b" hello")
     verdict = Verdict(True, 1000.0, 5.0, b"", "REPORT", "h", 0.0)

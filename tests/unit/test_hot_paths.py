@@ -4,8 +4,8 @@ import email.utils
 from datetime import UTC, datetime, timedelta, timezone
 
 from spambridge import headers, session
-from spambridge.cli import resolve
 from spambridge.transaction import _clean
+from tests.support.config import make_config
 
 
 def test_hot_paths_format_date_matches_email_utils_across_offsets() -> None:
@@ -32,8 +32,8 @@ def test_hot_paths_wanted_is_computed_once_per_services() -> None:
     from spambridge.cli import build_services
     from spambridge.metrics import Metrics
 
-    first = build_services(resolve(["file="])[1].config, Metrics())
-    second = build_services(resolve(["file=", "quarantine-score=9"])[1].config, Metrics())
+    first = build_services(make_config(), Metrics())
+    second = build_services(make_config("quarantine-score=9"), Metrics())
     assert first.wanted == session.wanted(first.config)
     assert second.wanted == session.wanted(second.config)
     assert second.wanted != first.wanted  # a reload builds new services, so new wants

@@ -9,13 +9,13 @@ from __future__ import annotations
 import pytest
 
 from spambridge import policy
-from spambridge.cli import resolve
 from spambridge.options import Config
 from spambridge.transaction import Recipient, Transaction
+from tests.support.config import make_config
 
 
 def cfg(*argv: str) -> Config:
-    return resolve(["file=", *argv])[1].config
+    return make_config(*argv)
 
 
 @pytest.mark.parametrize(

@@ -7,15 +7,15 @@ import ipaddress
 import pytest
 
 from spambridge import policy
-from spambridge.cli import resolve
 from spambridge.errors import ConfigError
 from spambridge.milter.flags import Family
 from spambridge.spamd.endpoints import SpamdEndpoint, parse_spamd_sockets, spamd_sockets_text
 from spambridge.transaction import Client, Macros
+from tests.support.config import make_config
 
 
 def trusted(*argv: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    return resolve(["file=", *argv])[1].config.trusted_networks
+    return make_config(*argv).trusted_networks
 
 
 def test_network_lists_trusted_networks_take_commas_as_spamass_milter_writes_them() -> None:
@@ -44,7 +44,7 @@ def test_network_lists_bad_entry_in_a_comma_list_is_named() -> None:
 def test_network_lists_ipv4_mapped_client_matches_its_ipv4_network(
     client: bytes, expected: bool
 ) -> None:
-    config = resolve(["file=", "trusted-networks=192.0.2.0/24"])[1].config
+    config = make_config("trusted-networks=192.0.2.0/24")
     who = Client(b"h", Family.INET6, 1, client)
     assert (policy.skip_reason(config, who, Macros()) is not None) is expected
 

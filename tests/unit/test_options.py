@@ -21,10 +21,11 @@ from spambridge.options import (
 )
 from spambridge.replies import ReplySpec
 from spambridge.spamd.endpoints import SpamdEndpoint
+from tests.support.config import make_config
 
 
 def config_of(*argv: str) -> Config:
-    return resolve(["file=", *argv])[1].config
+    return make_config(*argv)
 
 
 def written(endpoints: tuple[SpamdEndpoint, ...]) -> tuple[str, ...]:
@@ -145,7 +146,7 @@ def test_options_option_file_then_command_line(tmp_path: Path) -> None:
         'reject-reply="550 5.7.1 go away"\n'
         "\n"
     )
-    c = resolve([f"file={cf}", "extra-reject=3"])[1].config
+    c = make_config("extra-reject=3", option_file=cf)
     assert written(c.spamd_socket) == ("127.0.0.1,7830",)
     assert c.extra_reject == 3  # command line wins
     assert c.subject_tag_score is True and c.smtp_auth_ok is False
@@ -315,7 +316,7 @@ def test_options_check_prints_typed_values_as_written_and_reads_back_equal(
     assert [e.weight for e in c.spamd_socket] == [1, 1, 1, 2, 1]
     cf = tmp_path / "check.cf"
     cf.write_text(out)
-    again = resolve([f"file={cf}"])[1].config
+    again = make_config(option_file=cf)
     assert again.spamd_socket == c.spamd_socket and again.access_db == c.access_db
     assert again.milter_socket == c.milter_socket and again.tempfail_reply == c.tempfail_reply
     assert again.milter_socket.source == c.milter_socket.source

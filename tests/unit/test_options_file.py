@@ -13,6 +13,7 @@ import pytest
 
 from spambridge.cli import MILTER_SPAMC_DEFAULTS, resolve
 from spambridge.options import Config, split_words
+from tests.support.config import make_config
 
 HELP = Path(__file__).resolve().parents[1] / "support" / "data" / "milter-spamc-1.17.1-help.txt"
 
@@ -20,7 +21,7 @@ HELP = Path(__file__).resolve().parents[1] / "support" / "data" / "milter-spamc-
 def from_file(tmp_path: Path, text: str, *argv: str) -> Config:
     cf = tmp_path / "milter-spamc.cf"
     cf.write_text(text)
-    return resolve([f"file={cf}", *argv])[1].config
+    return make_config(*argv, option_file=cf)
 
 
 @pytest.mark.parametrize(
@@ -107,7 +108,7 @@ def test_options_spamd_max_size_alone_means_milter_spamc_truncation(tmp_path: Pa
 
 
 def test_options_milter_spamc_name_takes_milter_spamc_defaults() -> None:
-    c = resolve(["file="], MILTER_SPAMC_DEFAULTS)[1].config
+    c = make_config(defaults=MILTER_SPAMC_DEFAULTS)
     assert (c.daemon, c.run_user, c.run_group, c.work_dir) == (True, "milter", "milter", "/var/tmp")
     assert (c.spamd_max_size, c.oversize_action) == (64, "truncate")
 

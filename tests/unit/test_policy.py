@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 import pytest
 
 from spambridge import policy
-from spambridge.cli import resolve
 from spambridge.errors import SpamdTimeout, SpamdUnavailable
 from spambridge.milter.flags import Family
 from spambridge.milter.messages import (
@@ -22,6 +21,7 @@ from spambridge.milter.messages import (
 from spambridge.options import Config
 from spambridge.spamd.protocol import Verdict
 from spambridge.transaction import Client, Macros, Recipient, Transaction
+from tests.support.config import make_config
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 REPORT = (
@@ -34,7 +34,7 @@ REPORT = (
 
 
 def cfg(*argv: str) -> Config:
-    return resolve(["file=", *argv])[1].config
+    return make_config(*argv)
 
 
 def txn(*headers: tuple[bytes, bytes], rcpts: int = 1) -> Transaction:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from spambridge import policy
 from spambridge.access import AccessMap
-from spambridge.cli import resolve
 from spambridge.decision import Action, Kind
 from spambridge.milter.flags import ActionFlags, Family
 from spambridge.milter.messages import (
@@ -19,6 +18,7 @@ from spambridge.milter.messages import (
 )
 from spambridge.options import Config
 from spambridge.transaction import Client, Macros, Transaction
+from tests.support.config import make_config
 
 EDITS = (
     ChangeHeader(1, b"X-Spam-Flag", b""),
@@ -43,7 +43,7 @@ def test_policy_grant_keeps_what_the_mta_granted() -> None:
 
 
 def cfg(*argv: str) -> Config:
-    return resolve(["file=", *argv])[1].config
+    return make_config(*argv)
 
 
 def access_file(tmp_path: Path, line: str) -> str:

@@ -7,8 +7,8 @@ import logging
 import pytest
 
 from spambridge.milter.messages import ChangeHeader, Continue, FinalReply, Reply, ReplyCode
-from tests.scenarios.conftest import BODY, HEADERS, ClientFactory, messages, open_session
 from tests.support.controller import Running
+from tests.support.scenario import BODY, HEADERS, ClientFactory, messages, open_session
 
 ACTIONS = ("accept", "tempfail", "reject")
 # A forged verdict header in the message: only its deletion survives a fail-open accept.

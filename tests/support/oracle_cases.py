@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tests.oracle.harness import Message, local_rcpt, remote_rcpt
+from tests.support.oracle_harness import Message, local_rcpt, remote_rcpt
 from tools.stack import GTUBE
 
 # The option file every set starts from: what the tests need, nothing more.

@@ -14,6 +14,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.policy_messages import deliver, headers_with, open_client
+from tools.fake_spamd import FakeSpamd
+from tools.milter_client import EomResult
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -104,3 +108,19 @@ def start_daemon(
             pass_fds=tuple(pass_fds),
         )
     return Daemon(proc, log_path, socket_path)
+
+
+async def send(address: str | tuple[str, int], body: bytes) -> EomResult:
+    client = await open_client(address)
+    try:
+        result = await deliver(client, headers_with(), body)
+        await client.quit()
+    finally:
+        await client.close()
+    return result
+
+
+async def running(workdir: Path, spamd: FakeSpamd, *args: str, **kw: object) -> Daemon:
+    daemon = start_daemon(workdir, [f"spamd-socket={spamd.address}", *args], **kw)  # type: ignore[arg-type]
+    await daemon.wait_socket()
+    return daemon
