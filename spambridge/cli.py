@@ -30,8 +30,8 @@ from spambridge.options import (
     Config,
     ParsedArgs,
     Settings,
-    _wrap,
     build_config,
+    help_text,
     option_file_text,
     parse_argv,
     read_option_file,
@@ -64,43 +64,6 @@ MILTER_SPAMC_DEFAULTS: Mapping[str, str] = {
     # so spambridge then reads none
     **({"access-db": "/etc/mail/access.db"} if os.path.exists("/etc/mail/access.db") else {}),
 }
-
-USAGE = """\
-usage: spambridge [OPTIONS] [run | check | scan FILE|-]
-
-A milter between Sendmail/Postfix and SpamAssassin's spamd; a drop-in replacement for
-milter-spamc. Options take milter-spamc's form (name=value, name+=value, +name, -name) or
-the GNU form (--name VALUE, --name=VALUE, --name, --no-name). Option names are
-case-insensitive. file=PATH is read first; the command line applies on top.
-
-subcommands:
-  run (default)   serve the MTA on milter-socket
-  check           validate the configuration and print it in option-file form
-  scan FILE|-     scan one message with the configured spamd, without an MTA, through
-                  the daemon's own decisions (access map, skip rules, size, policy):
-                  print the verdict, the action and reply, then the headers as the
-                  recipient would see them (--json: one JSON object instead). The
-                  envelope: --client-address IP (default 127.0.0.1), --sender ADDRESS
-                  (default <>), --recipient ADDRESS (repeat for several). Exit status
-                  as spamc -E: 0 ham, 1 spam, 69 spamd unavailable or failing
-  +help           print every option in option-file form
-"""
-
-
-def help_text() -> str:
-    lines = [USAGE]
-    group = ""
-    for opt in OPTIONS:
-        if opt.group != group:
-            group = opt.group
-            lines.append(f"\n{group} options:")
-        value = {"bool": "", "list": " LIST", "choice": " {" + ",".join(opt.choices) + "}"}.get(
-            opt.kind, " VALUE"
-        )
-        lines.append(f"  --{opt.name}{value}")
-        default = opt.default if opt.default else "''"
-        lines.extend("      " + chunk for chunk in _wrap(f"{opt.help} (default: {default})", 74))
-    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True, slots=True)

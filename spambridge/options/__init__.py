@@ -1,0 +1,42 @@
+"""THE option table and what is built from it, split by job:
+
+- `table.py`: one row per option (name, type, default, help, milter-spamc spelling);
+- `syntax.py`: the command line in both syntaxes, the option file as libsnert reads it,
+  aliases and the milter-spamc options accepted and ignored;
+- `config.py`: the finished, frozen `Config`, built by one loop over the table plus the
+  checks across options;
+- `render.py`: `--help`, the option file (`+help`, `check`), the README table, the man page.
+
+The command line, the option file, `--help`, the README table and the man page all come from
+the one table, so they cannot drift apart. The names below are the package's public API.
+"""
+
+from __future__ import annotations
+
+from spambridge.options.config import Config, build_config
+from spambridge.options.render import format_value, help_text, option_file_text
+from spambridge.options.syntax import (
+    BY_NAME,
+    ParsedArgs,
+    Settings,
+    parse_argv,
+    read_option_file,
+    split_words,
+)
+from spambridge.options.table import OPTIONS, Option
+
+__all__ = [
+    "BY_NAME",
+    "OPTIONS",
+    "Config",
+    "Option",
+    "ParsedArgs",
+    "Settings",
+    "build_config",
+    "format_value",
+    "help_text",
+    "option_file_text",
+    "parse_argv",
+    "read_option_file",
+    "split_words",
+]
