@@ -1,6 +1,8 @@
 """THE option table and what is built from it, split by job:
 
-- `table.py`: one row per option (name, type, default, help, milter-spamc spelling);
+- `values.py`: what a row is (`Option[T]`) and the types of value it can take, each with
+  its parser, its formatter and the type of its `Config` field;
+- `table.py`: one row per option (name, value type, default, help, milter-spamc spelling);
 - `syntax.py`: the command line in both syntaxes, the option file as libsnert reads it,
   aliases and the milter-spamc options accepted and ignored;
 - `config.py`: the finished, frozen `Config`, built by one loop over the table plus the
@@ -23,7 +25,8 @@ from spambridge.options.syntax import (
     read_option_file,
     split_words,
 )
-from spambridge.options.table import OPTIONS, Option
+from spambridge.options.table import OPTIONS
+from spambridge.options.values import Option
 
 __all__ = [
     "BY_NAME",

@@ -5,55 +5,42 @@ sense together and that the packages some options need are installed."""
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 
 from spambridge.access import AccessMap
-from spambridge.durations import DURATION_FORMS, parse_duration
 from spambridge.errors import ConfigError
-from spambridge.metrics import ListenAddress, parse_metrics_listen
-from spambridge.milter_socket import SocketSpec, parse_milter_socket
+from spambridge.metrics import ListenAddress
+from spambridge.milter_socket import SocketSpec
 from spambridge.options.syntax import Settings
 from spambridge.options.table import (
-    FALSE_WORDS,
     OPTIONS,
-    TRUE_WORDS,
-    VERBOSE_WORDS,
     EventLoop,
     HeaderStyle,
     LogTarget,
     MailPolicy,
-    Option,
     OversizeAction,
     ScanAuthenticated,
     SpamdErrorAction,
     SpamdUserFrom,
 )
-from spambridge.replies import ReplySpec, parse_reply_option
+from spambridge.replies import ReplySpec
 from spambridge.spamd.endpoints import (
     SpamdEndpoint,
     SpamdTimeouts,
     legacy_spamd_timeouts,
-    parse_spamd_sockets,
     parse_spamd_timeouts,
 )
 from spambridge.spamd.hosts import Select
 from spambridge.spamd.protocol import SpamdCommand
-
-# The SMTP replies the admin configures, and the codes each accepts (parsed by build_config).
-REPLY_OPTIONS: Mapping[str, str] = {
-    "reject-reply": "45",
-    "tempfail-reply": "4",
-    "spamd-tempfail-reply": "4",
-    "spamd-reject-reply": "5",
-}
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
     """A finished configuration, valid as a whole: every option parsed once into its type
     (a typed value the admin writes as text keeps that text in its `source`, for `check`).
-    Field names are the option names with '-' -> '_'."""
+    One field per row of the table, named as the option with '-' -> '_', of the type the
+    row's value type names (tests/unit/test_options.py compares them field by field)."""
 
     milter_socket: SocketSpec
     milter_timeout: float
@@ -67,8 +54,8 @@ class Config:
     spamd_timeout: float
     spamd_timeouts: SpamdTimeouts  # spamd-timeout folded in when only it is given
     spamd_max_size: int
-    spamd_max_reply_size: int
     oversize_action: OversizeAction
+    spamd_max_reply_size: int
     skip_body: bool
     spamd_command: SpamdCommand
     spamd_user: str
@@ -146,45 +133,11 @@ class Config:
         return self.spamd_max_size * 1024 - self.spamd_max_size // 64
 
 
-def _convert(opt: Option, raw: str | list[str]) -> object:
-    if opt.kind == "list":
-        return tuple(raw) if isinstance(raw, list) else tuple(raw.split())
-    assert isinstance(raw, str)
-    value = raw.strip()
-    if opt.kind == "bool":
-        if value.lower() in TRUE_WORDS:
-            return True
-        if value.lower() in FALSE_WORDS:
-            return False
-        raise ConfigError(opt.name, f"{raw!r} is not a boolean: write +{opt.name} or -{opt.name}")
-    if opt.kind == "int":
-        try:
-            return int(value, 0)
-        except ValueError:
-            raise ConfigError(opt.name, f"{raw!r} is not a whole number") from None
-    if opt.kind in ("float", "optfloat"):
-        if opt.kind == "optfloat" and value == "":
-            return None
-        try:
-            return float(value)
-        except ValueError:
-            raise ConfigError(opt.name, f"{raw!r} is not a number") from None
-    if opt.kind == "seconds":
-        seconds = parse_duration(value)
-        if seconds is None:
-            raise ConfigError(opt.name, f"{raw!r} is not a duration: write {DURATION_FORMS}")
-        return seconds
-    if opt.kind == "choice":
-        for choice in opt.choices:
-            if value.lower() == choice.lower():
-                return choice
-        raise ConfigError(opt.name, f"{raw!r} is not one of: {', '.join(opt.choices)}")
-    return value
-
-
 def build_config(settings: Settings, defaults: Mapping[str, str] | None = None) -> Config:
-    """Validate settings over the table's defaults (or `defaults` overrides) into a Config."""
-    kwargs: dict[str, object] = {}
+    """Validate settings over the table's defaults (or `defaults` overrides) into a Config:
+    each row reads its own value; then milter-spamc's meanings and the checks across
+    options."""
+    values: dict[str, object] = {}
     for opt in OPTIONS:
         raw: str | list[str]
         if opt.name in settings.values:
@@ -193,108 +146,27 @@ def build_config(settings: Settings, defaults: Mapping[str, str] | None = None) 
             raw = defaults[opt.name]
         else:
             raw = opt.default
-        kwargs[opt.attr] = _convert(opt, raw)
-    explicit = settings.explicit | set(defaults or ())
-    if "spamd-max-size" in explicit and "oversize-action" not in explicit:
-        # milter-spamc's spamd-max-size means "scan the first N KB": a file written for it
-        # keeps scanning what it scanned.
-        kwargs["oversize_action"] = "truncate"
-    kwargs["socket_mode"] = _octal("socket-mode", str(kwargs["socket_mode"]))
-    kwargs["milter_socket"] = parse_milter_socket(str(kwargs["milter_socket"]))
-    text = str(kwargs["access_db"])  # a bad map is a start-up error, not a surprise later
-    kwargs["access_db"] = AccessMap.load(text) if text else AccessMap.empty()
-    for name, klass in REPLY_OPTIONS.items():
-        text = str(kwargs[name.replace("-", "_")])
-        kwargs[name.replace("-", "_")] = parse_reply_option(name, text, klass)
-    kwargs["metrics_listen"] = parse_metrics_listen(str(kwargs["metrics_listen"]))
-    kwargs["trusted_networks"] = _networks(kwargs["trusted_networks"])  # type: ignore[arg-type]
-    kwargs["verbose"] = _verbose(str(kwargs["verbose"]))
-    kwargs["explicit"] = frozenset(settings.explicit)
-    kwargs["spamd_socket"] = parse_spamd_sockets(kwargs["spamd_socket"])  # type: ignore[arg-type]
-    kwargs["spamd_timeouts"] = _spamd_timeouts(kwargs, settings.explicit)
-    _check_ranges(kwargs)
-    config = Config(**kwargs)  # type: ignore[arg-type]
+        values[opt.attr] = opt.read(raw)
+    _milter_spamc_meanings(values, settings.explicit, settings.explicit | set(defaults or ()))
+    config = Config(**values, explicit=frozenset(settings.explicit))  # type: ignore[arg-type]
     _check_together(config)
     _check_installed(config)
     return config
 
 
-def _spamd_timeouts(kw: Mapping[str, object], explicit: Iterable[str]) -> SpamdTimeouts:
-    """spamd-timeouts, or milter-spamc's single spamd-timeout (see legacy_spamd_timeouts)
-    when only that one is given."""
-    if "spamd-timeout" in explicit and "spamd-timeouts" not in explicit:
-        single = kw["spamd_timeout"]
+def _milter_spamc_meanings(
+    values: dict[str, object], given: Set[str], given_or_defaulted: Set[str]
+) -> None:
+    """What an option file written for milter-spamc means, where a new option took over."""
+    if "spamd-max-size" in given_or_defaulted and "oversize-action" not in given_or_defaulted:
+        # milter-spamc's spamd-max-size means "scan the first N KB": a file written for it
+        # keeps scanning what it scanned.
+        values["oversize_action"] = "truncate"
+    if "spamd-timeout" in given and "spamd-timeouts" not in given:
+        # its one spamd-timeout sets all of spamd-timeouts (see legacy_spamd_timeouts)
+        single = values["spamd_timeout"]
         assert isinstance(single, float)
-        return parse_spamd_timeouts(legacy_spamd_timeouts(single))
-    return parse_spamd_timeouts(str(kw["spamd_timeouts"]))
-
-
-def _octal(name: str, value: str) -> int:
-    try:
-        mode = int(value, 8)
-    except ValueError:
-        raise ConfigError(name, f"{value!r} is not an octal mode such as 0660") from None
-    if not 0 <= mode <= 0o777:
-        raise ConfigError(name, f"{value!r} is outside 0000..0777")
-    return mode
-
-
-def _networks(
-    entries: Iterable[str],
-) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    out = []
-    # Commas separate entries too: spamass-milter -i and glts --trusted-networks write them so.
-    for entry in (part for value in entries for part in value.split(",") if part.strip()):
-        try:
-            text = entry.strip().replace("[", "").replace("]", "")
-            out.append(ipaddress.ip_network(text, strict=False))
-        except ValueError:
-            raise ConfigError(
-                "trusted-networks",
-                f"{entry!r} is not a network: write 192.0.2.0/24 or 2001:db8::/32",
-            ) from None
-    return tuple(out)
-
-
-def _verbose(value: str) -> frozenset[str]:
-    words = {w.strip().lower() for w in value.split(",") if w.strip()}
-    bad = words - set(VERBOSE_WORDS)
-    if bad:
-        raise ConfigError(
-            "verbose", f"unknown categories {sorted(bad)}; accepted: {', '.join(VERBOSE_WORDS)}"
-        )
-    if "all" in words:
-        words |= set(VERBOSE_WORDS) - {"0"}
-    return frozenset(words - {"0"})
-
-
-def _check_ranges(kw: Mapping[str, object]) -> None:
-    def positive(name: str, minimum: float = 1) -> None:
-        value = kw[name.replace("-", "_")]
-        assert isinstance(value, int | float)
-        if value < minimum:
-            raise ConfigError(name, f"must be at least {minimum}, got {value}")
-
-    positive("max-connections")
-    positive("milter-queue")
-    positive("spamd-max-connections")
-    positive("spamd-connect-retries")
-    positive("progress-interval", 0.1)
-    positive("milter-timeout", 1)
-    positive("max-frame-size", 65536 + 1)
-    positive("spamd-max-size", 0)
-    positive("spamd-max-reply-size", 1)
-    positive("shutdown-grace", 0)
-    positive("spamd-cooldown", 0)
-    positive("spamd-slow-samples")
-    slow = kw["spamd_slow_factor"]
-    assert isinstance(slow, float)
-    if slow != 0 and not 1 < slow < 1e6:
-        raise ConfigError("spamd-slow-factor", f"must be 0 (off) or above 1, got {slow:g}")
-    level = kw["level_character"]
-    assert isinstance(level, str)
-    if len(level.encode("utf-8", "surrogateescape")) > 1:
-        raise ConfigError("level-character", f"{level!r}: one ASCII character, or empty")
+        values["spamd_timeouts"] = parse_spamd_timeouts(legacy_spamd_timeouts(single))
 
 
 def _check_together(config: Config) -> None:

@@ -4,15 +4,14 @@ the README table and the man page (scripts/gen_docs.py writes those two files)."
 from __future__ import annotations
 
 import re
+from typing import Any, TypeVar
 
 from spambridge import __version__
-from spambridge.access import AccessMap
-from spambridge.metrics import ListenAddress
-from spambridge.milter_socket import SocketSpec
 from spambridge.options.config import Config
-from spambridge.options.table import OPTIONS, TRUE_WORDS, Option
-from spambridge.replies import ReplySpec
-from spambridge.spamd.endpoints import SpamdTimeouts, spamd_sockets_text
+from spambridge.options.table import OPTIONS
+from spambridge.options.values import TRUE_WORDS, Option
+
+T = TypeVar("T")
 
 # ------------------------------------------------------------------ the option file
 
@@ -40,29 +39,9 @@ def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def format_value(opt: Option, value: object) -> str:
-    if opt.kind == "bool":
-        return "+" if value else "-"
-    if opt.name == "socket-mode":
-        assert isinstance(value, int)
-        return f"0{value:o}"
-    if opt.name == "verbose":
-        assert isinstance(value, frozenset)
-        return ",".join(sorted(value))
-    if isinstance(value, SpamdTimeouts):
-        return value.text()
-    if isinstance(value, SocketSpec | ReplySpec | AccessMap | ListenAddress):
-        return value.source
-    if opt.name == "spamd-socket":
-        assert isinstance(value, tuple)
-        return spamd_sockets_text(value)
-    if isinstance(value, tuple):
-        return " ".join(str(v) for v in value)
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+def format_value(opt: Option[T], value: T) -> str:
+    """The text of `opt` that reads back to `value` (what `check` prints)."""
+    return opt.write(value)
 
 
 def wrap(text: str, width: int) -> list[str]:
@@ -128,12 +107,12 @@ GROUP_TITLES = {
 }
 
 
-def shown_default(opt: Option) -> str:
+def shown_default(opt: Option[Any]) -> str:
     return opt.default if opt.default else "''"
 
 
-def _groups() -> list[tuple[str, list[Option]]]:
-    out: list[tuple[str, list[Option]]] = []
+def _groups() -> list[tuple[str, list[Option[Any]]]]:
+    out: list[tuple[str, list[Option[Any]]]] = []
     for opt in OPTIONS:
         if not out or out[-1][0] != opt.group:
             out.append((opt.group, []))

@@ -16,15 +16,16 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from spambridge.errors import ConfigError
-from spambridge.options.table import OPTIONS, Option, boolean
+from spambridge.options.table import OPTIONS
+from spambridge.options.values import Option, boolean
 
 # milter-spamc registers "discard-low-precedence-" (a missing comma in its option table), so
 # option files written from its +help carry that spelling.
 ALIASES: Mapping[str, str] = {"discard-low-precedence-": "discard-low-precedence"}
-BY_NAME: Mapping[str, Option] = {o.name: o for o in OPTIONS} | {
+BY_NAME: Mapping[str, Option[Any]] = {o.name: o for o in OPTIONS} | {
     alias: next(o for o in OPTIONS if o.name == name) for alias, name in ALIASES.items()
 }
 
@@ -97,7 +98,7 @@ class Settings:
         self.explicit.add(key)
 
 
-def _defaults_list(opt: Option) -> list[str]:
+def _defaults_list(opt: Option[Any]) -> list[str]:
     return opt.default.split()
 
 
