@@ -2,11 +2,12 @@
 
 - `values.py`: what a row is (`Option[T]`) and the types of value it can take, each with
   its parser, its formatter and the type of its `Config` field;
-- `table.py`: one row per option (name, value type, default, help, milter-spamc spelling);
+- `table.py`: the `Config` class, whose fields are the table: one row per option (name,
+  value type, default, help, milter-spamc spelling), `OPTIONS` read from it;
 - `syntax.py`: the command line in both syntaxes, the option file as libsnert reads it,
   aliases and the milter-spamc options accepted and ignored;
-- `config.py`: the finished, frozen `Config`, built by one loop over the table plus the
-  checks across options;
+- `config.py`: `build_config`, the finished, frozen `Config` built by one loop over the table
+  plus the checks across options;
 - `render.py`: `--help`, the option file (`+help`, `check`), the README table, the man page.
 
 The command line, the option file, `--help`, the README table and the man page all come from
@@ -15,7 +16,7 @@ the one table, so they cannot drift apart. The names below are the package's pub
 
 from __future__ import annotations
 
-from spambridge.options.config import Config, build_config
+from spambridge.options.config import build_config
 from spambridge.options.render import format_value, help_text, option_file_text
 from spambridge.options.syntax import (
     BY_NAME,
@@ -25,7 +26,7 @@ from spambridge.options.syntax import (
     read_option_file,
     split_words,
 )
-from spambridge.options.table import OPTIONS
+from spambridge.options.table import OPTIONS, Config
 from spambridge.options.values import Option
 
 __all__ = [

@@ -1,136 +1,17 @@
 """The finished configuration: `build_config` turns the settings as written into a frozen
-`Config`, every value parsed once into its type, then checks the options that only make
-sense together and that the packages some options need are installed."""
+`Config` (table.py), every value read once by its row into its type, then checks the options
+that only make sense together and that the packages some options need are installed."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Set
-from dataclasses import dataclass
 
-from spambridge.access import AccessMap
 from spambridge.errors import ConfigError
-from spambridge.metrics import ListenAddress
-from spambridge.milter_socket import SocketSpec
 from spambridge.options.syntax import Settings
-from spambridge.options.table import (
-    OPTIONS,
-    EventLoop,
-    HeaderStyle,
-    LogTarget,
-    MailPolicy,
-    OversizeAction,
-    ScanAuthenticated,
-    SpamdErrorAction,
-    SpamdUserFrom,
-)
-from spambridge.replies import ReplySpec
-from spambridge.spamd.endpoints import (
-    SpamdEndpoint,
-    SpamdTimeouts,
-    legacy_spamd_timeouts,
-    parse_spamd_timeouts,
-)
-from spambridge.spamd.hosts import Select
-from spambridge.spamd.protocol import SpamdCommand
+from spambridge.options.table import OPTIONS, Config
+from spambridge.spamd.endpoints import legacy_spamd_timeouts, parse_spamd_timeouts
 
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    """A finished configuration, valid as a whole: every option parsed once into its type
-    (a typed value the admin writes as text keeps that text in its `source`, for `check`).
-    One field per row of the table, named as the option with '-' -> '_', of the type the
-    row's value type names (tests/unit/test_options.py compares them field by field)."""
-
-    milter_socket: SocketSpec
-    milter_timeout: float
-    milter_queue: int
-    max_connections: int
-    max_frame_size: int
-    progress_interval: float
-    socket_mode: int
-    socket_group: str
-    spamd_socket: tuple[SpamdEndpoint, ...]
-    spamd_timeout: float
-    spamd_timeouts: SpamdTimeouts  # spamd-timeout folded in when only it is given
-    spamd_max_size: int
-    oversize_action: OversizeAction
-    spamd_max_reply_size: int
-    skip_body: bool
-    spamd_command: SpamdCommand
-    spamd_user: str
-    spamd_user_from: SpamdUserFrom
-    no_user_config: bool
-    is_gateway: bool
-    spamd_select: Select
-    spamd_connect_retries: int
-    spamd_cooldown: float
-    spamd_slow_factor: float
-    spamd_slow_samples: int
-    spamd_max_connections: int
-    spamd_ca_file: str
-    spamd_error_action: SpamdErrorAction
-    spamd_tempfail_reply: ReplySpec
-    spamd_reject_reply: ReplySpec
-    header_style: HeaderStyle
-    spamd_rewrite_body: bool
-    always_add_flag: bool
-    always_add_level: bool
-    level_character: str
-    subject_tag: str
-    subject_tag_score: bool
-    add_scanned_by: bool
-    extra_reject: float
-    extra_discard: float
-    discard_low_precedence: bool
-    reject_score: float | None
-    discard_score: float | None
-    tempfail_score: float | None
-    extra_tempfail: float
-    tempfail_reply: ReplySpec
-    quarantine_score: float | None
-    quarantine_reason: str
-    reject_reply: ReplySpec
-    smtp_detailed_reply: bool
-    extra_low_spam: float
-    mail_policy: MailPolicy
-    mail_spam: str
-    mail_low_spam: str
-    mail_format: str
-    mail_ham: str
-    mail_archive: str
-    max_untrusted: int
-    dry_run: bool
-    smtp_auth_ok: bool
-    scan_authenticated: ScanAuthenticated
-    outbound_reject_score: float | None
-    trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
-    access_db: AccessMap
-    smdb_relay_ok: bool
-    access_db_blacklist: bool
-    file: str
-    daemon: bool
-    pid_file: str
-    run_user: str
-    run_group: str
-    work_dir: str
-    shutdown_grace: float
-    event_loop: EventLoop
-    log: LogTarget
-    verbose: frozenset[str]
-    metrics_listen: ListenAddress | None
-    explicit: frozenset[str] = frozenset()  # the options given, not defaulted
-
-    @property
-    def max_scan_bytes(self) -> int:
-        """spamd-max-size in bytes; 0 means no limit."""
-        return self.spamd_max_size * 1024
-
-    @property
-    def truncate_bytes(self) -> int:
-        """Body bytes milter-spamc takes before it stops (KB*1024 - KB/64: 65535 for 64 KB,
-        one libmilter body chunk); 0 means no limit."""
-        return self.spamd_max_size * 1024 - self.spamd_max_size // 64
+__all__ = ["Config", "build_config"]
 
 
 def build_config(settings: Settings, defaults: Mapping[str, str] | None = None) -> Config:

@@ -1,19 +1,29 @@
-"""THE option table: one row per option, in the order `--help`, the option file, the README
-table and the man page show them.
+"""THE option table, which is also the `Config` class: one field per option, in the order
+`--help`, the option file, the README table and the man page show them.
 
-A row is `_o(name, TYPE, default, help, group=..., legacy=...)`: the option's name, its value
-type (values.py: `BOOL`, `WHOLE`, `NUMBER`, `OPTIONAL_NUMBER`, `SECONDS`, `TEXT`,
-`choice(SomeLiteral)`, `reply("45")`, or a typed one such as `SPAMD_SOCKETS`; `.at_least(N)`
-refuses smaller numbers), its default as written in an option file, its help, its group, and
-whether milter-spamc has it under that name (legacy=True, the default). Adding an option is a
-row here, a field of the type `TYPE.hint` names at the same place in `Config` (config.py; a
-test compares the two), and the code that uses it.
+A row is a field, `attr: FieldType = _o(name, TYPE, default, help, group=..., legacy=...)`:
+the option's value type (values.py: `BOOL`, `WHOLE`, `NUMBER`, `OPTIONAL_NUMBER`, `SECONDS`,
+`TEXT`, `choice(SomeLiteral)`, `reply("45")`, or a typed one such as `SPAMD_SOCKETS`;
+`.at_least(N)` refuses smaller numbers), its default as written in an option file, its help,
+its group, and whether milter-spamc has it under that name (legacy=True, the default). mypy
+checks that TYPE reads a FieldType; tests/unit/test_options.py checks the names and the
+Literal of each choice. Adding an option is one row here and the code that uses it.
 """
+
+# Each Config field's "default" is `_o(...)`: a dataclasses.field carrying the option's row,
+# not a value shared between instances; the field itself has no default.
+# ruff: noqa: RUF009
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+import dataclasses
+import ipaddress
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, cast
 
+from spambridge.access import AccessMap
+from spambridge.metrics import ListenAddress
+from spambridge.milter_socket import SocketSpec
 from spambridge.options.values import (
     ACCESS_MAP,
     BOOL,
@@ -36,16 +46,21 @@ from spambridge.options.values import (
     choice,
     reply,
 )
+from spambridge.replies import ReplySpec
+from spambridge.spamd.endpoints import SpamdEndpoint, SpamdTimeouts
 from spambridge.spamd.hosts import Select
 from spambridge.spamd.protocol import SpamdCommand
 
 T = TypeVar("T")
+ROW = "option"  # the key of a Config field's metadata that holds its row
 
 
 def _o(
     name: str, type: ValueType[T], default: str, help: str, *, group: str, legacy: bool = True
-) -> Option[T]:
-    return Option(name, type, default, help, group, legacy)
+) -> T:
+    """A row of the table, as the Config field that holds the option's value."""
+    row = Option(name, type, default, help, group, legacy)
+    return cast(T, dataclasses.field(metadata={ROW: row}))
 
 
 # The choices of the choice options: one place, used by the table and by Config's types.
@@ -59,41 +74,46 @@ EventLoop = Literal["auto", "asyncio", "uvloop"]
 LogTarget = Literal["stderr", "syslog"]
 
 
-OPTIONS: tuple[Option[Any], ...] = (
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A finished configuration (build_config makes it), valid as a whole: each field one
+    option, named as the option with '-' -> '_', its value read once into its type. A typed
+    value the admin writes as text keeps that text in its `source`, for `check`."""
+
     # --- milter side
-    _o(
+    milter_socket: SocketSpec = _o(
         "milter-socket",
         MILTER_SOCKET,
         "unix:/run/spambridge/spambridge.sock",
         "Socket the MTA connects to: unix:/path, local:/path, inet:PORT@HOST, "
         "inet6:PORT@HOST, or Postfix's inet:HOST:PORT.",
         group="milter",
-    ),
-    _o(
+    )
+    milter_timeout: float = _o(
         "milter-timeout",
         SECONDS.at_least(1),
         "7210",
         "Idle time allowed between two packets from the MTA before the connection is "
         "closed (libmilter's default).",
         group="milter",
-    ),
-    _o(
+    )
+    milter_queue: int = _o(
         "milter-queue",
         WHOLE.at_least(1),
         "1024",
         "Listen backlog of the milter socket: connects the kernel holds until accepted "
         "(milter-spamc: 20; capped by net.core.somaxconn).",
         group="milter",
-    ),
-    _o(
+    )
+    max_connections: int = _o(
         "max-connections",
         WHOLE.at_least(1),
         "1000",
         "Most MTA connections served at once; more are refused and logged.",
         group="milter",
         legacy=False,
-    ),
-    _o(
+    )
+    max_frame_size: int = _o(
         "max-frame-size",
         WHOLE.at_least(65536 + 1),
         "1048576",
@@ -101,8 +121,8 @@ OPTIONS: tuple[Option[Any], ...] = (
         "as one packet).",
         group="milter",
         legacy=False,
-    ),
-    _o(
+    )
+    progress_interval: float = _o(
         "progress-interval",
         SECONDS.at_least(0.1),
         "5",
@@ -110,25 +130,25 @@ OPTIONS: tuple[Option[Any], ...] = (
         "so the MTA's read timeout (Sendmail R=, default 10s) never fires.",
         group="milter",
         legacy=False,
-    ),
-    _o(
+    )
+    socket_mode: int = _o(
         "socket-mode",
         OCTAL_MODE,
         "0660",
         "Permission bits of a unix milter socket (octal).",
         group="milter",
         legacy=False,
-    ),
-    _o(
+    )
+    socket_group: str = _o(
         "socket-group",
         TEXT,
         "",
         "Group owning a unix milter socket (e.g. postfix); empty keeps the default.",
         group="milter",
         legacy=False,
-    ),
+    )
     # --- spamd side
-    _o(
+    spamd_socket: tuple[SpamdEndpoint, ...] = _o(
         "spamd-socket",
         SPAMD_SOCKETS,
         "127.0.0.1:783",
@@ -136,16 +156,17 @@ OPTIONS: tuple[Option[Any], ...] = (
         "Repeat the option or separate entries with spaces or commas for a pool. Empty disables "
         "scanning.",
         group="spamd",
-    ),
-    _o(
+    )
+    spamd_timeout: float = _o(
         "spamd-timeout",
         SECONDS,
         "120",
         "milter-spamc's single spamd timeout: when set, it sets all four spamd-timeouts "
         "fields. 0 means the longest limit (1 hour).",
         group="spamd",
-    ),
-    _o(
+    )
+    # spamd-timeout folded in when only it is given (config.py)
+    spamd_timeouts: SpamdTimeouts = _o(
         "spamd-timeouts",
         SPAMD_TIMEOUTS,
         "C:5s;S:30s;R:110s;E:120s",
@@ -153,16 +174,16 @@ OPTIONS: tuple[Option[Any], ...] = (
         "R each read, E end (whole scan, failover and slot wait included).",
         group="spamd",
         legacy=False,
-    ),
-    _o(
+    )
+    spamd_max_size: int = _o(
         "spamd-max-size",
         WHOLE.at_least(0),
         "500",
         "KB of the message given to spamd; 0 means no limit. Set without oversize-action "
         "(as in a milter-spamc file) it keeps milter-spamc's meaning: scan the first N KB.",
         group="spamd",
-    ),
-    _o(
+    )
+    oversize_action: OversizeAction = _o(
         "oversize-action",
         choice(OversizeAction),
         "skip",
@@ -171,8 +192,8 @@ OPTIONS: tuple[Option[Any], ...] = (
         "Defaults to truncate when spamd-max-size is set and this is not.",
         group="spamd",
         legacy=False,
-    ),
-    _o(
+    )
+    spamd_max_reply_size: int = _o(
         "spamd-max-reply-size",
         WHOLE.at_least(1),
         "1024",
@@ -180,8 +201,8 @@ OPTIONS: tuple[Option[Any], ...] = (
         "size); a longer reply is a bad response, handled by spamd-error-action.",
         group="spamd",
         legacy=False,
-    ),
-    _o(
+    )
+    skip_body: bool = _o(
         "skip-body",
         BOOL,
         "-",
@@ -191,23 +212,23 @@ OPTIONS: tuple[Option[Any], ...] = (
         "slow link to the milter.",
         group="spamd",
         legacy=False,
-    ),
-    _o(
+    )
+    spamd_command: SpamdCommand = _o(
         "spamd-command",
         choice(SpamdCommand),
         "REPORT",
         "spamd request: CHECK, SYMBOLS, REPORT, REPORT_IFSPAM (milter-spamc style), "
         "HEADERS or PROCESS (header-style=spamassassin; PROCESS with +spamd-rewrite-body).",
         group="spamd",
-    ),
-    _o(
+    )
+    spamd_user: str = _o(
         "spamd-user",
         TEXT,
         "",
         "spamd User when no single local recipient is found.",
         group="spamd",
-    ),
-    _o(
+    )
+    spamd_user_from: SpamdUserFrom = _o(
         "spamd-user-from",
         choice(SpamdUserFrom),
         "passwd",
@@ -217,23 +238,23 @@ OPTIONS: tuple[Option[Any], ...] = (
         "(always spamd-user).",
         group="spamd",
         legacy=False,
-    ),
-    _o(
+    )
+    no_user_config: bool = _o(
         "no-user-config",
         BOOL,
         "-",
         "Always send spamd-user; never a per-recipient user.",
         group="spamd",
-    ),
-    _o(
+    )
+    is_gateway: bool = _o(
         "is-gateway",
         BOOL,
         "-",
         "Treat a recipient at a local-use address literal as local (its local part becomes "
         "the spamd user).",
         group="spamd",
-    ),
-    _o(
+    )
+    spamd_select: Select = _o(
         "spamd-select",
         choice(Select),
         "least-loaded",
@@ -242,16 +263,16 @@ OPTIONS: tuple[Option[Any], ...] = (
         "random. A spamd-socket entry may end in ;weight=N (default 1) for a bigger host.",
         group="spamd",
         legacy=False,
-    ),
-    _o(
+    )
+    spamd_connect_retries: int = _o(
         "spamd-connect-retries",
         WHOLE.at_least(1),
         "1",
         "Connect attempts per spamd host and scan.",
         group="spamd",
         legacy=False,
-    ),
-    _o(
+    )
+    spamd_cooldown: float = _o(
         "spamd-cooldown",
         SECONDS.at_least(0),
         "30",
@@ -260,8 +281,8 @@ OPTIONS: tuple[Option[Any], ...] = (
         "set-asides.",
         group="spamd",
         legacy=False,
-    ),
-    _o(
+    )
+    spamd_slow_factor: float = _o(
         "spamd-slow-factor",
         FACTOR,
         "5",
@@ -270,8 +291,8 @@ OPTIONS: tuple[Option[Any], ...] = (
         "0 disables.",
         group="spamd",
         legacy=False,
-    ),
-    _o(
+    )
+    spamd_slow_samples: int = _o(
         "spamd-slow-samples",
         WHOLE.at_least(1),
         "5",
@@ -279,8 +300,8 @@ OPTIONS: tuple[Option[Any], ...] = (
         "can be judged slow; also the window of its recent latency.",
         group="spamd",
         legacy=False,
-    ),
-    _o(
+    )
+    spamd_max_connections: int = _o(
         "spamd-max-connections",
         WHOLE.at_least(1),
         "16",
@@ -288,16 +309,16 @@ OPTIONS: tuple[Option[Any], ...] = (
         "counts against the E timeout.",
         group="spamd",
         legacy=False,
-    ),
-    _o(
+    )
+    spamd_ca_file: str = _o(
         "spamd-ca-file",
         TEXT,
         "",
         "CA file to verify ssl: spamd hosts (spamd --ssl).",
         group="spamd",
         legacy=False,
-    ),
-    _o(
+    )
+    spamd_error_action: SpamdErrorAction = _o(
         "spamd-error-action",
         choice(SpamdErrorAction),
         "accept",
@@ -305,25 +326,25 @@ OPTIONS: tuple[Option[Any], ...] = (
         "tempfail (4xx, like Sendmail F=T) or reject (5xx, like F=R).",
         group="spamd",
         legacy=False,
-    ),
-    _o(
+    )
+    spamd_tempfail_reply: ReplySpec = _o(
         "spamd-tempfail-reply",
         reply("4"),
         "451 4.7.1 spam scanner unavailable, try again later",
         "SMTP reply for spamd-error-action=tempfail.",
         group="spamd",
         legacy=False,
-    ),
-    _o(
+    )
+    spamd_reject_reply: ReplySpec = _o(
         "spamd-reject-reply",
         reply("5"),
         "550 5.7.1 spam scanner unavailable",
         "SMTP reply for spamd-error-action=reject.",
         group="spamd",
         legacy=False,
-    ),
+    )
     # --- headers
-    _o(
+    header_style: HeaderStyle = _o(
         "header-style",
         choice(HeaderStyle),
         "milter-spamc",
@@ -331,8 +352,8 @@ OPTIONS: tuple[Option[Any], ...] = (
         "SpamAssassin's own X-Spam-* headers (spamd-command=HEADERS).",
         group="headers",
         legacy=False,
-    ),
-    _o(
+    )
+    spamd_rewrite_body: bool = _o(
         "spamd-rewrite-body",
         BOOL,
         "-",
@@ -341,17 +362,21 @@ OPTIONS: tuple[Option[Any], ...] = (
         "milter then asks the MTA for the body-change action.",
         group="headers",
         legacy=False,
-    ),
-    _o("always-add-flag", BOOL, "-", "Add X-Spam-Flag: NO to ham too.", group="headers"),
-    _o("always-add-level", BOOL, "-", "Add X-Spam-Level to ham too.", group="headers"),
-    _o(
+    )
+    always_add_flag: bool = _o(
+        "always-add-flag", BOOL, "-", "Add X-Spam-Flag: NO to ham too.", group="headers"
+    )
+    always_add_level: bool = _o(
+        "always-add-level", BOOL, "-", "Add X-Spam-Level to ham too.", group="headers"
+    )
+    level_character: str = _o(
         "level-character",
         CHARACTER,
         "x",
         "Character repeated in X-Spam-Level; empty disables the header.",
         group="headers",
-    ),
-    _o(
+    )
+    subject_tag: str = _o(
         "subject-tag",
         TEXT,
         "[SPAM]",
@@ -359,55 +384,57 @@ OPTIONS: tuple[Option[Any], ...] = (
         "(the original subject), %d (score, whole number), %f or %.1f-style (score with "
         "decimals), %% (a percent sign): '***SPAM*** %s', '[SPAM %.1f] %s'.",
         group="headers",
-    ),
-    _o(
+    )
+    subject_tag_score: bool = _o(
         "subject-tag-score",
         BOOL,
         "-",
         "Add (score/threshold) to the subject tag.",
         group="headers",
-    ),
-    _o("add-scanned-by", BOOL, "+", "Add the X-Scanned-By header.", group="headers", legacy=False),
+    )
+    add_scanned_by: bool = _o(
+        "add-scanned-by", BOOL, "+", "Add the X-Scanned-By header.", group="headers", legacy=False
+    )
     # --- actions
-    _o(
+    extra_reject: float = _o(
         "extra-reject",
         NUMBER,
         "-1",
         "Reject spam when score >= threshold + N; -1 disables, 0 rejects all spam.",
         group="actions",
-    ),
-    _o(
+    )
+    extra_discard: float = _o(
         "extra-discard",
         NUMBER,
         "-1",
         "Discard spam when score >= threshold + N; -1 disables.",
         group="actions",
-    ),
-    _o(
+    )
+    discard_low_precedence: bool = _o(
         "discard-low-precedence",
         BOOL,
         "-",
         "Discard spam whose Precedence is list, junk or bulk (instead of rejecting or "
         "tagging it, as milter-spamc does).",
         group="actions",
-    ),
-    _o(
+    )
+    reject_score: float | None = _o(
         "reject-score",
         OPTIONAL_NUMBER,
         "",
         "Reject when score >= this absolute value; empty disables.",
         group="actions",
         legacy=False,
-    ),
-    _o(
+    )
+    discard_score: float | None = _o(
         "discard-score",
         OPTIONAL_NUMBER,
         "",
         "Discard when score >= this absolute value; empty disables.",
         group="actions",
         legacy=False,
-    ),
-    _o(
+    )
+    tempfail_score: float | None = _o(
         "tempfail-score",
         OPTIONAL_NUMBER,
         "",
@@ -415,8 +442,8 @@ OPTIONS: tuple[Option[Any], ...] = (
         "absolute value and no reject or discard applies; empty disables.",
         group="actions",
         legacy=False,
-    ),
-    _o(
+    )
+    extra_tempfail: float = _o(
         "extra-tempfail",
         NUMBER,
         "-1",
@@ -424,16 +451,16 @@ OPTIONS: tuple[Option[Any], ...] = (
         "thresholds); -1 disables.",
         group="actions",
         legacy=False,
-    ),
-    _o(
+    )
+    tempfail_reply: ReplySpec = _o(
         "tempfail-reply",
         reply("4"),
         "451 4.7.1 message looks like spam, try again later",
         "SMTP reply for the soft reject band (tempfail-score, extra-tempfail); must be 4xx.",
         group="actions",
         legacy=False,
-    ),
-    _o(
+    )
+    quarantine_score: float | None = _o(
         "quarantine-score",
         OPTIONAL_NUMBER,
         "",
@@ -441,16 +468,16 @@ OPTIONS: tuple[Option[Any], ...] = (
         "empty disables.",
         group="actions",
         legacy=False,
-    ),
-    _o(
+    )
+    quarantine_reason: str = _o(
         "quarantine-reason",
         TEXT,
         "spam score %score%/%threshold%",
         "Quarantine reason text.",
         group="actions",
         legacy=False,
-    ),
-    _o(
+    )
+    reject_reply: ReplySpec = _o(
         "reject-reply",
         reply("45"),
         "550 5.7.1 message was identified as junk mail",
@@ -458,49 +485,55 @@ OPTIONS: tuple[Option[Any], ...] = (
         "A 4xx code defers instead of bouncing: '451 4.7.1 text'.",
         group="actions",
         legacy=False,
-    ),
-    _o(
+    )
+    smtp_detailed_reply: bool = _o(
         "smtp-detailed-reply",
         BOOL,
         "+",
         "Multi-line reject listing the rules that hit; off gives 'This looks like spam.'",
         group="actions",
-    ),
-    _o(
+    )
+    extra_low_spam: float = _o(
         "extra-low-spam",
         NUMBER,
         "-1",
         "Spam with score <= threshold + N goes to mail-low-spam instead of mail-spam; -1 disables.",
         group="actions",
-    ),
-    _o(
+    )
+    mail_policy: MailPolicy = _o(
         "mail-policy",
         choice(MailPolicy),
         "none",
         "Spam neither rejected nor discarded: none, copy (bcc mail-spam) or redirect.",
         group="actions",
-    ),
-    _o("mail-spam", TEXT, "", "Spam collection address for copy and redirect.", group="actions"),
-    _o("mail-low-spam", TEXT, "", "Collection address for low-scoring spam.", group="actions"),
-    _o(
+    )
+    mail_spam: str = _o(
+        "mail-spam", TEXT, "", "Spam collection address for copy and redirect.", group="actions"
+    )
+    mail_low_spam: str = _o(
+        "mail-low-spam", TEXT, "", "Collection address for low-scoring spam.", group="actions"
+    )
+    mail_format: str = _o(
         "mail-format",
         TEXT,
         "",
         "With redirect and all recipients local: rewrite each recipient with %A %D %L %P "
         "%R %S %T %%.",
         group="actions",
-    ),
-    _o("mail-ham", TEXT, "", "Copy clean mail to this address.", group="actions"),
-    _o("mail-archive", TEXT, "", "Copy every message to this address.", group="actions"),
-    _o(
+    )
+    mail_ham: str = _o("mail-ham", TEXT, "", "Copy clean mail to this address.", group="actions")
+    mail_archive: str = _o(
+        "mail-archive", TEXT, "", "Copy every message to this address.", group="actions"
+    )
+    max_untrusted: int = _o(
         "max-untrusted",
         WHOLE,
         "-1",
         "Most recipients that are not white-listed; more get 452 4.5.3. 0 or -1 disables "
         "(as milter-spamc).",
         group="actions",
-    ),
-    _o(
+    )
+    dry_run: bool = _o(
         "dry-run",
         BOOL,
         "-",
@@ -509,16 +542,16 @@ OPTIONS: tuple[Option[Any], ...] = (
         "have happened (action=dry-run:ACTION).",
         group="actions",
         legacy=False,
-    ),
+    )
     # --- what not to scan
-    _o(
+    smtp_auth_ok: bool = _o(
         "smtp-auth-ok",
         BOOL,
         "+",
         "Do not scan mail from SMTP-authenticated senders.",
         group="policy",
-    ),
-    _o(
+    )
+    scan_authenticated: ScanAuthenticated = _o(
         "scan-authenticated",
         choice(ScanAuthenticated),
         "skip",
@@ -528,8 +561,8 @@ OPTIONS: tuple[Option[Any], ...] = (
         "outbound-reject-score when set). The verdict line says direction=outbound.",
         group="policy",
         legacy=False,
-    ),
-    _o(
+    )
+    outbound_reject_score: float | None = _o(
         "outbound-reject-score",
         OPTIONAL_NUMBER,
         "",
@@ -537,8 +570,8 @@ OPTIONS: tuple[Option[Any], ...] = (
         "reject-score and extra-reject; empty keeps those.",
         group="policy",
         legacy=False,
-    ),
-    _o(
+    )
+    trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = _o(
         "trusted-networks",
         NETWORKS,
         "",
@@ -546,15 +579,15 @@ OPTIONS: tuple[Option[Any], ...] = (
         "or repeated). An IPv4-mapped IPv6 client matches its IPv4 network.",
         group="policy",
         legacy=False,
-    ),
-    _o(
+    )
+    access_db: AccessMap = _o(
         "access-db",
         ACCESS_MAP,
         "",
         "Sendmail access map: text!/path (makemap's input) or /path.db. Empty disables.",
         group="policy",
-    ),
-    _o(
+    )
+    smdb_relay_ok: bool = _o(
         "smdb-relay-ok",
         BOOL,
         "-",
@@ -562,8 +595,8 @@ OPTIONS: tuple[Option[Any], ...] = (
         "milter-spamc: To:example.com RELAY, which lets Sendmail relay for a domain, must "
         "not stop the scanning of that domain's mail.",
         group="policy",
-    ),
-    _o(
+    )
+    access_db_blacklist: bool = _o(
         "access-db-blacklist",
         BOOL,
         "-",
@@ -572,29 +605,35 @@ OPTIONS: tuple[Option[Any], ...] = (
         "MTA's, which has applied them already, and only white-list entries skip the scan.",
         group="policy",
         legacy=False,
-    ),
+    )
     # --- process
-    _o(
+    file: str = _o(
         "file",
         TEXT,
         "/etc/spambridge/spambridge.cf",
         "Option file read before the command line; file='' reads none.",
         group="process",
-    ),
-    _o("daemon", BOOL, "-", "Detach and run in the background (SysV init).", group="process"),
-    _o("pid-file", TEXT, "", "Write the process id here.", group="process"),
-    _o("run-user", TEXT, "", "Drop to this user after binding the sockets.", group="process"),
-    _o("run-group", TEXT, "", "Drop to this group after binding the sockets.", group="process"),
-    _o("work-dir", TEXT, "/", "Working directory.", group="process"),
-    _o(
+    )
+    daemon: bool = _o(
+        "daemon", BOOL, "-", "Detach and run in the background (SysV init).", group="process"
+    )
+    pid_file: str = _o("pid-file", TEXT, "", "Write the process id here.", group="process")
+    run_user: str = _o(
+        "run-user", TEXT, "", "Drop to this user after binding the sockets.", group="process"
+    )
+    run_group: str = _o(
+        "run-group", TEXT, "", "Drop to this group after binding the sockets.", group="process"
+    )
+    work_dir: str = _o("work-dir", TEXT, "/", "Working directory.", group="process")
+    shutdown_grace: float = _o(
         "shutdown-grace",
         SECONDS.at_least(0),
         "30",
         "On SIGTERM, how long in-flight messages may take to finish.",
         group="process",
         legacy=False,
-    ),
-    _o(
+    )
+    event_loop: EventLoop = _o(
         "event-loop",
         choice(EventLoop),
         "auto",
@@ -602,23 +641,23 @@ OPTIONS: tuple[Option[Any], ...] = (
         "or auto = uvloop when installed, else asyncio.",
         group="process",
         legacy=False,
-    ),
-    _o(
+    )
+    log: LogTarget = _o(
         "log",
         choice(LogTarget),
         "stderr",
         "Where log lines go: stderr or syslog (facility mail).",
         group="process",
         legacy=False,
-    ),
-    _o(
+    )
+    verbose: frozenset[str] = _o(
         "verbose",
         VERBOSE,
         "info",
         "Comma list of log categories: info, debug, trace, dialog, state, socket-all, all, 0.",
         group="process",
-    ),
-    _o(
+    )
+    metrics_listen: ListenAddress | None = _o(
         "metrics-listen",
         METRICS_LISTEN,
         "",
@@ -626,5 +665,21 @@ OPTIONS: tuple[Option[Any], ...] = (
         "pip install 'spambridge[metrics]'); empty disables.",
         group="process",
         legacy=False,
-    ),
+    )
+    explicit: frozenset[str] = frozenset()  # the options given, not defaulted
+
+    @property
+    def max_scan_bytes(self) -> int:
+        """spamd-max-size in bytes; 0 means no limit."""
+        return self.spamd_max_size * 1024
+
+    @property
+    def truncate_bytes(self) -> int:
+        """Body bytes milter-spamc takes before it stops (KB*1024 - KB/64: 65535 for 64 KB,
+        one libmilter body chunk); 0 means no limit."""
+        return self.spamd_max_size * 1024 - self.spamd_max_size // 64
+
+
+OPTIONS: tuple[Option[Any], ...] = tuple(
+    field.metadata[ROW] for field in dataclasses.fields(Config) if ROW in field.metadata
 )

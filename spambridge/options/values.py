@@ -152,7 +152,7 @@ SECONDS: ValueType[float] = ValueType("value", float, _seconds, _number_text)  #
 TEXT: ValueType[str] = ValueType("value", str, lambda name, raw: raw.strip(), str)
 
 
-def choice(literal: Any) -> ValueType[str]:
+def choice(literal: Any) -> ValueType[Any]:
     """One of the strings of `literal` (a Literal type, the Config field's type); the case
     the admin writes does not matter."""
     choices: tuple[str, ...] = get_args(literal)
