@@ -19,23 +19,47 @@ from __future__ import annotations
 from spambridge.options.config import build_config
 from spambridge.options.render import format_value, help_text, option_file_text
 from spambridge.options.syntax import (
+    ALIASES,
     BY_NAME,
+    IGNORED,
     ParsedArgs,
     Settings,
     parse_argv,
     read_option_file,
     split_words,
 )
-from spambridge.options.table import OPTIONS, Config
-from spambridge.options.values import Option
+from spambridge.options.table import (
+    OPTIONS,
+    Config,
+    EventLoop,
+    HeaderStyle,
+    LogTarget,
+    MailPolicy,
+    OversizeAction,
+    ScanAuthenticated,
+    SpamdErrorAction,
+    SpamdUserFrom,
+)
+from spambridge.options.values import VERBOSE_WORDS, Option
 
 __all__ = [
+    "ALIASES",
     "BY_NAME",
+    "IGNORED",
     "OPTIONS",
+    "VERBOSE_WORDS",
     "Config",
+    "EventLoop",
+    "HeaderStyle",
+    "LogTarget",
+    "MailPolicy",
     "Option",
+    "OversizeAction",
     "ParsedArgs",
+    "ScanAuthenticated",
     "Settings",
+    "SpamdErrorAction",
+    "SpamdUserFrom",
     "build_config",
     "format_value",
     "help_text",
