@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
-import grp
 import ipaddress
 import json
 import os
-import pwd
-import signal
-import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from spambridge import __version__, metrics, policy, preview
+from spambridge import __version__, daemon, policy, preview
 from spambridge.decision import Decision
 from spambridge.errors import ConfigError, SpamdError
-from spambridge.log import logger, setup
-from spambridge.metrics import Metrics
 from spambridge.milter.flags import MAX_PAYLOAD, Family
 from spambridge.milter.messages import FinalReply, ReplaceBody, ReplyCode
 from spambridge.options import (
@@ -30,16 +22,13 @@ from spambridge.options import (
     Config,
     ParsedArgs,
     Settings,
-    _wrap,
     build_config,
+    help_text,
     option_file_text,
     parse_argv,
     read_option_file,
 )
-from spambridge.session import Services, local_now, wanted
-from spambridge.spamd.endpoints import spamd_sockets_text
-from spambridge.spamd.library import drop_loguru_handlers
-from spambridge.spamd.pool import SpamdPool
+from spambridge.session import local_now, wanted
 from spambridge.spamd.protocol import Verdict
 from spambridge.transaction import Client, Macros, Recipient, Transaction
 
@@ -64,43 +53,6 @@ MILTER_SPAMC_DEFAULTS: Mapping[str, str] = {
     # so spambridge then reads none
     **({"access-db": "/etc/mail/access.db"} if os.path.exists("/etc/mail/access.db") else {}),
 }
-
-USAGE = """\
-usage: spambridge [OPTIONS] [run | check | scan FILE|-]
-
-A milter between Sendmail/Postfix and SpamAssassin's spamd; a drop-in replacement for
-milter-spamc. Options take milter-spamc's form (name=value, name+=value, +name, -name) or
-the GNU form (--name VALUE, --name=VALUE, --name, --no-name). Option names are
-case-insensitive. file=PATH is read first; the command line applies on top.
-
-subcommands:
-  run (default)   serve the MTA on milter-socket
-  check           validate the configuration and print it in option-file form
-  scan FILE|-     scan one message with the configured spamd, without an MTA, through
-                  the daemon's own decisions (access map, skip rules, size, policy):
-                  print the verdict, the action and reply, then the headers as the
-                  recipient would see them (--json: one JSON object instead). The
-                  envelope: --client-address IP (default 127.0.0.1), --sender ADDRESS
-                  (default <>), --recipient ADDRESS (repeat for several). Exit status
-                  as spamc -E: 0 ham, 1 spam, 69 spamd unavailable or failing
-  +help           print every option in option-file form
-"""
-
-
-def help_text() -> str:
-    lines = [USAGE]
-    group = ""
-    for opt in OPTIONS:
-        if opt.group != group:
-            group = opt.group
-            lines.append(f"\n{group} options:")
-        value = {"bool": "", "list": " LIST", "choice": " {" + ",".join(opt.choices) + "}"}.get(
-            opt.kind, " VALUE"
-        )
-        lines.append(f"  --{opt.name}{value}")
-        default = opt.default if opt.default else "''"
-        lines.extend("      " + chunk for chunk in _wrap(f"{opt.help} (default: {default})", 74))
-    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,40 +106,6 @@ def startup_notes(config: Config) -> list[str]:
             f"R={SNIPPET_SENDMAIL_READ:.0f}s in the shipped snippet"
         )
     return notes
-
-
-def loop_factory(config: Config) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The event-loop option as a loop factory for asyncio.Runner (None: asyncio's own).
-    build_config made sure uvloop is there when the option names it."""
-    if config.event_loop == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:  # event-loop=auto without uvloop
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
-
-
-def build_services(
-    config: Config, stats: Metrics, *, clock: Callable[[], datetime] = local_now
-) -> Services:
-    return Services(config, build_pool(config), stats, clock)
-
-
-def build_pool(c: Config) -> SpamdPool:
-    return SpamdPool(
-        c.spamd_socket,
-        timeouts=c.spamd_timeouts,
-        select=c.spamd_select,
-        max_connections=c.spamd_max_connections,
-        connect_retries=c.spamd_connect_retries,
-        cooldown=c.spamd_cooldown,
-        slow_factor=c.spamd_slow_factor,
-        slow_samples=c.spamd_slow_samples,
-        ca_file=c.spamd_ca_file or None,
-        max_reply_size=c.spamd_max_reply_size * 1024,
-    )
 
 
 def main(argv: Sequence[str] | None = None, *, defaults: Mapping[str, str] | None = None) -> int:
@@ -370,7 +288,7 @@ async def scan_decision(
     )
     if isinstance(plan, Decision):
         return plan, None
-    pool = build_pool(config)
+    pool = daemon.build_pool(config)
     outcome: Verdict | SpamdError
     try:
         outcome = await pool.scan(plan.message, command=plan.command, user=plan.user or None)
@@ -442,158 +360,10 @@ def reply_text(final: FinalReply) -> str:
 # ------------------------------------------------------------------ run
 
 
-def drop_privileges(config: Config) -> None:
-    if not (config.run_user or config.run_group) or os.geteuid() != 0:
-        return
-    try:
-        user = pwd.getpwnam(config.run_user) if config.run_user else None
-        gid = (
-            grp.getgrnam(config.run_group).gr_gid
-            if config.run_group
-            else (user.pw_gid if user else os.getgid())
-        )
-    except KeyError as exc:
-        raise ConfigError(
-            "run-user" if "user" in str(exc) else "run-group", f"no such user or group: {exc}"
-        ) from None
-    os.setgroups([gid])
-    os.setgid(gid)
-    if user is not None:
-        os.setuid(user.pw_uid)
-        os.environ["USER"] = user.pw_name
-    logger.info("running as uid=%d gid=%d", os.getuid(), os.getgid())
-
-
-def daemonize(pid_file: str) -> None:
-    if os.fork():
-        os._exit(0)
-    os.setsid()
-    if os.fork():
-        os._exit(0)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1):
-        os.dup2(devnull, fd)
-
-
-def notify(message: str) -> None:
-    """sd_notify: tell systemd about READY/STOPPING/STATUS (Type=notify)."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.sendto(message.encode(), address)
-        except OSError as exc:
-            logger.debug("sd_notify failed: %s", exc)
-
-
 def run(argv: Sequence[str], resolved: Resolved, defaults: Mapping[str, str] | None) -> int:
-    config = resolved.config
-    setup(config.log, config.verbose)
-    if config.daemon:
-        daemonize(config.pid_file)
-    if config.work_dir:
-        os.chdir(config.work_dir)
-    try:
-        with asyncio.Runner(loop_factory=loop_factory(config)) as runner:
-            return runner.run(serve(argv, resolved, defaults))
-    except ConfigError as exc:
-        logger.error("%s", exc)
-        print(f"spambridge: error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        remove_pid_file(config.pid_file)
+    """Serve the MTA until SIGTERM; SIGHUP reads argv (and the option file) again."""
 
+    def load() -> Config:
+        return resolve(argv, defaults)[1].config
 
-def write_pid_file(path: str) -> None:
-    """Written once the socket is ours: an instance refused for a socket in use must not
-    overwrite (and then remove) the running instance's pid file."""
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # Whole or not at all: a reader that sees the file never sees it half written.
-        partial = Path(f"{path}.{os.getpid()}.tmp")
-        partial.write_text(f"{os.getpid()}\n")
-        os.replace(partial, path)
-
-
-def remove_pid_file(path: str) -> None:
-    """Remove the pid file if it is this process's own."""
-    with contextlib.suppress(OSError, ValueError):
-        if path and int(Path(path).read_text().split()[0]) == os.getpid():
-            os.unlink(path)
-
-
-async def serve(argv: Sequence[str], resolved: Resolved, defaults: Mapping[str, str] | None) -> int:
-    from spambridge.server import Server
-
-    stats = Metrics()
-    current = build_services(resolved.config, stats)
-    server = Server(lambda: current)
-    stats.sources.append(lambda: current.pool.counters)
-    stats.gauges["connections_active"] = lambda: float(len(server.sessions))
-    stats.gauges["scans_in_flight"] = lambda: float(current.pool.in_flight)
-    stats.families.append(lambda: current.pool.metric_families())
-    sockets = server.bind()
-    write_pid_file(resolved.config.pid_file)
-    drop_privileges(resolved.config)
-    await server.start(sockets)
-    metrics_server = None
-    if resolved.config.metrics_listen:
-        metrics_server = await metrics.serve(stats, resolved.config.metrics_listen)
-        logger.info("metrics on http://%s/metrics", resolved.config.metrics_listen)
-    for note in resolved.warnings:
-        logger.warning("%s", note)
-
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-
-    def reload() -> None:
-        nonlocal current
-        try:
-            _, fresh = resolve(argv, defaults)
-        except ConfigError as exc:
-            logger.error("reload failed, keeping the running configuration: %s", exc)
-            return
-        running = current.config.milter_socket.source  # as written: any change is news
-        if fresh.config.milter_socket.source != running:
-            logger.warning("milter-socket changes need a restart; keeping %s", running)
-        try:
-            fresh_services = build_services(fresh.config, stats)
-        except ConfigError as exc:
-            logger.error("reload failed, keeping the running configuration: %s", exc)
-            return
-        current.pool.stop_probes()  # scans in flight finish on it; its probes end here
-        current = fresh_services
-        setup(fresh.config.log, fresh.config.verbose)
-        logger.info("configuration reloaded; new messages use it")
-
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reload)
-    logger.info(
-        "spambridge %s ready; spamd %s",
-        __version__,
-        spamd_sockets_text(resolved.config.spamd_socket) or "(none: scanning disabled)",
-    )
-    drop_loguru_handlers()  # aiospamc's debug records then cost one comparison each
-    # Everything built so far (modules, option tables, the server) lives as long as the
-    # process: move it out of the collector's sight, so a full collection scans only what
-    # connections made (about 20 ms less per pause on a busy milter).
-    gc.collect()
-    gc.freeze()
-    notify("READY=1\nSTATUS=serving")
-    await stop.wait()
-    notify("STOPPING=1")
-    logger.info(
-        "stopping: finishing %d message(s) in flight (grace %.0fs)",
-        server.busy,
-        current.config.shutdown_grace,
-    )
-    await server.shutdown(current.config.shutdown_grace)
-    if metrics_server is not None:
-        metrics_server.close()
-    await current.pool.close()
-    logger.info("stopped")
-    return 0
+    return daemon.run(resolved.config, load, resolved.warnings)

@@ -1,7 +1,11 @@
-"""Listeners, the connection limit, graceful shutdown and reload.
+"""Listeners and connections: the milter socket bound (or systemd's taken), one Session per
+MTA connection, the connection limit, and the connections closed gracefully when the daemon
+drains.
 
 The milter socket (spambridge.milter_socket, parsed with the options) is bound here; with
-systemd socket activation (LISTEN_FDS) the inherited sockets are used instead.
+systemd socket activation (LISTEN_FDS) the inherited sockets are used instead. Start-up,
+reload and stop are daemon.py's: the server only reads the services it is given, per
+connection and per message.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Parsing `spamd-socket` entries and `spamd-timeouts` (Sendmail T= style) into typed values.
 
-Pure: no sockets, no aiospamc. options.py parses both here once, at start-up.
+Pure: no sockets, no aiospamc. spambridge.options parses both here once, at start-up.
 """
 
 from __future__ import annotations

@@ -19,8 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from spambridge import cli
 from spambridge.milter.messages import Continue, ReplyCode
+from tests.support.controller import running_milter
 from tests.support.daemon_process import running, send, short_tmpdir, start_daemon
-from tests.support.policy_messages import score_body
+from tests.support.policy_messages import deliver, headers_with, open_client, score_body
 from tools.fake_spamd import FakeSpamd
 
 pytestmark = pytest.mark.timeout(60)
@@ -143,6 +144,41 @@ async def test_daemon_sighup_reloads_option_file(workdir: Path, spamd: FakeSpamd
         assert daemon.proc.poll() is None
     finally:
         assert await daemon.stop() == 0
+
+
+async def test_daemon_reload_in_the_test_controller_is_the_daemons_reload(
+    spamd: FakeSpamd, logs: pytest.LogCaptureFixture
+) -> None:
+    """The tests' controller reloads through the daemon's own Daemon.reload, all of it: new
+    messages use the new options, the old pool's set-aside probes end, and a broken option
+    file keeps the running configuration and says why."""
+    with socket.socket() as dead:  # a port nothing listens on: connects are refused
+        dead.bind(("127.0.0.1", 0))
+        pool = f"127.0.0.1:{dead.getsockname()[1]} {spamd.address}"
+        options = [f"spamd-socket={pool}", "spamd-select=failover", "spamd-cooldown=60"]
+        async with running_milter(options) as milter:
+            client = await open_client(milter.address)
+
+            async def score_8() -> object:
+                return (await deliver(client, headers_with(), score_body(8))).final
+
+            first = milter.services.pool
+            assert await score_8() == Continue()
+            aside = [h for h in first.hosts.hosts if h.aside is not None]
+            assert len(aside) == 1 and aside[0].timer is not None  # its PING is scheduled
+            milter.reconfigure(["extra-reject=0"])
+            assert milter.services.pool is not first
+            assert aside[0].timer is None and aside[0].probe_task is None
+            assert isinstance(
+                (await deliver(client, headers_with(), score_body(8))).final, ReplyCode
+            )
+            with pytest.raises(AssertionError, match="refused"):
+                milter.reconfigure(["bogus-option=1"])
+            assert "reload failed, keeping the running configuration" in logs.text
+            assert isinstance(
+                (await deliver(client, headers_with(), score_body(8))).final, ReplyCode
+            )
+            await client.close()
 
 
 async def test_daemon_sighup_keeps_the_milter_socket_as_written(

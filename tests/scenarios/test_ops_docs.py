@@ -12,8 +12,7 @@ from types import ModuleType
 
 import pytest
 
-from spambridge.cli import help_text
-from spambridge.options import OPTIONS, option_file_text
+from spambridge.options import OPTIONS, help_text, option_file_text
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,5 +1,6 @@
 """Start and stop a real spambridge server inside the test's event loop (like aiosmtpd's
-Controller): the same Server, Session and SpamdPool the daemon runs, on a loopback port."""
+Controller): the daemon's own `Daemon` (server, sessions, spamd pool, reload, drain), on a
+loopback port; only the signals and the process around it are left out."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from spambridge.cli import Resolved, build_services, resolve
-from spambridge.metrics import Metrics
+from spambridge.cli import resolve
+from spambridge.daemon import Daemon
+from spambridge.options import Config
 from spambridge.server import Server
 from spambridge.session import Services
 
@@ -21,18 +23,31 @@ def frozen_clock() -> datetime:
     return FROZEN_NOW
 
 
+def _loader(argv: Sequence[str]) -> Callable[[], Config]:
+    """What reading the option file again gives: `argv` resolved anew."""
+    return lambda: resolve(argv)[1].config
+
+
 @dataclass
 class Running:
-    server: Server
-    services: Services
+    daemon: Daemon
     address: tuple[str, int] | str
+    argv: Sequence[str]  # the options it started with
+
+    @property
+    def server(self) -> Server:
+        return self.daemon.server
+
+    @property
+    def services(self) -> Services:
+        """What sessions use now (a reload swaps it)."""
+        return self.daemon.services
 
     def reconfigure(self, args: Sequence[str]) -> None:
-        """What SIGHUP does: new messages use the new options."""
-        _, resolved = resolve(["file=", *args])
-        self.services = build_services(
-            resolved.config, self.services.metrics, clock=self.services.clock
-        )
+        """What SIGHUP does, the option file now reading `args`: new messages use them."""
+        self.daemon.load = _loader([*self.argv, *args])
+        if not self.daemon.reload():
+            raise AssertionError(f"reload with {list(args)} was refused (see the log)")
 
 
 @contextlib.asynccontextmanager
@@ -42,18 +57,13 @@ async def running_milter(
     """Serve spambridge with `args` (option syntax as on the command line) on 127.0.0.1:0
     unless args name a milter-socket; the sessions read the time from `clock`."""
     argv = ["file=", "milter-socket=inet:0@127.0.0.1", "log=stderr", *args]
-    resolved: Resolved = resolve(argv)[1]
-    holder: list[Running] = []
-    services = build_services(resolved.config, Metrics(), clock=clock)
-    server = Server(lambda: holder[0].services)
-    running = Running(server, services, "")
-    holder.append(running)
-    sockets = server.bind()
-    await server.start(sockets)
+    load = _loader(argv)
+    daemon = Daemon(load(), load, clock=clock, owns_logging=False)
+    sockets = daemon.bind()
+    await daemon.start(sockets)
     name = sockets[0].getsockname()
-    running.address = name if isinstance(name, str) else (name[0], name[1])
+    address = name if isinstance(name, str) else (name[0], name[1])
     try:
-        yield running
+        yield Running(daemon, address, argv)
     finally:
-        await server.shutdown(grace)
-        await running.services.pool.close()
+        await daemon.drain(grace)

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from spambridge.cli import loop_factory, main
+from spambridge.cli import main
+from spambridge.daemon import loop_factory
 from spambridge.errors import ConfigError
 from tests.support.config import make_config
 

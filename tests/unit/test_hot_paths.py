@@ -29,7 +29,7 @@ def test_hot_paths_clean_replaces_only_unprintable() -> None:
 
 
 def test_hot_paths_wanted_is_computed_once_per_services() -> None:
-    from spambridge.cli import build_services
+    from spambridge.daemon import build_services
     from spambridge.metrics import Metrics
 
     first = build_services(make_config(), Metrics())

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import socket
 import sys
 import typing
@@ -37,6 +38,25 @@ def test_options_table_matches_config_fields() -> None:
     derived = {"explicit"}  # values computed from options, not options
     fields = set(Config.__dataclass_fields__) - derived
     assert {o.attr for o in OPTIONS} == fields
+
+
+def test_options_config_fields_have_the_types_of_their_rows() -> None:
+    """Config is checked against the table field by field, types included: each row's value
+    type names the type of the field that holds its value, in the table's order."""
+    hints = typing.get_type_hints(Config)
+    fields = [f.name for f in dataclasses.fields(Config) if f.name != "explicit"]
+    assert fields == [o.attr for o in OPTIONS]
+    wrong = {o.name: (hints[o.attr], o.type.hint) for o in OPTIONS if hints[o.attr] != o.type.hint}
+    assert wrong == {}
+
+
+def test_options_every_default_reads_into_its_field_type_and_writes_back() -> None:
+    """Each row's default, read by the row's parser, has the runtime type of its field and
+    writes back as text the parser reads to an equal value (what `check` relies on)."""
+    c = config_of()
+    for opt in OPTIONS:
+        value = getattr(c, opt.attr)
+        assert opt.read(opt.write(value)) == value, opt.name
 
 
 def test_options_defaults_are_milter_spamc_where_legacy() -> None:
