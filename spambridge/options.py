@@ -36,6 +36,7 @@ from spambridge.spamd.endpoints import (
 )
 from spambridge.spamd.hosts import SELECT_MODES, Select
 from spambridge.spamd.protocol import COMMANDS, SpamdCommand
+from spambridge.spamd.tls import SpamdTls, client_context
 
 Kind = Literal["bool", "int", "float", "str", "list", "choice", "seconds", "optfloat"]
 
@@ -318,6 +319,32 @@ OPTIONS: tuple[Option, ...] = (
         "str",
         "",
         "CA file to verify ssl: spamd hosts (spamd --ssl).",
+        group="spamd",
+        legacy=False,
+    ),
+    _o(
+        "spamd-cert-file",
+        "str",
+        "",
+        "Client certificate (PEM) presented to ssl: spamd hosts, for spamd --ssl-verify "
+        "(spamc --ssl-cert); the key may follow it in the same file.",
+        group="spamd",
+        legacy=False,
+    ),
+    _o(
+        "spamd-key-file",
+        "str",
+        "",
+        "Private key (PEM, unencrypted) of spamd-cert-file (spamc --ssl-key).",
+        group="spamd",
+        legacy=False,
+    ),
+    _o(
+        "spamd-verify-name",
+        "bool",
+        "+",
+        "The ssl: entry's host name or IP address must be in spamd's certificate; "
+        "-spamd-verify-name checks the CA chain only, as spamc does.",
         group="spamd",
         legacy=False,
     ),
@@ -983,6 +1010,9 @@ class Config:
     spamd_slow_samples: int
     spamd_max_connections: int
     spamd_ca_file: str
+    spamd_cert_file: str
+    spamd_key_file: str
+    spamd_verify_name: bool
     spamd_error_action: SpamdErrorAction
     spamd_tempfail_reply: ReplySpec
     spamd_reject_reply: ReplySpec
@@ -1034,6 +1064,13 @@ class Config:
     verbose: frozenset[str]
     metrics_listen: ListenAddress | None
     explicit: frozenset[str] = frozenset()  # the options given, not defaulted
+
+    @property
+    def spamd_tls(self) -> SpamdTls:
+        """The TLS settings of ssl: spamd entries."""
+        return SpamdTls(
+            self.spamd_ca_file, self.spamd_cert_file, self.spamd_key_file, self.spamd_verify_name
+        )
 
     @property
     def max_scan_bytes(self) -> int:
@@ -1126,6 +1163,8 @@ def build_config(settings: Settings, defaults: Mapping[str, str] | None = None) 
     config = Config(**kwargs)  # type: ignore[arg-type]
     _check_together(config)
     _check_installed(config)
+    if config.spamd_tls.configured or any(e.tls for e in config.spamd_socket):
+        client_context(config.spamd_tls)  # a bad file is a start-up (and check) error
     return config
 
 
