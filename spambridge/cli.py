@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from spambridge import __version__, metrics, policy, preview
+from spambridge import __version__, learn, metrics, policy, preview
 from spambridge.decision import Decision
 from spambridge.errors import ConfigError, SpamdError
 from spambridge.log import logger, setup
@@ -67,7 +67,7 @@ MILTER_SPAMC_DEFAULTS: Mapping[str, str] = {
 }
 
 USAGE = """\
-usage: spambridge [OPTIONS] [run | check | scan FILE|-]
+usage: spambridge [OPTIONS] [run | check | scan FILE|- | learn --spam|--ham|--forget FILE|-...]
 
 A milter between Sendmail/Postfix and SpamAssassin's spamd; a drop-in replacement for
 milter-spamc. Options take milter-spamc's form (name=value, name+=value, +name, -name) or
@@ -84,6 +84,15 @@ subcommands:
                   envelope: --client-address IP (default 127.0.0.1), --sender ADDRESS
                   (default <>), --recipient ADDRESS (repeat for several). Exit status
                   as spamc -E: 0 ham, 1 spam, 69 spamd unavailable or failing
+  learn --spam|--ham|--forget FILE|-...
+                  train spamd's Bayes database with each message, as spamc -L
+                  spam|ham|forget does (spamd needs --allow-tell): through the
+                  configured spamd-socket, TLS and timeouts, as the spamd user a scan
+                  would use (spamd-user, or the rules of spamd-user-from for
+                  --recipient ADDRESS). Prints spamc's "Message successfully
+                  un/learned" or "Message was already un/learned" (both exit 0);
+                  on failure spamc's codes: 66 a FILE unreadable, 69 spamd
+                  unavailable, 76 a bad reply, or the EX code spamd answered
   +help           print every option in option-file form
 """
 
@@ -197,6 +206,7 @@ def main(argv: Sequence[str] | None = None, *, defaults: Mapping[str, str] | Non
     args = [a for a in args if a != "--json"]
     try:
         args, envelope = take_scan_flags(args)
+        args, learn_as = learn.take_learn_flags(args)
     except ConfigError as exc:
         print(f"spambridge: error: {exc}", file=sys.stderr)
         return 2
@@ -221,6 +231,17 @@ def main(argv: Sequence[str] | None = None, *, defaults: Mapping[str, str] | Non
         return 0
     for note in resolved.warnings:
         print(f"spambridge: warning: {note}", file=sys.stderr)
+    if parsed.command == "learn":  # spambridge/learn.py; the envelope gives the spamd user
+        if envelope.sender or envelope.client_address != Envelope().client_address:
+            print(
+                "spambridge: error: learn: --sender, --client-address: only for scan",
+                file=sys.stderr,
+            )
+            return 2
+        return learn.command(resolved.config, parsed.args, learn_as, envelope.recipients)
+    if learn_as is not None:
+        print("spambridge: error: --spam, --ham, --forget: only for learn", file=sys.stderr)
+        return 2
     if as_json and parsed.command != "scan":
         print("spambridge: error: --json: only scan prints JSON", file=sys.stderr)
         return 2
