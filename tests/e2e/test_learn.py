@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -173,23 +173,19 @@ def test_learn_request_is_spamcs_on_the_wire(tmp_path: Path) -> None:
     _require("spamc")
     path = message(tmp_path, "wire")
     for how in ("spam", "ham", "forget"):
-        spamc_request = captured(
-            lambda port, how=how: ["spamc", "-p", str(port), "-u", "trainer", "-L", how],
-            path.read_bytes(),
-        )
+        spamc = ["spamc", "-p", "{port}", "-u", "trainer", "-L", how]
+        spamc_request = captured(spamc, path.read_bytes())
         ours = captured(
-            lambda port, how=how: [
-                sys.executable, "-m", "spambridge", "file=", "spamd-user=trainer",
-                f"spamd-socket=127.0.0.1:{port}", "learn", f"--{how}", str(path),
-            ],
+            [sys.executable, "-m", "spambridge", "file=", "spamd-user=trainer",
+             "spamd-socket=127.0.0.1:{port}", "learn", f"--{how}", str(path)]
         )  # fmt: skip
         assert ours == spamc_request
         assert ours.startswith(b"TELL SPAMC/1.5\r\n")
 
 
-def captured(command: Callable[[int], list[str]], stdin: bytes = b"") -> bytes:
-    """The request `command(port)` sends to a listener on `port` that answers
-    `DidSet: local`."""
+def captured(command: list[str], stdin: bytes = b"") -> bytes:
+    """The request `command` sends to a listener that answers `DidSet: local` ({port} in
+    `command` is its port)."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
@@ -209,6 +205,7 @@ def captured(command: Callable[[int], list[str]], stdin: bytes = b"") -> bytes:
 
         thread = threading.Thread(target=serve)
         thread.start()
-        subprocess.run(command(port), input=stdin, capture_output=True, timeout=60, check=False)
+        argv = [arg.replace("{port}", str(port)) for arg in command]
+        subprocess.run(argv, input=stdin, capture_output=True, timeout=60, check=False)
         thread.join(30)
     return got[0]

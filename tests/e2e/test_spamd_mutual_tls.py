@@ -21,6 +21,7 @@ from tests.e2e.conftest import (
     BridgeFactory,
     SendmailFactory,
     _require,
+    _unavailable,
     added_fields,
     deliver_one,
 )
@@ -56,7 +57,10 @@ def pki(stack_dir: Path) -> Pki:
 
 @pytest.fixture(scope="module")
 def tls_spamd(stack_dir: Path, pki: Pki) -> Iterator[Spamd]:
-    _require("spamd", "spamc")
+    _require("spamd", "spamc", "perl")
+    module = subprocess.run(["perl", "-MIO::Socket::SSL", "-e1"], capture_output=True, check=False)
+    if module.returncode != 0:
+        _unavailable("spamd --ssl needs IO::Socket::SSL (Debian: libio-socket-ssl-perl)")
     files = SpamdTlsFiles(
         cert=pki.server.cert,
         key=pki.server.key,
