@@ -158,6 +158,11 @@ def startup_notes(config: Config) -> list[str]:
             f"snippets (Sendmail E={SNIPPET_SENDMAIL_END:.0f}s, Postfix milter_content_timeout="
             f"{SNIPPET_POSTFIX_CONTENT:.0f}s): the MTA would give up first"
         )
+    if config.spamd_cert_file and not any(e.tls for e in config.spamd_socket):
+        notes.append(
+            "spamd-cert-file is set, but no spamd-socket entry is ssl:host:port: "
+            "the client certificate is never presented"
+        )
     if config.progress_interval * 2 > SNIPPET_SENDMAIL_READ:
         notes.append(
             f"progress-interval {config.progress_interval:.0f}s is too long for Sendmail's "

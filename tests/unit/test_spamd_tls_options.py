@@ -124,3 +124,12 @@ def test_spamd_tls_options_check_exits_2_naming_the_option(
     )  # fmt: skip
     assert status == 2
     assert "spamd-key-file" in capsys.readouterr().err
+
+
+def test_spamd_tls_options_certificate_without_ssl_entry_is_noted(pki: dict[str, Path]) -> None:
+    """An admin who forgot the ssl: prefix hears about it at start-up."""
+    args = [f"spamd-cert-file={pki['cert']}", f"spamd-key-file={pki['key']}"]
+    _, plain = resolve(["file=", "spamd-socket=127.0.0.1:783", *args])
+    assert any("no spamd-socket entry is ssl:" in note for note in plain.warnings)
+    _, tls = resolve(["file=", "spamd-socket=ssl:127.0.0.1:783", *args])
+    assert not any("spamd-cert-file" in note for note in tls.warnings)
