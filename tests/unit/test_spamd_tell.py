@@ -4,7 +4,11 @@ learn command line and the spamd user it learns for."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from spambridge import learn
 from spambridge.cli import main, resolve
@@ -120,3 +124,22 @@ def test_learn_command_line_errors_exit_2(
 def test_learn_unreadable_file_exits_66(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["file=", "spamd-socket=127.0.0.1:1", "learn", "--spam", "/nonexistent"]) == 66
     assert "cannot read /nonexistent" in capsys.readouterr().err
+
+
+_LINES = st.sampled_from(
+    [b"SPAMD/1.1 0 EX_OK", b"SPAMD/1.0 69 nope", b"DidSet: local", b"DidRemove: remote",
+     b"DidSet: \xff", b"Content-length: 3", b"Content-length: x", b"", b"abc", b"\x00"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(st.binary(max_size=200), st.lists(_LINES, max_size=6).map(b"\r\n".join)),
+    st.sampled_from(["spam", "ham", "forget"]),
+)
+def test_spamd_tell_reply_any_bytes_parse_or_are_a_bad_response(
+    raw: bytes, learn_as: LearnAs
+) -> None:
+    """Whatever spamd sends, the answer is a bool or SpamdBadResponse, never another error."""
+    with contextlib.suppress(SpamdBadResponse):
+        assert isinstance(parse_tell_reply(raw, learn_as, "spamd"), bool)
