@@ -16,6 +16,8 @@ APT_PACKAGES=(
     util-linux bsdutils python3 python3-venv python3-pip ca-certificates
     # The Debian package test (tests/e2e/test_package.py): build, lint, install, purge.
     git build-essential debhelper dh-virtualenv lintian
+    # Mutual TLS to spamd (tests/e2e/test_spamd_mutual_tls.py): spamd --ssl, throwaway certs.
+    libio-socket-ssl-perl openssl
 )
 
 missing=()

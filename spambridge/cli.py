@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from spambridge import __version__, daemon, policy, preview
+from spambridge import __version__, daemon, learn, policy, preview
 from spambridge.decision import Decision
 from spambridge.errors import ConfigError, SpamdError
 from spambridge.milter.flags import MAX_PAYLOAD, Family
@@ -100,6 +100,11 @@ def startup_notes(config: Config) -> list[str]:
             f"snippets (Sendmail E={SNIPPET_SENDMAIL_END:.0f}s, Postfix milter_content_timeout="
             f"{SNIPPET_POSTFIX_CONTENT:.0f}s): the MTA would give up first"
         )
+    if config.spamd_cert_file and not any(e.tls for e in config.spamd_socket):
+        notes.append(
+            "spamd-cert-file is set, but no spamd-socket entry is ssl:host:port: "
+            "the client certificate is never presented"
+        )
     if config.progress_interval * 2 > SNIPPET_SENDMAIL_READ:
         notes.append(
             f"progress-interval {config.progress_interval:.0f}s is too long for Sendmail's "
@@ -114,6 +119,7 @@ def main(argv: Sequence[str] | None = None, *, defaults: Mapping[str, str] | Non
     args = [a for a in args if a != "--json"]
     try:
         args, envelope = take_scan_flags(args)
+        args, learn_as = learn.take_learn_flags(args)
     except ConfigError as exc:
         print(f"spambridge: error: {exc}", file=sys.stderr)
         return 2
@@ -138,6 +144,17 @@ def main(argv: Sequence[str] | None = None, *, defaults: Mapping[str, str] | Non
         return 0
     for note in resolved.warnings:
         print(f"spambridge: warning: {note}", file=sys.stderr)
+    if parsed.command == "learn":  # spambridge/learn.py; the envelope gives the spamd user
+        if envelope.sender or envelope.client_address != Envelope().client_address:
+            print(
+                "spambridge: error: learn: --sender, --client-address: only for scan",
+                file=sys.stderr,
+            )
+            return 2
+        return learn.command(resolved.config, parsed.args, learn_as, envelope.recipients)
+    if learn_as is not None:
+        print("spambridge: error: --spam, --ham, --forget: only for learn", file=sys.stderr)
+        return 2
     if as_json and parsed.command != "scan":
         print("spambridge: error: --json: only scan prints JSON", file=sys.stderr)
         return 2

@@ -32,6 +32,7 @@ from spambridge.session import Services, local_now
 from spambridge.spamd.endpoints import spamd_sockets_text
 from spambridge.spamd.library import drop_loguru_handlers
 from spambridge.spamd.pool import SpamdPool
+from spambridge.spamd.tls import client_context
 
 
 def build_pool(c: Config) -> SpamdPool:
@@ -44,7 +45,7 @@ def build_pool(c: Config) -> SpamdPool:
         cooldown=c.spamd_cooldown,
         slow_factor=c.spamd_slow_factor,
         slow_samples=c.spamd_slow_samples,
-        ca_file=c.spamd_ca_file or None,
+        tls=client_context(c.spamd_tls) if any(e.tls for e in c.spamd_socket) else None,
         max_reply_size=c.spamd_max_reply_size * 1024,
     )
 

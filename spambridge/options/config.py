@@ -10,6 +10,7 @@ from spambridge.errors import ConfigError
 from spambridge.options.syntax import Settings
 from spambridge.options.table import OPTIONS, Config
 from spambridge.spamd.endpoints import legacy_spamd_timeouts, parse_spamd_timeouts
+from spambridge.spamd.tls import client_context
 
 __all__ = ["Config", "build_config"]
 
@@ -32,6 +33,8 @@ def build_config(settings: Settings, defaults: Mapping[str, str] | None = None) 
     config = Config(**values, explicit=frozenset(settings.explicit))  # type: ignore[arg-type]
     _check_together(config)
     _check_installed(config)
+    if config.spamd_tls.configured or any(e.tls for e in config.spamd_socket):
+        client_context(config.spamd_tls)  # a bad file is a start-up (and check) error
     return config
 
 

@@ -60,7 +60,7 @@ def wrap(text: str, width: int) -> list[str]:
 # ------------------------------------------------------------------ --help
 
 USAGE = """\
-usage: spambridge [OPTIONS] [run | check | scan FILE|-]
+usage: spambridge [OPTIONS] [run | check | scan FILE|- | learn --spam|--ham|--forget FILE|-...]
 
 A milter between Sendmail/Postfix and SpamAssassin's spamd; a drop-in replacement for
 milter-spamc. Options take milter-spamc's form (name=value, name+=value, +name, -name) or
@@ -77,6 +77,15 @@ subcommands:
                   envelope: --client-address IP (default 127.0.0.1), --sender ADDRESS
                   (default <>), --recipient ADDRESS (repeat for several). Exit status
                   as spamc -E: 0 ham, 1 spam, 69 spamd unavailable or failing
+  learn --spam|--ham|--forget FILE|-...
+                  train spamd's Bayes database with each message, as spamc -L
+                  spam|ham|forget does (spamd needs --allow-tell): through the
+                  configured spamd-socket, TLS and timeouts, as the spamd user a scan
+                  would use (spamd-user, or the rules of spamd-user-from for
+                  --recipient ADDRESS). Prints spamc's "Message successfully
+                  un/learned" or "Message was already un/learned" (both exit 0);
+                  on failure spamc's codes: 66 a FILE unreadable, 69 spamd
+                  unavailable, 76 a bad reply, or the EX code spamd answered
   +help           print every option in option-file form
 """
 
@@ -160,7 +169,9 @@ def man_page() -> str:
         ".SH SYNOPSIS",
         ".B spambridge",
         "[\\fIoption\\fR=\\fIvalue\\fR | \\fB+\\fIoption\\fR | \\fB\\-\\fIoption\\fR ...]",
-        "[\\fBrun\\fR | \\fBcheck\\fR | \\fBscan\\fR \\fIFILE\\fR|\\fB\\-\\fR]",
+        "[\\fBrun\\fR | \\fBcheck\\fR | \\fBscan\\fR \\fIFILE\\fR|\\fB\\-\\fR |",
+        "\\fBlearn\\fR \\fB\\-\\-spam\\fR|\\fB\\-\\-ham\\fR|\\fB\\-\\-forget\\fR"
+        " \\fIFILE\\fR|\\fB\\-\\fR...]",
         ".SH DESCRIPTION",
         "spambridge passes each message to spamd, adds X\\-Spam\\-* headers, tags the Subject",
         "and rejects, discards, quarantines, redirects or copies spam as configured.",
@@ -188,6 +199,15 @@ def man_page() -> str:
         "The envelope: \\fB\\-\\-client\\-address\\fR \\fIIP\\fR (default 127.0.0.1),",
         "\\fB\\-\\-sender\\fR \\fIADDRESS\\fR (default <>), \\fB\\-\\-recipient\\fR",
         "\\fIADDRESS\\fR (repeat for several).",
+        ".TP",
+        "\\fBlearn \\-\\-spam\\fR|\\fB\\-\\-ham\\fR|\\fB\\-\\-forget\\fR \\fIFILE\\fR...",
+        "Train spamd's Bayes database with each message (\\fB\\-\\fR for standard input) over",
+        "SPAMC TELL, as \\fBspamc \\-L spam\\fR|\\fBham\\fR|\\fBforget\\fR does (spamd needs",
+        "\\fB\\-\\-allow\\-tell\\fR), through spamd\\-socket, its TLS files and",
+        "spamd\\-timeouts, as the spamd user a scan would use (spamd\\-user, or",
+        "spamd\\-user\\-from's rules for",
+        "\\fB\\-\\-recipient\\fR \\fIADDRESS\\fR). Prints spamc's \\(lqMessage successfully",
+        "un/learned\\(rq or \\(lqMessage was already un/learned\\(rq (both exit 0).",
         ".TP",
         ".B +help",
         "Print every option in option\\-file form.",
@@ -231,6 +251,9 @@ def man_page() -> str:
         "Sendmail and Postfix snippets (fail\\-open and fail\\-closed).",
         ".SH EXIT STATUS",
         "0 on success, 2 for a configuration error (the message names the option).",
+        "\\fBscan\\fR: 0 ham, 1 spam, 69 spamd unavailable or failing, as \\fBspamc \\-E\\fR.",
+        "\\fBlearn\\fR: 0 learned or already learned; 66 a file unreadable, 69 spamd",
+        "unavailable, 76 a reply that is not SPAMC, or the EX code spamd answered.",
         ".SH SEE ALSO",
         ".BR spamd (1),",
         ".BR sendmail (8),",

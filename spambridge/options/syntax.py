@@ -102,7 +102,7 @@ def _defaults_list(opt: Option[Any]) -> list[str]:
     return opt.default.split()
 
 
-Subcommand = Literal["run", "check", "scan", "help", "help-file", "version"]
+Subcommand = Literal["run", "check", "scan", "learn", "help", "help-file", "version"]
 
 
 @dataclass(slots=True)
@@ -174,13 +174,15 @@ def parse_argv(argv: Sequence[str], settings: Settings | None = None) -> ParsedA
                 raise ConfigError(name, f"takes a value: write {name}=VALUE")
             s.set(name, arg[0])
             continue
-        if parsed.command == "run" and arg in ("run", "check", "scan"):
+        if parsed.command == "run" and arg in ("run", "check", "scan", "learn"):
             parsed.command = arg  # type: ignore[assignment]
             continue
-        if parsed.command == "scan":
+        if parsed.command in ("scan", "learn"):
             parsed.args.append(arg)
             continue
-        raise ConfigError(arg, "unexpected argument (subcommands: run, check, scan FILE|-)")
+        raise ConfigError(
+            arg, "unexpected argument (subcommands: run, check, scan FILE|-, learn FILE|-...)"
+        )
     return parsed
 
 

@@ -50,6 +50,7 @@ from spambridge.replies import ReplySpec
 from spambridge.spamd.endpoints import SpamdEndpoint, SpamdTimeouts
 from spambridge.spamd.hosts import Select
 from spambridge.spamd.protocol import SpamdCommand
+from spambridge.spamd.tls import SpamdTls
 
 T = TypeVar("T")
 ROW = "option"  # the key of a Config field's metadata that holds its row
@@ -315,6 +316,32 @@ class Config:
         TEXT,
         "",
         "CA file to verify ssl: spamd hosts (spamd --ssl).",
+        group="spamd",
+        legacy=False,
+    )
+    spamd_cert_file: str = _o(
+        "spamd-cert-file",
+        TEXT,
+        "",
+        "Client certificate (PEM) presented to ssl: spamd hosts, for spamd --ssl-verify "
+        "(spamc --ssl-cert); the key may follow it in the same file.",
+        group="spamd",
+        legacy=False,
+    )
+    spamd_key_file: str = _o(
+        "spamd-key-file",
+        TEXT,
+        "",
+        "Private key (PEM, unencrypted) of spamd-cert-file (spamc --ssl-key).",
+        group="spamd",
+        legacy=False,
+    )
+    spamd_verify_name: bool = _o(
+        "spamd-verify-name",
+        BOOL,
+        "+",
+        "The ssl: entry's host name or IP address must be in spamd's certificate; "
+        "-spamd-verify-name checks the CA chain only, as spamc does.",
         group="spamd",
         legacy=False,
     )
@@ -667,6 +694,13 @@ class Config:
         legacy=False,
     )
     explicit: frozenset[str] = frozenset()  # the options given, not defaulted
+
+    @property
+    def spamd_tls(self) -> SpamdTls:
+        """The TLS settings of ssl: spamd entries."""
+        return SpamdTls(
+            self.spamd_ca_file, self.spamd_cert_file, self.spamd_key_file, self.spamd_verify_name
+        )
 
     @property
     def max_scan_bytes(self) -> int:

@@ -2,7 +2,8 @@
 
 aiospamc is used for one job: parsing spamd's reply, through its public entry points only
 (`ResponseParser().parse`, `Response(**parsed)`, `Response.raise_for_status`,
-`ResponseException.code`, `Response.headers.spam`, `.body`, `.message`); the pinned range is
+`ResponseException.code`, `Response.headers.spam`, `.did_set`, `.did_remove` (TELL),
+`.body`, `.message`); the pinned range is
 in pyproject.toml and tests/unit/test_aiospamc_contract.py fails loudly when an upgrade
 changes any of it. Requests are built by protocol.py and the socket exchanges are ours
 (transport.py): aiospamc's connection managers have no send or per-read timeout and leak

@@ -66,6 +66,7 @@ class SpamdPool:
         slow_factor: float = 5.0,
         slow_samples: int = 5,
         ca_file: str | None = None,
+        tls: ssl.SSLContext | None = None,  # wins over ca_file: spamd/tls.py builds it
         max_reply_size: int = DEFAULT_MAX_REPLY,
         logger: logging.Logger | None = None,
     ) -> None:
@@ -93,7 +94,7 @@ class SpamdPool:
         self._in_flight = 0
         ctx: ssl.SSLContext | None = None
         if any(e.tls for e in self.endpoints):
-            ctx = ssl.create_default_context(cafile=ca_file)  # built once, shared
+            ctx = tls or ssl.create_default_context(cafile=ca_file)  # built once, shared
         self._connections: dict[str, Connection] = {
             endpoint.label: connection_for(endpoint, timeouts, ctx) for endpoint in self.endpoints
         }

@@ -146,6 +146,49 @@ def parse_pong(raw: bytes, host: str) -> str:
     return str(response.message)
 
 
+# --------------------------------------------------------------------------- TELL (learn)
+# `spambridge learn`: spamc -L's request, and whether spamd's reply says it changed the
+# Bayes database.
+
+LearnAs = Literal["spam", "ham", "forget"]
+LEARN_AS: tuple[LearnAs, ...] = get_args(LearnAs)
+
+
+def tell_request(learn_as: LearnAs, body: bytes, user: str = "") -> bytes:
+    """spamc -L's TELL request, header for header (spamd --allow-tell): Message-class and
+    `Set: local` to learn spam or ham, `Remove: local` to forget; then User (sanitised) and
+    Content-length."""
+    head = b"TELL SPAMC/1.5\r\n"
+    if learn_as == "forget":
+        head += b"Remove: local\r\n"
+    else:
+        head += b"Message-class: %b\r\nSet: local\r\n" % learn_as.encode("ascii")
+    if user:
+        head += b"User: %b\r\n" % user.encode("ascii")
+    if body:
+        head += b"Content-length: %d\r\n" % len(body)
+    return head + b"\r\n" + body
+
+
+def parse_tell_reply(raw: bytes, learn_as: LearnAs, host: str) -> bool:
+    """spamd's reply to TELL -> whether it changed the database: `DidSet: local` after
+    learning, `DidRemove: local` after forgetting (spamc: "Message successfully
+    un/learned"). An EX_OK reply without it: already learned, or never learned when
+    forgetting (spamc: "Message was already un/learned"). An EX status raises
+    SpamdErrorStatus, garbage SpamdBadResponse."""
+    response = _parse_response(raw, host)
+    try:
+        response.raise_for_status()
+        headers = response.headers
+        done = headers.did_remove if learn_as == "forget" else headers.did_set
+        return bool(done is not None and done.local)
+    except Exception as exc:
+        code = _ex_code(exc)
+        if code is None:
+            raise SpamdBadResponse(f"{host} sent a bad reply ({describe(exc)})", host) from None
+        raise SpamdErrorStatus(f"{host} answered EX code {code}: {exc}", host, code) from None
+
+
 # --------------------------------------------------------------------------- server half
 # What spamd does with the same bytes, for a spamd stand-in (the test suite's fake spamd):
 # it reads a request with these and answers with the replies below, so client and server

@@ -2,8 +2,9 @@
 
 Every case drives both milters with the same conversation; the outcomes (replies at every
 stage, end-of-message reply text, every header and recipient edit, the request given to spamd)
-must be identical after the normalisations listed in tests/oracle/harness.py, unless the case
-names a row of the README's "What changes, deliberately" table, in which case they must differ.
+must be identical after the normalisations listed in tests/support/oracle_harness.py, unless
+the case names a row of the README's "What changes, deliberately" table, in which case they
+must differ.
 """
 
 from __future__ import annotations

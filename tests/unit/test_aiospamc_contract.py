@@ -108,3 +108,20 @@ def test_aiospamc_contract_imported_in_one_place_by_public_names() -> None:
                     private += [part for part in name.split(".") if part.startswith("_")]
     assert set(importers) == {"spamd/library.py"}
     assert private == []
+
+
+@pytest.mark.parametrize(
+    ("reply", "did_set", "did_remove"),
+    [  # spamd 4.0.1's replies to TELL, as captured (note the extra CRLF after the headers)
+        (b"SPAMD/1.1 0 EX_OK\r\nDidSet: local\r\n\r\n\r\n", (True, False), None),
+        (b"SPAMD/1.1 0 EX_OK\r\nDidRemove: local\r\n\r\n\r\n", None, (True, False)),
+        (b"SPAMD/1.1 0 EX_OK\r\nDidSet: local, remote\r\n\r\n", (True, True), None),
+        (b"SPAMD/1.1 0 EX_OK\r\n\r\n\r\n", None, None),
+    ],
+)
+def test_aiospamc_contract_tell_reply_headers(
+    reply: bytes, did_set: tuple[bool, bool] | None, did_remove: tuple[bool, bool] | None
+) -> None:
+    headers = library.parse_response(reply).headers
+    for got, expected in ((headers.did_set, did_set), (headers.did_remove, did_remove)):
+        assert (None if got is None else (got.local, got.remote)) == expected

@@ -64,7 +64,7 @@ from tools.stack.sendmail import (
     start_sendmail,
 )
 from tools.stack.smtp import send_smtp
-from tools.stack.spamd import Spamd, start_spamd
+from tools.stack.spamd import Spamd, SpamdTlsFiles, start_spamd
 
 __all__ = [
     "GTUBE",
@@ -86,6 +86,7 @@ __all__ = [
     "SpamassMilter",
     "Spambridge",
     "Spamd",
+    "SpamdTlsFiles",
     "StackError",
     "awkward_message",
     "describe_logs",
