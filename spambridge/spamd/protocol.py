@@ -129,10 +129,20 @@ def _line(raw: bytes, start: int) -> tuple[bytes, int]:
     return (line[:-1] if line.endswith(b"\r") else line), end + 1
 
 
+# spamd's own replies to a scan, as it writes them: already canonical, passed on as they are.
+_SPAMD_HEAD_RE = re.compile(
+    rb"SPAMD/1\.[0-9] 0 EX_OK\r\n(Content-length: [0-9]+\r\n)?"
+    rb"Spam: (?:True|False|Yes|No) ; -?[0-9]+\.[0-9] / -?[0-9]+\.[0-9]\r\n\r\n"
+)
+
+
 def spamc_reply(raw: bytes, command: str = "") -> bytes:
     """`raw` rewritten as the canonical reply spamc reads in it (CRLF, one space between the
     status-line words, only the headers spamc reads), for aiospamc's parser. CHECK's reply
     ends at its blank line (spamc reads no further); PING's at its status line."""
+    spamd = _SPAMD_HEAD_RE.match(raw)
+    if spamd is not None and (spamd.group(1) is None) == (command == "CHECK"):
+        return raw[: spamd.end()] if command == "CHECK" else raw
     status, at = _line(raw, 0)
     match = _STATUS_RE.fullmatch(status)
     if match is None:
