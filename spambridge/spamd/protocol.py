@@ -152,7 +152,7 @@ def spamc_reply(raw: bytes, command: str = "") -> bytes:
     if number is None or float(number.group()) < 1.0:
         raise ValueError("the protocol version is not a number of at least 1.0")
     text = (message or b"").decode("ascii", "replace").encode("ascii", "replace")
-    head = b"SPAMD/%b %d %b\r\n" % (version, int(code), text or b"-")
+    head = b"SPAMD/%b %d %b\r\n" % (number.group(), int(code), text or b"-")
     if command == "PING" or at == len(raw):  # status only: PONG or an EX_* error
         return head
     spam = length = None
