@@ -13,9 +13,11 @@ and the masking that lets a fresh capture be compared with them.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import socket
 import struct
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +137,32 @@ async def spambridge_reading(port: int, command: str) -> Reading:
     score = f"{c_float_text(verdict.score)}/{c_float_text(verdict.threshold)}"
     kind = "spam" if verdict.is_spam else "ham"
     return Reading(kind, score, None if command == "CHECK" else verdict.body)
+
+
+async def scan_command_reading(port: int, command: str) -> Reading:
+    """`spambridge scan - --json` (the public path) against 127.0.0.1:`port`; its exit
+    status is spamc -E's: 0 ham, 1 spam, 69 failing spamd."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "spambridge",
+        "scan",
+        "-",
+        "--json",
+        f"--spamd-socket=127.0.0.1:{port}",
+        f"--spamd-command={command}",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(30):
+        out, err = await process.communicate(MESSAGE)
+    detail = f"scan exit {process.returncode} {err[-300:]!r}"
+    if process.returncode not in (0, 1):
+        return Reading("failure", detail=detail)
+    found = json.loads(out)
+    score = f"{c_float_text(found['score'])}/{c_float_text(found['threshold'])}"
+    return Reading("spam" if process.returncode == 1 else "ham", score, None, detail)
 
 
 async def both_readings(reply: bytes, command: str) -> tuple[Reading, Reading]:

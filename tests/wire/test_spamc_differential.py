@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.scripted_spamd import ScriptedSpamd
 from tests.support.spamc_judge import (
     FIXTURES,
     both_readings,
@@ -42,6 +43,8 @@ from tests.support.spamc_judge import (
     fixture_command,
     load_fixtures,
     masked,
+    scan_command_reading,
+    spamc_reading,
 )
 
 FULL = os.environ.get("SPAMBRIDGE_SPAMC_DIFF") == "full"
@@ -433,6 +436,22 @@ async def test_spamc_differential_truncated_replies(case: Case) -> None:
     spamc, ours = await both_readings(case.reply, case.command)
     assert spamc.kind == ours.kind == "failure", f"{case.name}: spamc {spamc}, spambridge {ours}"
     assert not ours.detail.startswith("NOT A BAD RESPONSE"), ours.detail
+
+
+@pytest.mark.parametrize(
+    ("fixture", "variation"), [("REPORT-spam", "lf"), ("CHECK-ham", "status-two-spaces")]
+)
+async def test_spamc_differential_public_scan_command(fixture: str, variation: str) -> None:
+    """`spambridge scan`, what an admin runs, reads the two forms the issue found refused."""
+    (case,) = [
+        c
+        for c in variation_cases(fixture, load_fixtures()[fixture], VARIATIONS)
+        if c.name == f"{fixture}:{variation}"
+    ]
+    async with ScriptedSpamd(case.reply) as spamd:
+        spamc = await spamc_reading(spamd.port, case.command)
+        scan = await scan_command_reading(spamd.port, case.command)
+    assert spamc.kind != "failure" and spamc.same_as(scan), f"spamc {spamc}, scan {scan}"
 
 
 def test_spamc_differential_known_rows_are_in_the_readme() -> None:
