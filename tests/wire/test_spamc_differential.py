@@ -21,6 +21,8 @@ and of the truncation points (a few seconds). The long form, every variation on 
 and every truncation byte (a few minutes):
 
     SPAMBRIDGE_SPAMC_DIFF=full python3 -m pytest -q tests/wire/test_spamc_differential.py
+
+SPAMBRIDGE_SPAMC_DIFF_SEED=N draws another CI sample (default 24).
 """
 
 from __future__ import annotations
