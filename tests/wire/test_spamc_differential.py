@@ -53,7 +53,7 @@ FULL = os.environ.get("SPAMBRIDGE_SPAMC_DIFF") == "full"
 SEED = int(os.environ.get("SPAMBRIDGE_SPAMC_DIFF_SEED", "24"))
 README = Path(__file__).resolve().parents[2] / "README.md"
 
-# The documented differences: key -> (what spambridge answers, the README row's first cell);
+# The documented differences: key -> (what spambridge answers, the README row's reply cell);
 # None: the class spamc gives, with another score.
 KNOWN: dict[str, tuple[str | None, str]] = {
     "yes-flag": ("spam", "`Spam: Yes` (spamd's REPORT_IFSPAM spam) or `yes`"),
