@@ -30,6 +30,7 @@ __all__ = [
     "request_bytes",
     "sanitize_user",
     "spam_header",
+    "spamc_reply",
     "status_reply",
 ]
 
@@ -84,24 +85,112 @@ def describe(exc: BaseException) -> str:
 _library: ModuleType | None = None
 
 
-def _parse_response(raw: bytes, label: str) -> Any:
-    """aiospamc's response for `raw`; any failure to parse it is SpamdBadResponse."""
+def _parse_response(raw: bytes, label: str, command: str = "") -> Any:
+    """aiospamc's response for `raw`, read first as spamc reads it (spamc_reply); any
+    failure to parse it is SpamdBadResponse."""
     global _library
     if _library is None:
         from spambridge.spamd import library
 
         _library = library
     try:
-        return _library.parse_response(raw)
+        return _library.parse_response(spamc_reply(raw, command))
     except Exception as exc:  # ParseError, UnicodeDecodeError on 8-bit bytes, ValueError ...
         raise SpamdBadResponse(f"{label} sent a bad reply ({describe(exc)})", label) from None
+
+
+# What libspamc (spamc/libspamc.c, SpamAssassin 4.0) accepts in a reply, so that spambridge
+# reads spamd's bytes as SpamAssassin's own client does (tests/wire/ holds the two side by
+# side). A line ends at LF, one CR before it dropped; words are parted by any C white space;
+# the status line is sscanf("SPAMD/%18s %d %*s") with a version of at least 1.0; headers
+# are matched by exact name at the start of the line, the last one counting, others ignored:
+# sscanf("Spam: %5s ; %20s / %20s") and sscanf("Content-length: %d"). A Spam or
+# Content-length line spamc would not read is ignored too, as spamc ignores it. Stricter
+# than spamc, deliberately (README, "How spamd's reply is read"): a number is plain decimal
+# (spamc reads `7,5` as 7, `nan` as 0, `1e308` as 1), nothing but white space follows the
+# threshold or the length, and a non-zero status code is an error whatever follows it.
+_STATUS_RE = re.compile(rb"SPAMD/(\S{1,18}+)\s++([+-]?\d++)(?:\s++(.*?))?\s*+", re.DOTALL)
+_VERSION_RE = re.compile(rb"\d+(?:\.\d+)?")
+_SPAM_RE = re.compile(
+    rb"Spam:\s*+(\S{1,5}+)\s*+;\s*+(\S{1,20}+)\s*+/\s*+(\S{1,20}+)(.*)", re.DOTALL
+)
+_LENGTH_RE = re.compile(rb"Content-length:\s*+([+-]?\d++)(.*)", re.DOTALL)
+_TELL_RE = re.compile(rb"(DidSet|DidRemove):\s*+(\S{1,14}+)")
+_NUMBER_RE = re.compile(rb"[+-]?(?:\d+\.?\d*|\.\d+)")
+_BLANK_RE = re.compile(rb"\s*")
+
+
+def _line(raw: bytes, start: int) -> tuple[bytes, int]:
+    """The line at `start` without its end, and where the next begins; a line must end."""
+    end = raw.find(b"\n", start)
+    if end < 0:
+        raise ValueError("the reply ends inside a line")
+    line = raw[start:end]
+    return (line[:-1] if line.endswith(b"\r") else line), end + 1
+
+
+# spamd's own replies to a scan, as it writes them: already canonical, passed on as they are.
+_SPAMD_HEAD_RE = re.compile(
+    rb"SPAMD/1\.[0-9] 0 EX_OK\r\n(Content-length: [0-9]+\r\n)?"
+    rb"Spam: (?:True|False|Yes|No) ; -?[0-9]+\.[0-9] / -?[0-9]+\.[0-9]\r\n\r\n"
+)
+
+
+def spamc_reply(raw: bytes, command: str = "") -> bytes:
+    """`raw` rewritten as the canonical reply spamc reads in it (CRLF, one space between the
+    status-line words, only the headers spamc reads), for aiospamc's parser. CHECK's reply
+    ends at its blank line (spamc reads no further); PING's at its status line."""
+    spamd = _SPAMD_HEAD_RE.match(raw)
+    if spamd is not None and (spamd.group(1) is None) == (command == "CHECK"):
+        return raw[: spamd.end()] if command == "CHECK" else raw
+    status, at = _line(raw, 0)
+    match = _STATUS_RE.fullmatch(status)
+    if match is None:
+        raise ValueError("the status line is not SPAMD/<version> <code>")
+    version, code, message = match.groups()
+    number = _VERSION_RE.match(version)
+    if number is None or float(number.group()) < 1.0:
+        raise ValueError("the protocol version is not a number of at least 1.0")
+    text = (message or b"").decode("ascii", "replace").encode("ascii", "replace")
+    head = b"SPAMD/%b %d %b\r\n" % (number.group(), int(code), text or b"-")
+    if command == "PING" or at == len(raw):  # status only: PONG or an EX_* error
+        return head
+    spam = length = None
+    tell: dict[bytes, bytes] = {}
+    while True:
+        line, at = _line(raw, at)
+        if not line:
+            break
+        if found := _SPAM_RE.match(line):
+            spam = found
+        elif found := _LENGTH_RE.match(line):
+            length = found
+        elif found := _TELL_RE.match(line):
+            tell[found.group(1)] = found.group(2)
+    if spam is not None:
+        flag, score, threshold, rest = spam.groups()
+        if not (_NUMBER_RE.fullmatch(score) and _NUMBER_RE.fullmatch(threshold)):
+            raise ValueError("a score or threshold is not a decimal number")
+        if not _BLANK_RE.fullmatch(rest):
+            raise ValueError("the Spam header goes on after its threshold")
+        head += b"Spam: %b ; %b / %b\r\n" % (flag, score, threshold)
+    head += b"".join(b"%b: %b\r\n" % item for item in tell.items())
+    if command == "CHECK":
+        return head + b"\r\n"
+    if command and command in COMMANDS and length is None:
+        raise ValueError("no Content-length header")
+    if length is not None:
+        if not _BLANK_RE.fullmatch(length.group(2)) or int(length.group(1)) < 0:
+            raise ValueError("the Content-length is not a length")
+        head += b"Content-length: %d\r\n" % int(length.group(1))
+    return head + b"\r\n" + raw[at:]
 
 
 def parse_reply(raw: bytes, *, command: str, host: str, elapsed: float = 0.0) -> Verdict:
     """spamd's whole reply to a scan -> Verdict. Anything else raises SpamdBadResponse
     (SpamdErrorStatus for an EX_* status): garbage, a missing Spam header, a score or
     threshold that is not a finite number (nan or inf make every comparison false)."""
-    response = _parse_response(raw, host)
+    response = _parse_response(raw, host, command)
     try:
         response.raise_for_status()
         spam = response.headers.spam
@@ -135,7 +224,7 @@ def _ex_code(exc: Exception) -> int | None:
 def parse_pong(raw: bytes, host: str) -> str:
     """spamd's reply to PING -> its message ("PONG" from a healthy spamd). An EX status
     raises SpamdErrorStatus (its text names aiospamc's exception), garbage SpamdBadResponse."""
-    response = _parse_response(raw, host)
+    response = _parse_response(raw, host, "PING")
     try:
         response.raise_for_status()
     except Exception as exc:

@@ -80,7 +80,10 @@ def test_fuzz_spamd_reply_mutated_replies(seed: bytes, rng_seed: int, command: s
 
 
 def test_fuzz_spamd_reply_seeds_parse_as_spamd_meant() -> None:
-    outcomes = [check_reply(raw, "REPORT") for raw in SEED_REPLIES]
+    commands = [*COMMANDS, *COMMANDS] + ["REPORT"] * (len(SEED_REPLIES) - 2 * len(COMMANDS))
+    outcomes = [
+        check_reply(raw, command) for raw, command in zip(SEED_REPLIES, commands, strict=True)
+    ]
     assert outcomes == ["verdict"] * 10 + ["bad"] * 6
 
 

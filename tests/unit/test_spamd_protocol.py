@@ -47,11 +47,16 @@ def test_spamd_protocol_server_half_reads_the_client_half(command: str) -> None:
     assert parse_header_line(b"no colon here\r\n") is None
 
 
-@pytest.mark.parametrize(("body", "yes_no"), [(None, False), (b"report", False), (b"", True)])
-def test_spamd_protocol_client_half_reads_the_server_half(body: bytes | None, yes_no: bool) -> None:
+@pytest.mark.parametrize(
+    ("command", "body", "yes_no"),
+    [("CHECK", None, False), ("REPORT", b"report", False), ("REPORT_IFSPAM", b"", True)],
+)
+def test_spamd_protocol_client_half_reads_the_server_half(
+    command: str, body: bytes | None, yes_no: bool
+) -> None:
     raw = encode_reply(spam_header(True, 7.5, 5.0, yes_no=yes_no), body)
-    verdict = parse_reply(raw, command="CHECK", host="h")
-    assert verdict == Verdict(True, 7.5, 5.0, body or b"", "CHECK", "h", 0.0)
+    verdict = parse_reply(raw, command=command, host="h")
+    assert verdict == Verdict(True, 7.5, 5.0, body or b"", command, "h", 0.0)
 
 
 def test_spamd_protocol_status_reply_is_an_ex_status() -> None:
