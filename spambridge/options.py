@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
+from spambridge import styles
 from spambridge.access import AccessMap
 from spambridge.durations import DURATION_FORMS, parse_duration
 from spambridge.errors import ConfigError
@@ -72,6 +73,8 @@ def _o(
 OversizeAction = Literal["skip", "truncate"]
 SpamdUserFrom = Literal["passwd", "local-part", "address", "domain", "fixed"]
 SpamdErrorAction = Literal["accept", "tempfail", "reject"]
+# The styles package is the registry (its choices: styles.NAMES); the names are repeated here
+# so Config's field is typed, and a test holds the two to one list.
 HeaderStyle = Literal["milter-spamc", "spamassassin"]
 MailPolicy = Literal["none", "copy", "redirect"]
 ScanAuthenticated = Literal["skip", "tag", "full"]
@@ -351,10 +354,18 @@ OPTIONS: tuple[Option, ...] = (
     _o(
         "header-style",
         "choice",
-        "milter-spamc",
-        "milter-spamc: X-Spam-* headers in milter-spamc's formats; spamassassin: copy "
-        "SpamAssassin's own X-Spam-* headers (spamd-command=HEADERS).",
-        get_args(HeaderStyle),
+        styles.DEFAULT,
+        "; ".join(f"{s.name}: {s.summary}" for s in styles.STYLES.values()) + ".",
+        styles.NAMES,
+        group="headers",
+        legacy=False,
+    ),
+    _o(
+        "score-header",
+        "bool",
+        "-",
+        "Add X-Spam-Score with the bare score (e.g. 7.31), with every header style, for "
+        "Sieve's spamtest and simple filters; incoming X-Spam-Score headers are deleted.",
         group="headers",
         legacy=False,
     ),
@@ -990,6 +1001,7 @@ class Config:
     spamd_rewrite_body: bool
     always_add_flag: bool
     always_add_level: bool
+    score_header: bool
     level_character: str
     subject_tag: str
     subject_tag_score: bool
@@ -1209,17 +1221,19 @@ def _check_ranges(kw: Mapping[str, object]) -> None:
 
 def _check_together(config: Config) -> None:
     """Options that only make sense together; raises ConfigError naming the one to change."""
-    if config.header_style == "spamassassin" and config.spamd_command not in (
-        "HEADERS",
-        "PROCESS",
-    ):
+    style = styles.style(config.header_style)
+    command = config.spamd_command
+    if command not in style.commands:
+        # the style that reads the usual REPORT is kept and the command blamed, else the
+        # style: the admin changed the one the other does not go with
+        if "REPORT" in style.commands:
+            readers = " or ".join(n for n, s in styles.STYLES.items() if command in s.commands)
+            raise ConfigError(
+                "header-style", f"spamd-command={command} needs header-style={readers}"
+            )
         raise ConfigError(
-            "spamd-command", "header-style=spamassassin needs spamd-command=HEADERS or PROCESS"
-        )
-    if config.spamd_command in ("HEADERS", "PROCESS") and config.header_style != "spamassassin":
-        raise ConfigError(
-            "header-style",
-            f"spamd-command={config.spamd_command} needs header-style=spamassassin",
+            "spamd-command",
+            f"header-style={style.name} needs spamd-command={' or '.join(style.commands)}",
         )
     if config.spamd_rewrite_body != (config.spamd_command == "PROCESS"):
         raise ConfigError(
