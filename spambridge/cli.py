@@ -37,7 +37,7 @@ from spambridge.options import (
     read_option_file,
 )
 from spambridge.policy import ScanPlan
-from spambridge.session import Services, local_now, wanted
+from spambridge.services import Services, local_now, wanted
 from spambridge.spamd.endpoints import spamd_sockets_text
 from spambridge.spamd.library import drop_loguru_handlers
 from spambridge.spamd.pool import SpamdPool

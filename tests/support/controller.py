@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from spambridge.cli import Resolved, build_services, resolve
 from spambridge.metrics import Metrics
 from spambridge.server import Server
-from spambridge.session import Services
+from spambridge.services import Services
 
 # The time every test server sees, so header values can be compared byte for byte.
 FROZEN_NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)

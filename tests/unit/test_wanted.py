@@ -6,7 +6,7 @@ import pytest
 
 from spambridge.cli import resolve
 from spambridge.milter.flags import ProtocolFlags as P
-from spambridge.session import wanted
+from spambridge.services import wanted
 
 
 @pytest.mark.parametrize(
