@@ -16,6 +16,8 @@ APT_PACKAGES=(
     util-linux bsdutils python3 python3-venv python3-pip ca-certificates
     # The Debian package test (tests/e2e/test_package.py): build, lint, install, purge.
     git build-essential debhelper dh-virtualenv lintian
+    # The README's Sieve rules, judged by Pigeonhole's sieve-test (tests/e2e/test_sieve.py).
+    dovecot-sieve
 )
 
 missing=()
@@ -33,7 +35,7 @@ fi
 # Where a package's postinst started daemons (no policy-rc.d), stop them: the tests start
 # their own on free loopback ports and the system ones would only get in the way.
 if [[ "${CI:-}" == "true" ]]; then
-    for service in sendmail spamass-milter spamd haproxy; do
+    for service in sendmail spamass-milter spamd haproxy dovecot; do
         if [[ -x "/etc/init.d/$service" ]]; then
             "/etc/init.d/$service" stop >/dev/null 2>&1 || true
         fi
