@@ -45,7 +45,7 @@ class Rspamd(HeaderStyle):
     owned = frozenset((b"x-spam", b"x-spamd-result", b"x-spamd-bar"))
     summary = (
         "the headers rspamd's milter writes (X-Spam: Yes, X-Spamd-Result, X-Spamd-Bar), "
-        "from SpamAssassin's verdict"
+        "from SpamAssassin's verdict (spamd-command=REPORT, REPORT_IFSPAM or CHECK)"
     )
 
     def fields(
