@@ -31,6 +31,9 @@ from spambridge.transaction import Client, Macros, Transaction
 Scan = Callable[[ScanPlan], Awaitable[Verdict | SpamdError]]
 
 _CONTINUE = Continue()
+# Every action bit an edit can need (all but SETSYMLIST): an MTA that granted them all, as
+# Sendmail and Postfix do, withholds nothing, and the edits need not be looked at.
+_EVERY_EDIT = int(ActionFlags(0x1FF) & ~ActionFlags.SET_MACRO_LIST)
 _TOO_MANY = smtp_reply("452", "4.5.3", ["too many untrusted recipients"])
 
 
@@ -84,7 +87,7 @@ def settle(
             decision, final=_CONTINUE, edits=(), action=decision.action.dry_run()
         )
     withheld: tuple[str, ...] = ()
-    if decision.edits:
+    if decision.edits and actions & _EVERY_EDIT != _EVERY_EDIT:
         decision, withheld = policy.grant(decision, actions)
     return Outcome(decision, withheld, spamd)
 

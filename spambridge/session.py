@@ -122,6 +122,7 @@ class Session(asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         self._progress_every = 0.0
         self._progress_timer: asyncio.TimerHandle | None = None
+        self._scanned = _Scanned(0.0)  # the scan of the message at end of message
 
     # ------------------------------------------------------------ transport callbacks
 
@@ -469,15 +470,11 @@ class Session(asyncio.Protocol):
         svc = self.svc
         config = svc.config
         queue_id.set(self.macros.get("i").decode("ascii", "replace") or "-")
-        result = _Scanned(time.monotonic())
+        result = self._scanned = _Scanned(time.monotonic())
         negotiated = self.negotiated
         actions = negotiated.actions if negotiated is not None else ActionFlags(0)
-
-        async def scan(plan: ScanPlan) -> Verdict | SpamdError:
-            return await self._scan_with_progress(svc, plan, result)
-
         outcome = await pipeline.end_of_message(
-            config, self.client, self.macros, txn, now=svc.clock(), actions=actions, scan=scan
+            config, self.client, self.macros, txn, now=svc.clock(), actions=actions, scan=self._scan
         )
         try:
             wire = self._encode_decision(outcome.decision)
@@ -536,6 +533,10 @@ class Session(asyncio.Protocol):
             f" reason={decision.reason!r}" if decision.reason else "",
             " direction=outbound" if decision.direction is OUTBOUND else "",
         )
+
+    async def _scan(self, plan: ScanPlan) -> Verdict | SpamdError:
+        """The seam's scan: spamd through the pool, with progress to the MTA meanwhile."""
+        return await self._scan_with_progress(self.svc, plan, self._scanned)
 
     async def _scan_with_progress(
         self, svc: Services, plan: ScanPlan, result: _Scanned
