@@ -474,7 +474,13 @@ class Session(asyncio.Protocol):
         negotiated = self.negotiated
         actions = negotiated.actions if negotiated is not None else ActionFlags(0)
         outcome = await pipeline.end_of_message(
-            config, self.client, self.macros, txn, now=svc.clock(), actions=actions, scan=self._scan
+            config,
+            self.client,
+            self.macros,
+            txn,
+            now=svc.clock(),
+            actions=actions,
+            scan=self._scan_with_progress,
         )
         try:
             wire = self._encode_decision(outcome.decision)
@@ -534,18 +540,14 @@ class Session(asyncio.Protocol):
             " direction=outbound" if decision.direction is OUTBOUND else "",
         )
 
-    async def _scan(self, plan: ScanPlan) -> Verdict | SpamdError:
-        """The seam's scan: spamd through the pool, with progress to the MTA meanwhile."""
-        return await self._scan_with_progress(self.svc, plan, self._scanned)
-
-    async def _scan_with_progress(
-        self, svc: Services, plan: ScanPlan, result: _Scanned
-    ) -> Verdict | SpamdError:
+    async def _scan_with_progress(self, plan: ScanPlan) -> Verdict | SpamdError:
         """Scan, sending progress to the MTA every progress-interval while we wait.
 
         A timer rather than a second task and asyncio.wait: nothing else writes to the MTA
-        while we wait, and a fast scan then costs one timer, set and cancelled.
+        while we wait, and a fast scan then costs one timer, set and cancelled. The seam's
+        scan (`pipeline.Scan`); what it learns goes to the message's `_Scanned`.
         """
+        svc, result = self.svc, self._scanned
         self._progress_every = svc.config.progress_interval
         self._progress_timer = self._loop.call_later(self._progress_every, self._progress)
         outcome: Verdict | SpamdError
