@@ -87,8 +87,9 @@ def settle(
             decision, final=_CONTINUE, edits=(), action=decision.action.dry_run()
         )
     withheld: tuple[str, ...] = ()
-    if decision.edits and actions & _EVERY_EDIT != _EVERY_EDIT:
-        decision, withheld = policy.grant(decision, actions)
+    granted = int(actions)  # plain int operations: an IntFlag's & costs an enum call each
+    if decision.edits and granted & _EVERY_EDIT != _EVERY_EDIT:
+        decision, withheld = policy.grant(decision, granted)
     return Outcome(decision, withheld, spamd)
 
 
