@@ -18,6 +18,8 @@ APT_PACKAGES=(
     git build-essential debhelper dh-virtualenv lintian
     # Mutual TLS to spamd (tests/e2e/test_spamd_mutual_tls.py): spamd --ssl, throwaway certs.
     libio-socket-ssl-perl openssl
+    # The README's Sieve rules, judged by Pigeonhole's sieve-test (tests/e2e/test_sieve.py).
+    dovecot-sieve
 )
 
 missing=()
@@ -35,7 +37,7 @@ fi
 # Where a package's postinst started daemons (no policy-rc.d), stop them: the tests start
 # their own on free loopback ports and the system ones would only get in the way.
 if [[ "${CI:-}" == "true" ]]; then
-    for service in sendmail spamass-milter spamd haproxy; do
+    for service in sendmail spamass-milter spamd haproxy dovecot; do
         if [[ -x "/etc/init.d/$service" ]]; then
             "/etc/init.d/$service" stop >/dev/null 2>&1 || true
         fi

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from spambridge import __version__, daemon, learn, policy, preview
+from spambridge import __version__, daemon, learn, pipeline, policy, preview
 from spambridge.decision import Decision
 from spambridge.errors import ConfigError, SpamdError
 from spambridge.milter.flags import MAX_PAYLOAD, Family
@@ -28,7 +28,8 @@ from spambridge.options import (
     parse_argv,
     read_option_file,
 )
-from spambridge.session import local_now, wanted
+from spambridge.policy import ScanPlan
+from spambridge.services import local_now, wanted
 from spambridge.spamd.protocol import Verdict
 from spambridge.transaction import Client, Macros, Recipient, Transaction
 
@@ -292,28 +293,29 @@ async def scan_decision(
     *,
     clock: Callable[[], datetime] = local_now,
 ) -> tuple[Decision, Verdict | SpamdError | None]:
-    """The daemon's pipeline for one collected message: policy.before_scan, spamd when it
-    asks for a scan, policy.after_scan. Returns the decision and spamd's outcome (None when
-    the message was not scanned)."""
-    plan = policy.before_scan(
+    """The daemon's end-of-message seam (`pipeline.end_of_message`) for one collected
+    message, with a spamd pool of its own. Returns the decision and spamd's outcome (None
+    when the message was not scanned)."""
+
+    async def scan(plan: ScanPlan) -> Verdict | SpamdError:
+        pool = daemon.build_pool(config)
+        try:
+            return await pool.scan(plan.message, command=plan.command, user=plan.user or None)
+        except SpamdError as exc:
+            return exc
+        finally:
+            await pool.close()
+
+    outcome = await pipeline.end_of_message(
         config,
         envelope.client(),
         Macros(),
         txn,
         now=clock(),  # split_message keeps each value's leading space, as the pipeline wants
         actions=wanted(config).actions,  # an MTA that grants what we ask, as Sendmail does
+        scan=scan,
     )
-    if isinstance(plan, Decision):
-        return plan, None
-    pool = daemon.build_pool(config)
-    outcome: Verdict | SpamdError
-    try:
-        outcome = await pool.scan(plan.message, command=plan.command, user=plan.user or None)
-    except SpamdError as exc:
-        outcome = exc
-    finally:
-        await pool.close()
-    return policy.after_scan(plan, outcome), outcome
+    return outcome.decision, outcome.spamd
 
 
 async def scan_message(

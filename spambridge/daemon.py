@@ -28,7 +28,7 @@ from spambridge.log import logger, setup
 from spambridge.metrics import Metrics
 from spambridge.options import Config
 from spambridge.server import Server
-from spambridge.session import Services, local_now
+from spambridge.services import Services, local_now
 from spambridge.spamd.endpoints import spamd_sockets_text
 from spambridge.spamd.library import drop_loguru_handlers
 from spambridge.spamd.pool import SpamdPool

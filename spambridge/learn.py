@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from spambridge import policy
+from spambridge import recipients as recipient_rules
 from spambridge.errors import (
     ConfigError,
     SpamdBadResponse,
@@ -74,7 +74,7 @@ def spamd_user(config: Config, recipients: Sequence[str]) -> str:
         raw = address.strip().encode("utf-8", "surrogateescape")
         angled = raw if raw.startswith(b"<") else b"<" + raw + b">"
         txn.recipients.append(Recipient(angled, (), b"", b"", b""))  # a local recipient
-    return sanitize_user(policy.spamd_user(config, txn))
+    return sanitize_user(recipient_rules.spamd_user(config, txn))
 
 
 async def learn_message(

@@ -1,21 +1,22 @@
 """Pure decisions: whether to scan, and what to do with a verdict or a spamd error.
 
 Everything here is a function of values (config, transaction, verdict), so the whole policy is
-tested without sockets or an event loop.
+tested without sockets or an event loop. What the MTA granted, dry-run, the spamd user (a
+passwd look-up) and the fallback for our own failures are applied around these calls, in
+`pipeline`; the header style writes the headers (`styles`), the recipient rules live in
+`recipients`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import pwd
 import re
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from spambridge import __version__, headers, rewrite
+from spambridge import __version__, headers, recipients, styles
 from spambridge.access import AccessAction, AccessResult, unmapped
 from spambridge.decision import (
     ACCEPT,
@@ -36,11 +37,8 @@ from spambridge.decision import Decision as Decision  # the type callers know it
 from spambridge.errors import ConfigError, SpamdError
 from spambridge.milter.flags import ActionFlags
 from spambridge.milter.messages import (
-    AddHeader,
-    AddRecipient,
     ChangeHeader,
     Continue,
-    DeleteRecipient,
     Discard,
     Edit,
     FinalReply,
@@ -52,7 +50,7 @@ from spambridge.milter.reply import smtp_reply
 from spambridge.options import Config
 from spambridge.replies import parse_reply_option
 from spambridge.spamd.protocol import Verdict
-from spambridge.transaction import Client, Macros, Recipient, Transaction, message_for_spamd
+from spambridge.transaction import Client, Macros, Transaction, message_for_spamd
 
 # Headers whose incoming copies are forged by definition: only we set them.
 VERDICT_HEADERS = frozenset(name.lower() for name in headers.MILTER_SPAMC_HEADERS)
@@ -61,8 +59,8 @@ _LOW_PRECEDENCE = re.compile(rb"^\s*(list|junk|bulk)\b", re.I)
 
 # ------------------------------------------------------------------ the pipeline
 #
-# The daemon's session and `spambridge scan FILE` both call these two and nothing else:
-# before_scan, then (when it asks for a scan) spamd, then after_scan.
+# The daemon's session and `spambridge scan FILE` both call these two through
+# pipeline.end_of_message: before_scan, then (when it asks for a scan) spamd, then after_scan.
 
 
 @dataclass(slots=True)  # not frozen: a frozen __init__ costs a call per field, per message
@@ -73,7 +71,7 @@ class ScanPlan:
     txn: Transaction
     macros: Macros
     message: bytes  # the exact bytes spamd sees
-    user: str  # the spamd user, "" for spamd's own default
+    user: str  # the spamd user, "" for spamd's own default (pipeline sets it: passwd)
     command: str  # the SPAMC command
     now: datetime
     actions: ActionFlags  # what the MTA granted: edits needing others are left out
@@ -119,7 +117,7 @@ def before_scan(
         txn,
         macros,
         message,
-        spamd_user(config, txn),
+        "",
         config.spamd_command,
         now,
         actions,
@@ -197,109 +195,6 @@ def outbound_reason(config: Config, client: Client, macros: Macros) -> str | Non
     return None
 
 
-def spamd_user(config: Config, txn: Transaction) -> str:
-    """milter-spamc's rule: the last local recipient with a passwd entry, else spamd-user.
-
-    A configured spamd-user wins when there are several recipients (or with no-user-config);
-    with no spamd-user, several recipients still give the last local one, as in milter-spamc.
-    spamd-user-from other than passwd names the same recipient by its local part, address
-    or domain (virtual users have no passwd entry, so the last recipient decides).
-    """
-    if (
-        config.no_user_config
-        or config.spamd_user_from == "fixed"
-        or (config.spamd_user and len(txn.recipients) > 1)
-    ):
-        return config.spamd_user
-    if config.spamd_user_from != "passwd":
-        rcpt = txn.recipients[-1] if txn.recipients else None
-        return (rcpt and _user_key(config.spamd_user_from, rcpt)) or config.spamd_user
-    found = ""
-    for rcpt in txn.recipients:
-        found = _local_user(config, rcpt) or found
-    return found or config.spamd_user
-
-
-def _user_key(source: str, rcpt: Recipient) -> str:
-    """The recipient's local part, address (domain lower-cased) or domain."""
-    addr = (rcpt.addr or rcpt.address).strip(b"<>").decode("ascii", "replace")
-    local, at, domain = addr.rpartition("@")
-    if not at:
-        local, domain = addr, ""
-    domain = domain.lower()
-    if source == "local-part":
-        return local
-    if source == "domain":
-        return domain
-    return f"{local}@{domain}" if domain else local
-
-
-def _local_user(config: Config, rcpt: Recipient) -> str:
-    """The spamd user for one recipient when it is local (passwd entry or is-gateway)."""
-    addr = (rcpt.addr or rcpt.address).strip(b"<>")
-    local = addr.split(b"@", 1)[0].decode("ascii", "replace")
-    if not local:
-        return ""
-    if config.is_gateway and _local_use_literal(rcpt.host):
-        return local
-    if not is_local(config, rcpt):
-        return ""
-    return local if _PASSWD.has_user(local) else ""
-
-
-def is_local(config: Config, rcpt: Recipient) -> bool:
-    """milter-spamc's local recipient: {rcpt_host} empty (Sendmail's local mailer), a cyrus*
-    mailer, or with is-gateway a local-use address literal."""
-    if not rcpt.host or rcpt.mailer.lower().startswith(b"cyrus"):
-        return True
-    return config.is_gateway and _local_use_literal(rcpt.host)
-
-
-class PasswdCache:
-    """Whether a passwd entry exists, remembered for `ttl` seconds (misses too).
-
-    getpwnam goes through NSS for every message otherwise, which was the largest hot spot
-    in spambridge's own code under load. Bounded: when full, the whole cache is dropped.
-    """
-
-    def __init__(
-        self, ttl: float = 60.0, max_size: int = 4096, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.ttl = ttl
-        self.max_size = max_size
-        self._clock = clock
-        self._entries: dict[str, tuple[float, bool]] = {}
-
-    def has_user(self, name: str) -> bool:
-        now = self._clock()
-        entry = self._entries.get(name)
-        if entry is not None and entry[0] > now:
-            return entry[1]
-        try:
-            pwd.getpwnam(name)
-            found = True
-        except KeyError:
-            found = False
-        if len(self._entries) >= self.max_size:
-            self._entries.clear()
-        self._entries[name] = (now + self.ttl, found)
-        return found
-
-
-_PASSWD = PasswdCache()
-
-
-def _local_use_literal(host: bytes) -> bool:
-    text = host.decode("ascii", "replace").strip("[]")
-    if text.lower().startswith("ipv6:"):
-        text = text[5:]
-    try:
-        ip = ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return ip.is_private or ip.is_loopback or ip.is_link_local
-
-
 def access_decision(
     config: Config, client: Client, macros: Macros, txn: Transaction
 ) -> Decision | None:
@@ -329,11 +224,9 @@ def access_decision(
         if not config.access_db_blacklist:
             continue  # milter-spamc's build: black-list entries do not reject or discard
         if result.action.rejects:
-            return _unless_dry_run(
-                config, Decision(_access_reply(result.text), (), UNSCANNED, REJECT, why)
-            )
+            return Decision(_access_reply(result.text), (), UNSCANNED, REJECT, why)
         if result.action is AccessAction.DISCARD:
-            return _unless_dry_run(config, Decision(Discard(), (), UNSCANNED, DISCARD, why))
+            return Decision(Discard(), (), UNSCANNED, DISCARD, why)
     results = [amap.recipient(r.address, addr) for r in txn.recipients]
     if any(r is not None and r.action is AccessAction.HATER for r in results):
         return None
@@ -341,15 +234,6 @@ def access_decision(
         keys = ", ".join(r.key for r in results if r is not None)
         return on_unscanned(config, txn, f"access To: every recipient white-listed ({keys})")
     return None
-
-
-def _unless_dry_run(config: Config, decision: Decision) -> Decision:
-    """With dry-run nothing but Continue reaches the MTA; the log line keeps the action."""
-    if not config.dry_run:
-        return decision
-    return dataclasses.replace(
-        decision, final=Continue(), edits=(), action=decision.action.dry_run()
-    )
 
 
 def trusted(result: AccessResult, relay_ok: bool = False) -> bool:
@@ -396,17 +280,13 @@ def grant(decision: Decision, actions: int) -> tuple[Decision, tuple[str, ...]]:
 
 
 def forged_deletions(txn: Transaction, config: Config) -> list[ChangeHeader]:
-    if config.header_style == "spamassassin":
-        return headers.forged_header_deletions(
-            txn.headers, VERDICT_HEADERS, prefixes=(b"X-Spam-",), exempt_prefixes=(b"X-Spam-Prev-",)
-        )
-    return headers.forged_header_deletions(txn.headers, VERDICT_HEADERS)
+    """Deletions of the incoming headers the configured style would write (forgeries)."""
+    return styles.style(config.header_style).forged_deletions(config, txn)
 
 
 def on_unscanned(config: Config, txn: Transaction, reason: str) -> Decision:
     """Not scanned on purpose (auth, trusted network, size, access map): deliver as is."""
-    edits = () if config.dry_run else tuple(forged_deletions(txn, config))
-    return Decision(Continue(), edits, UNSCANNED, ACCEPT, reason)
+    return Decision(Continue(), tuple(forged_deletions(txn, config)), UNSCANNED, ACCEPT, reason)
 
 
 def on_error(config: Config, txn: Transaction, error: SpamdError) -> Decision:
@@ -421,8 +301,6 @@ def on_internal_error(config: Config, txn: Transaction, error: BaseException) ->
 
 def _error_decision(config: Config, txn: Transaction, reason: str) -> Decision:
     action = config.spamd_error_action
-    if config.dry_run:
-        return Decision(Continue(), (), ERROR, Action(action).dry_run(), reason)
     if action != "accept":
         spec = config.spamd_tempfail_reply if action == "tempfail" else config.spamd_reject_reply
         reply = spec.reply
@@ -454,21 +332,15 @@ def decide(
     if tag_only:
         action = TAG
     elif outbound and config.outbound_reject_score is not None:
-        action = _action(
-            replace(config, reject_score=config.outbound_reject_score, extra_reject=-1),
-            txn,
-            verdict,
-        )
+        action = _action(config, txn, verdict, config.outbound_reject_score, -1)
     else:
-        action = _action(config, txn, verdict)
+        action = _action(config, txn, verdict, config.reject_score, config.extra_reject)
 
     def done(final: FinalReply, edits: tuple[Edit, ...], label: Action) -> Decision:
         return Decision(
             final, edits, kind, label, score=score, threshold=threshold, direction=direction
         )
 
-    if config.dry_run:
-        return done(Continue(), (), action.dry_run())
     if action is REJECT:
         return done(_reject_reply(config, verdict), (), action)
     if action is TEMPFAIL:
@@ -476,24 +348,23 @@ def decide(
     if action is DISCARD:
         return done(Discard(), (), action)
 
-    if (
-        config.spamd_rewrite_body
-        and body_ok
-        and txn.body_complete
-        and rewrite.looks_processed(verdict.body)
-    ):
-        edits = list(_spamassassin_rewrite(config, txn, verdict, macros, now))
-    else:
-        edits = _header_edits(config, txn, verdict, macros, now)
+    scanned_by = None
+    if config.add_scanned_by:
+        scanned_by = headers.format_scanned_by(
+            __version__,
+            macros.get("if_name") or macros.get("j"),
+            macros.get("if_addr") or macros.get("daemon_addr"),
+            now,
+        )
+    style = styles.style(config.header_style)
+    edits = style.edits(config, txn, verdict, scanned_by, body_ok=body_ok)
     if action is QUARANTINE and quarantine_ok:
         reason = config.quarantine_reason.replace("%score%", f"{score:.2f}").replace(
             "%threshold%", f"{threshold:.2f}"
         )
         edits.append(Quarantine(reason.encode("ascii", "replace")))
-    if recipients_ok and tag_only:
-        edits.extend(_mail_policy(replace(config, mail_policy="none"), txn, verdict))
-    elif recipients_ok:
-        edits.extend(_mail_policy(config, txn, verdict))
+    if recipients_ok:
+        edits.extend(recipients.mail_policy_edits(config, txn, verdict, copies_only=tag_only))
     final: FinalReply = Continue()
     label: Action = action if action is QUARANTINE else (TAG if verdict.is_spam else ACCEPT)
     if (
@@ -507,73 +378,28 @@ def decide(
     return done(final, tuple(edits), label)
 
 
-def _header_edits(
+def _action(
     config: Config,
     txn: Transaction,
     verdict: Verdict,
-    macros: Macros,
-    now: datetime,
-) -> list[Edit]:
-    """Forged-header deletions, our verdict headers and the subject tag."""
-    score, threshold = verdict.score, verdict.threshold
-    edits: list[Edit] = list(forged_deletions(txn, config))
-    for name, value in _verdict_headers(config, txn, verdict, macros, now):
-        edits.append(AddHeader(name, b" " + value))
-    if verdict.is_spam and config.subject_tag and config.header_style == "milter-spamc":
-        subject = txn.header_values(b"Subject")
-        detail = f"({score:.2f}/{threshold:.2f})".encode() if config.subject_tag_score else None
-        current = subject[0] if subject else None
-        tag = config.subject_tag.encode("utf-8", "surrogateescape")  # the bytes as configured
-        if headers.is_subject_template(config.subject_tag):
-            new = headers.template_subject(current, tag, score)
-        else:
-            new = headers.tag_subject(current, tag, detail=detail)
-        if new is not None:
-            edits.append(_set_subject(current, new))
-    if config.header_style == "spamassassin":
-        new_subject = headers.spamassassin_subject(verdict.body)
-        if new_subject is not None:
-            values = txn.header_values(b"Subject")
-            edits.append(_set_subject(values[0] if values else None, new_subject))
-    return edits
-
-
-def _spamassassin_rewrite(
-    config: Config, txn: Transaction, verdict: Verdict, macros: Macros, now: datetime
-) -> tuple[Edit, ...]:
-    """The message as spamd's PROCESS returned it (spamc's delivery), plus X-Scanned-By."""
-    result = rewrite.rewrite_edits(
-        txn.headers, verdict.body, sender=txn.sender, body=bytes(txn.body)
-    )
-    edits = list(result.edits)
-    if config.add_scanned_by:
-        name, value = next(
-            header
-            for header in _verdict_headers(
-                replace(config, header_style="milter-spamc"), txn, verdict, macros, now
-            )
-            if header[0] == b"X-Scanned-By"
-        )
-        at = len(edits) - 1 if result.body_replaced else len(edits)
-        edits.insert(at, AddHeader(name, b" " + value))  # REPLBODY packets come last
-    return tuple(edits)
-
-
-def _action(config: Config, txn: Transaction, verdict: Verdict) -> Action:
+    reject_score: float | None,
+    extra_reject: float,
+) -> Action:
+    """The action the scores call for; outbound mail passes its own reject thresholds."""
     score, threshold = verdict.score, verdict.threshold
     low_precedence = config.discard_low_precedence and precedence_is_low(
         txn.header_values(b"Precedence")
     )
     if config.discard_score is not None and score >= config.discard_score:
         return DISCARD
-    if config.reject_score is not None and score >= config.reject_score:
+    if reject_score is not None and score >= reject_score:
         return DISCARD if low_precedence else REJECT
     if verdict.is_spam:
         if config.extra_discard >= 0 and score >= threshold + config.extra_discard:
             return DISCARD
         if low_precedence:
             return DISCARD  # milter-spamc discards all low-precedence spam, rejected or not
-        if config.extra_reject >= 0 and score >= threshold + config.extra_reject:
+        if extra_reject >= 0 and score >= threshold + extra_reject:
             return REJECT  # low-precedence spam was discarded just above
     if config.tempfail_score is not None and score >= config.tempfail_score:
         return TEMPFAIL
@@ -625,125 +451,6 @@ def report_rule_lines(report: bytes, *, limit: int) -> list[str]:
 def _reply_text(raw: bytes, *, squeeze: bool = True) -> str:
     text = (b" ".join(raw.split()) if squeeze else raw).decode("ascii", "replace")
     return "".join(c if 32 <= ord(c) < 127 else "?" for c in text).replace("%", "p")
-
-
-def _verdict_headers(
-    config: Config, txn: Transaction, verdict: Verdict, macros: Macros, now: datetime
-) -> list[tuple[bytes, bytes]]:
-    out: list[tuple[bytes, bytes]] = []
-    spam = verdict.is_spam
-    milter_spamc = config.header_style != "spamassassin"
-    if milter_spamc and (spam or config.always_add_flag):
-        out.append((b"X-Spam-Flag", headers.format_flag(spam)))  # milter-spamc adds it first
-    if config.add_scanned_by:
-        out.append(
-            (
-                b"X-Scanned-By",
-                headers.format_scanned_by(
-                    __version__,
-                    macros.get("if_name") or macros.get("j"),
-                    macros.get("if_addr") or macros.get("daemon_addr"),
-                    now,
-                ),
-            )
-        )
-    if config.header_style == "spamassassin":
-        out.extend(headers.spamassassin_headers(verdict.body))
-        return out
-    out.append((b"X-Spam-Status", headers.format_status(spam, verdict.score, verdict.threshold)))
-    if config.level_character and (spam or config.always_add_level):
-        # present even when empty (score < 1), as milter-spamc and SpamAssassin do
-        level = headers.format_level(
-            verdict.score, config.level_character.encode("utf-8", "surrogateescape")
-        )
-        out.append((b"X-Spam-Level", level))
-    # SYMBOLS: milter-spamc puts spamd's comma-separated rule names in X-Spam-Report too
-    with_report = verdict.command.startswith("REPORT") or verdict.command == "SYMBOLS"
-    report = headers.format_report(verdict.body) if with_report else b""
-    if report:
-        out.append((b"X-Spam-Report", report))
-    if config.mail_policy == "redirect" and spam:
-        for rcpt in txn.recipients:
-            out.append(
-                (
-                    b"X-Original-Recipient",
-                    headers.sanitize_value(_angle(rcpt.address), len(b"X-Original-Recipient")),
-                )
-            )
-    return out
-
-
-def _set_subject(current: bytes | None, new: bytes) -> Edit:
-    value = new
-    if not value.startswith((b" ", b"\t")):
-        value = b" " + value
-    if current is None:
-        return AddHeader(b"Subject", value)
-    return ChangeHeader(1, b"Subject", value)
-
-
-def _mail_policy(config: Config, txn: Transaction, verdict: Verdict) -> list[Edit]:
-    edits: list[Edit] = []
-    if config.mail_archive:
-        edits.append(AddRecipient(_angle(config.mail_archive)))
-    if not verdict.is_spam:
-        if config.mail_ham:
-            edits.append(AddRecipient(_angle(config.mail_ham)))
-        return edits
-    if config.mail_policy == "none":
-        return edits
-    target = config.mail_spam
-    if (
-        config.extra_low_spam >= 0
-        and config.mail_low_spam
-        and verdict.score <= verdict.threshold + config.extra_low_spam
-    ):
-        target = config.mail_low_spam
-    if config.mail_policy == "copy":
-        edits.append(AddRecipient(_angle(target)))
-        return edits
-    # redirect: every original recipient is replaced
-    all_local = all(is_local(config, r) for r in txn.recipients)
-    for rcpt in txn.recipients:
-        edits.append(DeleteRecipient(_angle(rcpt.address)))
-        if config.mail_format and all_local:
-            edits.append(
-                AddRecipient(_angle(format_recipient(config.mail_format, rcpt.address, txn.sender)))
-            )
-    if not (config.mail_format and all_local):
-        edits.append(AddRecipient(_angle(target)))
-    return edits
-
-
-def _angle(address: str | bytes) -> bytes:
-    """A recipient edit's address, bare as milter-spamc gives it (the MTA takes both forms)."""
-    raw = address.encode() if isinstance(address, str) else address
-    raw = raw.strip()
-    return raw[1:-1] if raw.startswith(b"<") and raw.endswith(b">") else raw
-
-
-def format_recipient(fmt: str, recipient: bytes, sender: bytes) -> str:
-    """milter-spamc's mail-format, as libsnert's formatPath(): %A address, %D domain, %L local
-    part without its +detail, %P local part with it (%L+%R), %R the detail, %S the source
-    route (@a,@b of <@a,@b:user@host>), %T the source route and a colon when there is one,
-    %% a percent. An unknown escape gives nothing. (`sender` is kept for callers.)"""
-    addr = recipient.strip().strip(b"<>").decode("ascii", "replace")
-    route = ""
-    if addr.startswith("@") and ":" in addr:
-        route, _, addr = addr.partition(":")
-    local, _, domain = addr.rpartition("@") if "@" in addr else (addr, "", "")
-    base, _, detail = local.partition("+")
-    table = {
-        "A": addr,
-        "D": domain,
-        "L": base,
-        "P": f"{base}+{detail}" if detail else base,
-        "R": detail,
-        "S": route,
-        "T": f"{route}:" if route else "",
-        "%": "%",
-    }
-    return re.sub(r"%(.?)", lambda m: table.get(m[1], ""), fmt, flags=re.S)
 
 
 def precedence_is_low(values: Sequence[bytes]) -> bool:

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from spambridge.errors import ConfigError
 from spambridge.log import conn_id, logger
 from spambridge.milter_socket import SocketSpec
-from spambridge.session import Services, Session
+from spambridge.services import Services
+from spambridge.session import Session
 
 SD_LISTEN_FDS_START = 3
 

@@ -5,21 +5,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, cast
 
-from spambridge import policy
-from spambridge.decision import ERROR, OUTBOUND, Action, Decision
+from spambridge import pipeline, policy
+from spambridge.decision import OUTBOUND, Decision
 from spambridge.errors import ProtocolError, RemoteProtocolError, SpamdError
 from spambridge.log import logger, queue_id
-from spambridge.metrics import Metrics
 from spambridge.milter.codec import CommandDecoder, encode
-from spambridge.milter.flags import ActionFlags, ProtocolFlags, Stage
+from spambridge.milter.flags import ActionFlags
 from spambridge.milter.messages import (
     Abort,
     BodyChunk,
@@ -29,7 +26,6 @@ from spambridge.milter.messages import (
     Data,
     EndOfHeaders,
     EndOfMessage,
-    FinalReply,
     Header,
     Helo,
     Macro,
@@ -39,48 +35,20 @@ from spambridge.milter.messages import (
     Quit,
     QuitNewConnection,
     RcptTo,
-    Reject,
     Reply,
     Skip,
-    TempFail,
     Unknown,
 )
 from spambridge.milter.negotiate import (
     Negotiated,
-    Wanted,
     check_reply,
     edit_for_mta,
-    negotiate,
     value_from_mta,
 )
-from spambridge.milter.reply import smtp_reply
-from spambridge.options import Config
-from spambridge.spamd.pool import SpamdPool
+from spambridge.policy import ScanPlan
+from spambridge.services import Services
 from spambridge.spamd.protocol import Verdict
 from spambridge.transaction import Client, Macros, Recipient, Transaction
-
-# Macros we read, requested per stage in the negotiation reply (setsymlist).
-MACROS: tuple[tuple[Stage, tuple[str, ...]], ...] = (
-    (
-        Stage.CONNECT,
-        (
-            "j",
-            "_",
-            "{daemon_name}",
-            "{daemon_addr}",
-            "{if_name}",
-            "{if_addr}",
-            "{client_name}",
-            "{client_addr}",
-            "{client_resolve}",
-        ),
-    ),
-    (Stage.MAIL, ("i", "{auth_type}", "{auth_authen}", "{auth_author}", "{mail_addr}")),
-    (Stage.RCPT, ("i", "{rcpt_mailer}", "{rcpt_host}", "{rcpt_addr}")),
-    (Stage.END_OF_HEADERS, ("i",)),
-    (Stage.END_OF_MESSAGE, ("i", "{msg_id}")),
-)
-
 
 _CONTINUE = Continue()  # immutable; its wire frame is a pre-encoded constant in the codec
 
@@ -89,75 +57,9 @@ _CONTINUE = Continue()  # immutable; its wire frame is a pre-encoded constant in
 class _Scanned:
     """What the scan at end of message left for the verdict line, whatever came of it."""
 
+    started: float  # time.monotonic() at end of message
     host: str = "-"
     spamd_ms: float = 0.0
-
-
-def wanted(config: Config) -> Wanted:
-    """What we ask the MTA for: only the steps we use, no replies where we never answer."""
-    actions = ActionFlags.ADD_HEADERS | ActionFlags.CHANGE_HEADERS
-    if config.quarantine_score is not None:
-        actions |= ActionFlags.QUARANTINE
-    if config.mail_policy != "none" or config.mail_ham or config.mail_archive:
-        actions |= ActionFlags.ADD_RECIPIENT | ActionFlags.DELETE_RECIPIENT
-    if config.spamd_rewrite_body:  # SpamAssassin's report_safe body, only when asked for
-        actions |= ActionFlags.CHANGE_BODY
-    protocol = (
-        ProtocolFlags.NO_UNKNOWN
-        | ProtocolFlags.NR_CONNECT
-        | ProtocolFlags.NR_HELO
-        | ProtocolFlags.NR_MAIL
-        | ProtocolFlags.NR_DATA
-        | ProtocolFlags.NR_HEADER
-        | ProtocolFlags.NR_END_OF_HEADERS
-        | ProtocolFlags.HEADER_LEADING_SPACE
-    )
-    if config.max_untrusted <= 0:
-        protocol |= ProtocolFlags.NR_RCPT
-    if config.skip_body and config.oversize_action == "skip" and config.spamd_max_size:
-        # SKIP needs a reply to body chunks, so no NR_BODY: one round trip per 64 KiB for
-        # every message (and with Sendmail a ~40 ms Nagle stall before end of message).
-        protocol |= ProtocolFlags.SKIP
-    else:
-        protocol |= ProtocolFlags.NR_BODY
-    return Wanted(actions=actions, protocol=protocol, macros=MACROS)
-
-
-def local_now() -> datetime:
-    """The wall clock in local time, as X-Scanned-By and the synthetic Received show it."""
-    return datetime.now(UTC).astimezone()
-
-
-@dataclass(slots=True)
-class Services:
-    """What a session needs from the server; swapped whole on reload."""
-
-    config: Config
-    pool: SpamdPool
-    metrics: Metrics
-    clock: Callable[[], datetime] = local_now  # tests pass a fixed one
-    wanted: Wanted = dataclasses.field(init=False)  # computed once, not per connection
-    # Answers by (version, actions, protocol) offered, the reply already encoded: an MTA
-    # offers the same every time, and working the answer out costs more than the rest of a
-    # connection's set-up.
-    _answers: dict[tuple[int, int, int], tuple[bytes, Negotiated]] = dataclasses.field(
-        init=False, default_factory=dict
-    )
-
-    def __post_init__(self) -> None:
-        self.wanted = wanted(self.config)
-
-    def negotiate(self, offer: Negotiate) -> tuple[bytes, Negotiated]:
-        """The encoded reply to `offer` and the options then in force."""
-        key = (offer.version, int(offer.actions), int(offer.protocol))
-        answer = self._answers.get(key)
-        if answer is None:
-            reply, negotiated = negotiate(offer, self.wanted)
-            answer = (encode(reply), negotiated)
-            if len(self._answers) >= 16:  # a fuzzing MTA must not grow it without bound
-                self._answers.clear()
-            self._answers[key] = answer
-        return answer
 
 
 class Session(asyncio.Protocol):
@@ -220,6 +122,7 @@ class Session(asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         self._progress_every = 0.0
         self._progress_timer: asyncio.TimerHandle | None = None
+        self._scanned = _Scanned(0.0)  # the scan of the message at end of message
 
     # ------------------------------------------------------------ transport callbacks
 
@@ -520,13 +423,11 @@ class Session(asyncio.Protocol):
             )
         )
         config = self.svc.config
-        limit = config.max_untrusted
-        if limit > 0 and policy.untrusted_recipients(config, self.client, txn) > limit:
-            if config.dry_run:  # nothing but Continue reaches the MTA
-                logger.info("dry-run: would answer 452 4.5.3 too many untrusted recipients")
-            else:
+        if config.max_untrusted > 0:
+            refusal = pipeline.recipient_refusal(config, self.client, txn)
+            if refusal is not None:
                 txn.recipients.pop()
-                self._answer(command, smtp_reply("452", "4.5.3", ["too many untrusted recipients"]))
+                self._answer(command, refusal)
                 return
         self._answer(command)
 
@@ -558,68 +459,59 @@ class Session(asyncio.Protocol):
 
     async def _end_of_message(self) -> None:
         """Answer one end of message. This cannot raise (docs/robustness.md, "Every message
-        gets an answer"): whatever fails here becomes the spamd-error-action, and the MTA
-        gets exactly one final reply and the log one verdict line."""
+        gets an answer"): the decision comes from the one seam (`pipeline`), which turns our
+        own failure into the spamd-error-action; the MTA gets exactly one final reply and the
+        log one verdict line."""
         if self.txn is None:  # no MAIL (or aborted): nothing to scan, nothing to change
             logger.debug("end of message outside a transaction; answering continue")
             self._send(_CONTINUE)
             return
         txn = self.txn
         svc = self.svc
+        config = svc.config
         queue_id.set(self.macros.get("i").decode("ascii", "replace") or "-")
-        started = time.monotonic()
-        result = _Scanned()
+        result = self._scanned = _Scanned(time.monotonic())
+        negotiated = self.negotiated
+        actions = negotiated.actions if negotiated is not None else ActionFlags(0)
+        outcome = await pipeline.end_of_message(
+            config,
+            self.client,
+            self.macros,
+            txn,
+            now=svc.clock(),
+            actions=actions,
+            scan=self._scan_with_progress,
+        )
         try:
-            decision = await self._decide(txn, svc, started, result)
-            wire = self._encode_decision(decision)
-        except Exception as exc:  # our own failure: a decision too, never a dropped connection
-            logger.error(
-                "internal error at end of message; applying spamd-error-action=%s",
-                svc.config.spamd_error_action,
-                exc_info=True,
-            )
+            wire = self._encode_decision(outcome.decision)
+        except Exception as exc:  # an edit the wire refused: our failure, a decision too
+            outcome = pipeline.failed(config, txn, exc, self._actions, outcome.spamd)
+            try:
+                wire = self._encode_decision(outcome.decision)
+            except Exception:
+                logger.error("internal error while applying spamd-error-action", exc_info=True)
+                outcome = pipeline.Outcome(pipeline.last_resort(config), failure=exc)
+                wire = encode(outcome.decision.final)
+        if outcome.failure is not None:
             svc.metrics.inc("internal_errors")
-            decision, wire = self._fallback(svc.config, txn, exc)
+        if outcome.withheld and not self._warned_withheld:
+            self._warned_withheld = True  # once per connection: the offer stays
+            logger.warning(
+                "edits not granted by the MTA's negotiated actions are dropped: %s",
+                ", ".join(outcome.withheld),
+            )
         assert self.transport is not None
         self.transport.write(wire)  # one write (one send syscall): the edits and the reply
+        decision = outcome.decision
         spamd_ms = result.spamd_ms
         svc.metrics.message(decision, txn.size, spamd_ms / 1000 if spamd_ms else None)
         if logger.isEnabledFor(logging.INFO):
             self._log_verdict(decision, txn, result.host, spamd_ms)
         self._reset()
 
-    async def _decide(
-        self, txn: Transaction, svc: Services, started: float, result: _Scanned
-    ) -> Decision:
-        negotiated = self.negotiated
-        plan = policy.before_scan(
-            svc.config,
-            self.client,
-            self.macros,
-            txn,
-            now=svc.clock(),
-            actions=negotiated.actions if negotiated is not None else ActionFlags(0),
-        )
-        if isinstance(plan, Decision):
-            return plan
-        outcome = await self._scan_with_progress(svc, plan)
-        result.spamd_ms = (time.monotonic() - started) * 1000
-        result.host = outcome.host if isinstance(outcome, Verdict) else (outcome.host or "-")
-        return policy.after_scan(plan, outcome)
-
     def _encode_decision(self, decision: Decision) -> bytes:
-        """The wire bytes of the granted edits and the final reply."""
-        legal = self._legal  # (command, reply) pairs legal whatever their arguments
-        for edit in decision.edits:
-            if (EndOfMessage, type(edit)) not in legal:  # not granted, or AddRecipient
-                decision, withheld = policy.grant(decision, self._actions)
-                if withheld and not self._warned_withheld:
-                    self._warned_withheld = True  # once per connection: the offer stays
-                    logger.warning(
-                        "edits not granted by the MTA's negotiated actions are dropped: %s",
-                        ", ".join(withheld),
-                    )
-                break
+        """The wire bytes of the edits and the final reply, each checked against what was
+        negotiated (the seam already left out what the MTA did not grant)."""
         encode_checked = self._encode_checked
         edits = (
             decision.edits
@@ -627,21 +519,6 @@ class Session(asyncio.Protocol):
             else (edit_for_mta(edit, False) for edit in decision.edits)
         )
         return b"".join([*map(encode_checked, edits), encode_checked(decision.final)])
-
-    def _fallback(
-        self, config: Config, txn: Transaction, exc: BaseException
-    ) -> tuple[Decision, bytes]:
-        """The spamd-error-action for an internal failure; without edits if even those fail."""
-        try:
-            decision = policy.on_internal_error(config, txn, exc)
-            return decision, self._encode_decision(decision)
-        except Exception:
-            logger.error("internal error while applying spamd-error-action", exc_info=True)
-        action = config.spamd_error_action
-        final: FinalReply = _CONTINUE if action == "accept" or config.dry_run else TempFail()
-        if action == "reject" and not config.dry_run:
-            final = Reject()
-        return Decision(final, (), ERROR, Action(action), "internal"), encode(final)
 
     def _log_verdict(self, decision: Decision, txn: Transaction, host: str, ms: float) -> None:
         score = ""
@@ -663,23 +540,30 @@ class Session(asyncio.Protocol):
             " direction=outbound" if decision.direction is OUTBOUND else "",
         )
 
-    async def _scan_with_progress(
-        self, svc: Services, plan: policy.ScanPlan
-    ) -> Verdict | SpamdError:
+    async def _scan_with_progress(self, plan: ScanPlan) -> Verdict | SpamdError:
         """Scan, sending progress to the MTA every progress-interval while we wait.
 
         A timer rather than a second task and asyncio.wait: nothing else writes to the MTA
-        while we wait, and a fast scan then costs one timer, set and cancelled.
+        while we wait, and a fast scan then costs one timer, set and cancelled. The seam's
+        scan (`pipeline.Scan`); what it learns goes to the message's `_Scanned`.
         """
+        svc, result = self.svc, self._scanned
         self._progress_every = svc.config.progress_interval
         self._progress_timer = self._loop.call_later(self._progress_every, self._progress)
+        outcome: Verdict | SpamdError
         try:
-            return await svc.pool.scan(plan.message, command=plan.command, user=plan.user or None)
+            outcome = await svc.pool.scan(
+                plan.message, command=plan.command, user=plan.user or None
+            )
+            result.host = outcome.host
         except SpamdError as exc:
             logger.warning("spamd failed (%s): %s", exc.kind, exc)
-            return exc
+            outcome = exc
+            result.host = exc.host or "-"
         finally:
             self._progress_timer.cancel()  # also drops its reference to the session
+            result.spamd_ms = (time.monotonic() - result.started) * 1000
+        return outcome
 
     def _progress(self) -> None:
         # A method, not a closure that re-arms itself: such a closure refers to itself, and

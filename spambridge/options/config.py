@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Set
 
+from spambridge import styles
 from spambridge.errors import ConfigError
 from spambridge.options.syntax import Settings
 from spambridge.options.table import OPTIONS, Config
@@ -55,17 +56,19 @@ def _milter_spamc_meanings(
 
 def _check_together(config: Config) -> None:
     """Options that only make sense together; raises ConfigError naming the one to change."""
-    if config.header_style == "spamassassin" and config.spamd_command not in (
-        "HEADERS",
-        "PROCESS",
-    ):
+    style = styles.style(config.header_style)
+    command = config.spamd_command
+    if command not in style.commands:
+        # the style that reads the usual REPORT is kept and the command blamed, else the
+        # style: the admin changed the one the other does not go with
+        if "REPORT" in style.commands:
+            readers = " or ".join(n for n, s in styles.STYLES.items() if command in s.commands)
+            raise ConfigError(
+                "header-style", f"spamd-command={command} needs header-style={readers}"
+            )
         raise ConfigError(
-            "spamd-command", "header-style=spamassassin needs spamd-command=HEADERS or PROCESS"
-        )
-    if config.spamd_command in ("HEADERS", "PROCESS") and config.header_style != "spamassassin":
-        raise ConfigError(
-            "header-style",
-            f"spamd-command={config.spamd_command} needs header-style=spamassassin",
+            "spamd-command",
+            f"header-style={style.name} needs spamd-command={' or '.join(style.commands)}",
         )
     if config.spamd_rewrite_body != (config.spamd_command == "PROCESS"):
         raise ConfigError(

@@ -21,6 +21,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast
 
+from spambridge import styles
 from spambridge.access import AccessMap
 from spambridge.metrics import ListenAddress
 from spambridge.milter_socket import SocketSpec
@@ -68,7 +69,9 @@ def _o(
 OversizeAction = Literal["skip", "truncate"]
 SpamdUserFrom = Literal["passwd", "local-part", "address", "domain", "fixed"]
 SpamdErrorAction = Literal["accept", "tempfail", "reject"]
-HeaderStyle = Literal["milter-spamc", "spamassassin"]
+# The styles package is the registry (its choices: styles.NAMES); the names are repeated here
+# so Config's field is typed, and a test holds the two to one list.
+HeaderStyle = Literal["milter-spamc", "rspamd", "spamassassin"]
 MailPolicy = Literal["none", "copy", "redirect"]
 ScanAuthenticated = Literal["skip", "tag", "full"]
 EventLoop = Literal["auto", "asyncio", "uvloop"]
@@ -374,9 +377,17 @@ class Config:
     header_style: HeaderStyle = _o(
         "header-style",
         choice(HeaderStyle),
-        "milter-spamc",
-        "milter-spamc: X-Spam-* headers in milter-spamc's formats; spamassassin: copy "
-        "SpamAssassin's own X-Spam-* headers (spamd-command=HEADERS).",
+        styles.DEFAULT,
+        "; ".join(f"{s.name}: {s.summary}" for s in styles.STYLES.values()) + ".",
+        group="headers",
+        legacy=False,
+    )
+    score_header: bool = _o(
+        "score-header",
+        BOOL,
+        "-",
+        "Add X-Spam-Score with the bare score (e.g. 7.31), with every header style, for "
+        "Sieve's spamtest and simple filters; incoming X-Spam-Score headers are deleted.",
         group="headers",
         legacy=False,
     )

@@ -13,7 +13,7 @@ from spambridge.cli import resolve
 from spambridge.daemon import Daemon
 from spambridge.options import Config
 from spambridge.server import Server
-from spambridge.session import Services
+from spambridge.services import Services
 
 # The time every test server sees, so header values can be compared byte for byte.
 FROZEN_NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import email.utils
 from datetime import UTC, datetime, timedelta, timezone
 
-from spambridge import headers, session
+from spambridge import headers, services
 from spambridge.transaction import _clean
 from tests.support.config import make_config
 
@@ -34,6 +34,6 @@ def test_hot_paths_wanted_is_computed_once_per_services() -> None:
 
     first = build_services(make_config(), Metrics())
     second = build_services(make_config("quarantine-score=9"), Metrics())
-    assert first.wanted == session.wanted(first.config)
-    assert second.wanted == session.wanted(second.config)
+    assert first.wanted == services.wanted(first.config)
+    assert second.wanted == services.wanted(second.config)
     assert second.wanted != first.wanted  # a reload builds new services, so new wants

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from spambridge import policy
+from spambridge import recipients
 from spambridge.options import Config
 from spambridge.transaction import Recipient, Transaction
 from tests.support.config import make_config
@@ -37,7 +37,7 @@ def cfg(*argv: str) -> Config:
 def test_compat_mail_format_escapes_as_libsnert_format_path(
     fmt: str, rcpt: bytes, expected: str
 ) -> None:
-    assert policy.format_recipient(fmt, rcpt, b"<sender@example.net>") == expected
+    assert recipients.format_recipient(fmt, rcpt, b"<sender@example.net>") == expected
 
 
 @pytest.mark.parametrize(
@@ -56,7 +56,7 @@ def test_compat_local_recipient_rule(
 ) -> None:
     config = cfg("+is-gateway" if gateway else "-is-gateway")
     rcpt = Recipient(b"<nobody@example.org>", (), mailer, host, b"nobody")
-    assert policy.is_local(config, rcpt) is local
+    assert recipients.is_local(config, rcpt) is local
 
 
 def test_compat_truncation_takes_whole_chunks_of_body_only() -> None:

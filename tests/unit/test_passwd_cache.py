@@ -4,7 +4,7 @@ import pwd
 
 import pytest
 
-from spambridge import policy
+from spambridge import recipients
 
 
 class _Clock:
@@ -32,7 +32,7 @@ def lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def test_passwd_cache_remembers_hits_and_misses_until_expiry(lookups: list[str]) -> None:
     clock = _Clock()
-    cache = policy.PasswdCache(ttl=60.0, clock=clock)
+    cache = recipients.PasswdCache(ttl=60.0, clock=clock)
     assert cache.has_user("root") is True
     assert cache.has_user("nosuch") is False
     clock.now += 59.0
@@ -46,7 +46,7 @@ def test_passwd_cache_remembers_hits_and_misses_until_expiry(lookups: list[str])
 
 
 def test_passwd_cache_stays_bounded(lookups: list[str]) -> None:
-    cache = policy.PasswdCache(max_size=3, clock=_Clock())
+    cache = recipients.PasswdCache(max_size=3, clock=_Clock())
     for n in range(10):
         cache.has_user(f"user{n}")
     assert len(cache._entries) <= 3

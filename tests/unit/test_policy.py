@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from spambridge import policy
+from spambridge import pipeline, policy, recipients
 from spambridge.errors import SpamdTimeout, SpamdUnavailable
 from spambridge.milter.flags import Family
 from spambridge.milter.messages import (
@@ -57,7 +57,11 @@ def ham(score: float = -1.7) -> Verdict:
 
 
 def decide(config: Config, t: Transaction, v: Verdict) -> policy.Decision:
-    return policy.decide(config, t, v, macros=Macros(), now=NOW)
+    """The decision as it leaves the end-of-message seam (dry-run applied there), with an
+    MTA that grants every action."""
+    return pipeline.settle(
+        config, policy.decide(config, t, v, macros=Macros(), now=NOW), 0x1FF
+    ).decision
 
 
 def added(d: policy.Decision) -> dict[bytes, bytes]:
@@ -223,16 +227,16 @@ def test_policy_skip_reasons() -> None:
 def test_policy_spamd_user_rules() -> None:
     t = txn()
     t.recipients[0] = Recipient(b"<root@example.org>", (), b"local", b"", b"root")
-    assert policy.spamd_user(cfg("spamd-user=fallback"), t) == "root"
-    assert policy.spamd_user(cfg("spamd-user=fallback", "+no-user-config"), t) == "fallback"
-    assert policy.spamd_user(cfg("spamd-user=fallback"), txn(rcpts=2)) == "fallback"
+    assert recipients.spamd_user(cfg("spamd-user=fallback"), t) == "root"
+    assert recipients.spamd_user(cfg("spamd-user=fallback", "+no-user-config"), t) == "fallback"
+    assert recipients.spamd_user(cfg("spamd-user=fallback"), txn(rcpts=2)) == "fallback"
     t.recipients[0] = Recipient(b"<nosuchuser9@example.org>", (), b"local", b"", b"nosuchuser9")
-    assert policy.spamd_user(cfg("spamd-user=fallback"), t) == "fallback"
+    assert recipients.spamd_user(cfg("spamd-user=fallback"), t) == "fallback"
     t.recipients[0] = Recipient(
         b"<carol@[10.0.0.5]>", (), b"esmtp", b"[10.0.0.5]", b"carol@[10.0.0.5]"
     )
-    assert policy.spamd_user(cfg("+is-gateway"), t) == "carol"
-    assert policy.spamd_user(cfg("spamd-user=f"), t) == "f"
+    assert recipients.spamd_user(cfg("+is-gateway"), t) == "carol"
+    assert recipients.spamd_user(cfg("spamd-user=f"), t) == "f"
 
 
 def test_policy_mail_policy_copy_redirect_and_low_spam() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spambridge import policy
+from spambridge import pipeline, policy
 from spambridge.access import AccessMap
 from spambridge.decision import Action, Kind
 from spambridge.milter.flags import ActionFlags, Family
@@ -62,7 +62,8 @@ def test_policy_dry_run_access_reject_and_discard_answer_continue(tmp_path: Path
         spec = access_file(tmp_path, line)
         config = cfg(f"access-db={spec}", "+dry-run", "+access-db-blacklist")
         assert config.access_db == AccessMap.load(spec)
-        found = policy.access_decision(config, client, Macros(), Transaction(sender=b"<a@b.c>"))
-        assert found is not None
+        ruled = policy.access_decision(config, client, Macros(), Transaction(sender=b"<a@b.c>"))
+        assert ruled is not None
+        found = pipeline.settle(config, ruled, 0x1FF).decision  # dry-run: applied in the seam
         assert found.final == Continue() and found.edits == ()
         assert found.action == label and "access Connect" in found.reason

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from spambridge.milter.flags import ProtocolFlags as P
-from spambridge.session import wanted
+from spambridge.services import wanted
 from tests.support.config import make_config
 
 
