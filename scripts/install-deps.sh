@@ -16,6 +16,8 @@ APT_PACKAGES=(
     util-linux bsdutils python3 python3-venv python3-pip ca-certificates
     # The Debian package test (tests/e2e/test_package.py): build, lint, install, purge.
     git build-essential debhelper dh-virtualenv lintian
+    # Throwaway STARTTLS certificates (tests/e2e/test_starttls_received.py).
+    openssl
 )
 
 missing=()
