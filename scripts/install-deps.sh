@@ -34,10 +34,19 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
 fi
 
+# promtool, the judge of deploy/spambridge-alerts.yml (tests/scenarios/test_ops_alerts.py),
+# comes only with the Prometheus server package (19 MB); without its Recommends
+# (prometheus-node-exporter), which the tests do not need.
+if ! dpkg-query -W -f='${Status}' prometheus 2>/dev/null | grep -q 'install ok installed'; then
+    echo "install-deps: installing prometheus (for promtool)"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus
+fi
+
 # Where a package's postinst started daemons (no policy-rc.d), stop them: the tests start
 # their own on free loopback ports and the system ones would only get in the way.
 if [[ "${CI:-}" == "true" ]]; then
-    for service in sendmail spamass-milter spamd haproxy dovecot; do
+    for service in sendmail spamass-milter spamd haproxy dovecot prometheus; do
         if [[ -x "/etc/init.d/$service" ]]; then
             "/etc/init.d/$service" stop >/dev/null 2>&1 || true
         fi

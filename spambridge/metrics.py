@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from spambridge.decision import UNSCANNED, Decision
-from spambridge.errors import ConfigError
+from spambridge.errors import ConfigError, SpamdError
 from spambridge.log import logger
 
 if TYPE_CHECKING:
@@ -26,6 +26,21 @@ if TYPE_CHECKING:
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 SIZE_BUCKETS = (1024, 4096, 16384, 65536, 262144, 524288, 1048576, 4194304, 16777216)
+# Served at 0 from the start: a counter that first appears at 1 is no increase to Prometheus,
+# so the first such error after a start would fire no alert (deploy/spambridge-alerts.yml).
+ZERO_FROM_START = ("internal_errors", "protocol_errors")
+
+
+def _spamd_error_kinds() -> tuple[str, ...]:
+    kinds, todo = set(), list(SpamdError.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        kinds.add(cls.kind)
+        todo.extend(cls.__subclasses__())
+    return tuple(sorted(kinds))
+
+
+SPAMD_ERROR_KINDS = _spamd_error_kinds()  # unavailable, timeout, bad-response
 
 
 class Histogram:
@@ -66,7 +81,9 @@ class Metrics:
     """Process-wide figures. Cheap enough to update on every message."""
 
     def __init__(self) -> None:
-        self.counters: collections.Counter[str] = collections.Counter()
+        self.counters: collections.Counter[str] = collections.Counter(
+            dict.fromkeys(ZERO_FROM_START, 0)
+        )
         self.messages: collections.Counter[tuple[str, str]] = collections.Counter()
         self.spamd_seconds = Histogram(LATENCY_BUCKETS)
         self.message_bytes = Histogram(SIZE_BUCKETS)
@@ -144,12 +161,15 @@ class _Collector:
         errors = CounterMetricFamily(
             "spambridge_spamd_errors", "Failed spamd scans, by kind", labels=["kind"]
         )
+        by_kind = dict.fromkeys(SPAMD_ERROR_KINDS, 0)
         for name, n in sorted(m.counter_totals().items()):
             if name.startswith("errors."):
-                errors.add_metric([name.split(".", 1)[1]], n)
+                by_kind[name.split(".", 1)[1]] = n
                 continue
             metric = "spambridge_" + name.replace(".", "_").replace("-", "_")
             yield CounterMetricFamily(metric, name.replace("_", " "), value=n)
+        for error_kind, n in sorted(by_kind.items()):
+            errors.add_metric([error_kind], n)
         yield errors
         for name, read in sorted(m.gauges.items()):
             yield GaugeMetricFamily(f"spambridge_{name}", name.replace("_", " "), value=read())

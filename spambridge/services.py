@@ -35,6 +35,8 @@ MACROS: tuple[tuple[Stage, tuple[str, ...]], ...] = (
             "{client_resolve}",
         ),
     ),
+    # STARTTLS details for the Received line (Sendmail's default HELO list lacks {verify}).
+    (Stage.HELO, ("{tls_version}", "{cipher}", "{cipher_bits}", "{verify}")),
     (Stage.MAIL, ("i", "{auth_type}", "{auth_authen}", "{auth_author}", "{mail_addr}")),
     (Stage.RCPT, ("i", "{rcpt_mailer}", "{rcpt_host}", "{rcpt_addr}")),
     (Stage.END_OF_HEADERS, ("i",)),

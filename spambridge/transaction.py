@@ -173,7 +173,8 @@ class Transaction:
 
 
 def received_header(client: Client, macros: Macros, *, now: datetime, authenticated: bool) -> bytes:
-    """A Sendmail-style Received line for the hop the MTA has not recorded yet.
+    """A Sendmail-style Received line for the hop the MTA has not recorded yet, with the
+    STARTTLS details as Sendmail writes them when the client used it.
 
     SpamAssassin's trust path and its Received-based rules parse this format.
     """
@@ -195,10 +196,18 @@ def received_header(client: Client, macros: Macros, *, now: datetime, authentica
     if authenticated:
         mech = macros.get("auth_type").decode("ascii", "replace") or "unknown"
         parts.append(f"(authenticated as {_clean(macros.get('auth_authen'))} mech={_clean(mech)})")
-    with_ = "ESMTPA" if authenticated else "ESMTP"
+    tls_version = macros.get("tls_version")  # set by the MTA when the client used STARTTLS
+    with_ = "ESMTP" + ("S" if tls_version else "") + ("A" if authenticated else "")
     by_line = f"by {_clean(by)} (spambridge) with {with_}"
     if qid:
         by_line += f" id {_clean(qid)}"
+    if tls_version:  # Sendmail's own form (cf/m4/cfhead.m4 confRECEIVED_HEADER, _REC_TLS_)
+        parts.append(by_line)
+        cipher, bits, verify = (macros.get(n) for n in ("cipher", "cipher_bits", "verify"))
+        by_line = (
+            f"(version={_clean(tls_version)} cipher={_clean(cipher)} bits={_clean(bits)}"
+            f" verify={_clean(verify)})"
+        )
     parts.append(by_line + ";")
     parts.append(format_date(now))
     text = "\r\n\t".join(_clean(p) for p in parts)

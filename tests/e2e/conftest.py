@@ -80,9 +80,15 @@ def start_sendmail(workdir: Path) -> Iterator[SendmailFactory]:
         *,
         flags: str | None = None,
         timeouts: str | None = None,
+        extra_mc: str = "",
     ) -> Mta:
         mta = stack.start_sendmail(
-            workdir / "sendmail", milter_socket, snippet, flags=flags, timeouts=timeouts
+            workdir / "sendmail",
+            milter_socket,
+            snippet,
+            flags=flags,
+            timeouts=timeouts,
+            extra_mc=extra_mc,
         )
         started.append(mta)
         return mta
@@ -107,8 +113,12 @@ def start_postfix(workdir: Path, postfix_root: Path) -> Iterator[PostfixFactory]
     require_stack("script")
     started: list[Mta] = []
 
-    def start(milter_socket: str | None, snippet: Path = stack.POSTFIX_SNIPPET) -> Mta:
-        mta = stack.start_postfix(workdir / "postfix", milter_socket, snippet)
+    def start(
+        milter_socket: str | None, snippet: Path = stack.POSTFIX_SNIPPET, *, extra_main_cf: str = ""
+    ) -> Mta:
+        mta = stack.start_postfix(
+            workdir / "postfix", milter_socket, snippet, extra_main_cf=extra_main_cf
+        )
         started.append(mta)
         return mta
 

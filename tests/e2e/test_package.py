@@ -91,6 +91,19 @@ def snapshot() -> set[str]:
     return paths
 
 
+def run_the_tests_own_tools_once(workdir: Path) -> None:
+    """Run each outside tool this test runs beside the package once, before the "before"
+    snapshot, so that only the package is judged: on a machine that never ran them they leave
+    files of their own (`systemd-analyze verify` makes /run/systemd/systemd-units-load; mount
+    in Sendmail's private namespace makes /run/mount), which the purge cannot and must not
+    remove."""
+    if shutil.which("systemd-analyze"):
+        unit = workdir / "warm-up.service"
+        unit.write_text("[Unit]\nDescription=warm-up\n[Service]\nExecStart=/bin/true\n")
+        run(["systemd-analyze", "verify", str(unit)], timeout=120)
+    stack.start_sendmail(workdir / "warm-up-sendmail", None).stop()
+
+
 def owned_by_a_package(paths: list[str]) -> set[str]:
     """Those of ``paths`` that some installed package lists (another apt run meanwhile)."""
     if not paths:
@@ -215,6 +228,7 @@ def test_package_install_check_run_through_sendmail_stop_purge(
     workdir: Path,
     start_sendmail: SendmailFactory,
 ) -> None:
+    run_the_tests_own_tools_once(workdir)
     before = snapshot()
 
     done = run([*APT, "install", str(deb)])

@@ -92,7 +92,7 @@ def milter_pair(
         access.chmod(0o644)
         text = options.replace("@SPAMD@", proxy.address.replace(":", ","))
         text = text.replace("@HELP@", oracle_help).replace("@ACCESS@", f"access-db=text!{access}")
-        option_file.write_text(text)
+        option_file.write_text(text, encoding="utf-8")  # a non-ASCII value is UTF-8 bytes
         option_file.chmod(0o644)
         oracle, oracle_port = start_oracle(oracle_binary, option_file, workdir)
         try:

@@ -138,6 +138,8 @@ CASES: tuple[Case, ...] = (
         options('subject-tag="[SPAM] #1" +subject-tag-score +always-add-flag'),
         SPAM,
     ),
+    # 8-bit tag bytes: milter-spamc writes them raw into the Subject, spambridge an RFC 2047 word
+    Case("spam-non-ascii-subject-tag", options("subject-tag=[SP\u00c4M]"), SPAM),
     Case("ham-always-add", options("+always-add-flag +always-add-level level-character=*"), HAM),
     Case("spam-no-level-char", options("level-character="), SPAM),
     Case("spam-reject-detailed", options("extra-reject=0"), SPAM),
@@ -216,5 +218,6 @@ DOCUMENTED: dict[str, str] = {
     "access-connect-ok": "Connect: white-list",
     "access-from-ok": "white-listed sender",
     "spam-long-folded-subject": "folded headers to spamd",
+    "spam-non-ascii-subject-tag": "non-ASCII subject-tag",
 }
 CASES = tuple(Case(c.name, c.options, c.message, DOCUMENTED.get(c.name), c.tags) for c in CASES)

@@ -3,8 +3,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from spambridge import transaction
-from spambridge.milter.flags import Family
+from spambridge.milter.flags import Family, Stage
 from spambridge.milter.negotiate import value_from_mta
+from spambridge.services import MACROS
 from spambridge.transaction import (
     Client,
     Macros,
@@ -181,3 +182,66 @@ def test_transaction_received_envelope_values_cannot_inject_header_lines() -> No
     line = received_header(c, m, now=WHEN, authenticated=True)
     assert all(not part.startswith(b"X-Injected") for part in line.split(b"\r\n")), line
     assert all(part[:1] == b"\t" for part in line.split(b"\r\n")[1:]), line
+
+
+# Sendmail's own Received template (cf/m4/cfhead.m4, confRECEIVED_HEADER): after the by-line,
+# when {tls_version} is set, `(version=${tls_version} cipher=${cipher} bits=${cipher_bits}
+# verify=${verify})` on a line of its own; $r is ESMTPS (ESMTPSA when authenticated).
+TLS_HELO = (
+    (b"{tls_version}", b"TLSv1.3"),
+    (b"{cipher}", b"TLS_AES_256_GCM_SHA384"),
+    (b"{cipher_bits}", b"256"),
+    (b"{verify}", b"NO"),
+)
+
+
+def test_transaction_received_carries_sendmails_starttls_details() -> None:
+    m = Macros()
+    m.define(b"C", ((b"j", b"mx.example.org"),))
+    m.define(b"H", TLS_HELO)
+    m.define(b"M", ((b"i", b"4AB12"),))
+    c = Client(b"host.example.net", Family.INET, 25, b"192.0.2.7", b"helo.example.net")
+    line = received_header(c, m, now=WHEN, authenticated=False)
+    assert line == (
+        b"Received: from helo.example.net (host.example.net [192.0.2.7])\r\n"
+        b"\tby mx.example.org (spambridge) with ESMTPS id 4AB12\r\n"
+        b"\t(version=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384 bits=256 verify=NO);\r\n"
+        b"\tWed, 25 Nov 2026 10:00:00 +0100"
+    )
+
+
+def test_transaction_received_starttls_and_auth_is_esmtpsa() -> None:
+    m = Macros()
+    m.define(b"H", TLS_HELO)
+    m.define(b"M", ((b"{auth_type}", b"PLAIN"), (b"{auth_authen}", b"bob")))
+    c = Client(b"h.example.net", Family.INET, 25, b"192.0.2.7", b"h.example.net")
+    lines = received_header(c, m, now=WHEN, authenticated=True).split(b"\r\n")
+    assert lines[2:] == [
+        b"\tby localhost (spambridge) with ESMTPSA",
+        b"\t(version=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384 bits=256 verify=NO);",
+        b"\tWed, 25 Nov 2026 10:00:00 +0100",
+    ]
+
+
+def test_transaction_received_without_starttls_has_no_tls_comment() -> None:
+    m = Macros()
+    m.define(b"H", ((b"{cipher}", b"ignored without a version"),))  # as Sendmail's $?{tls_version}
+    c = Client(b"h", Family.INET, 25, b"192.0.2.7", b"h")
+    line = received_header(c, m, now=WHEN, authenticated=False)
+    assert b"with ESMTP;" in line and b"version=" not in line
+
+
+def test_transaction_received_tls_values_cannot_inject_header_lines() -> None:
+    m = Macros()
+    m.define(b"H", ((b"{tls_version}", b"TLSv1.3\r\nX-Injected: v"), (b"{verify}", b"OK\nX: y")))
+    c = Client(b"h", Family.INET, 25, b"192.0.2.7", b"h")
+    line = received_header(c, m, now=WHEN, authenticated=False)
+    assert all(part[:1] == b"\t" for part in line.split(b"\r\n")[1:]), line
+    assert b"(version=TLSv1.3??X-Injected: v cipher= bits= verify=OK?X: y);" in line
+
+
+def test_transaction_tls_macros_are_requested_at_helo() -> None:
+    """Sendmail sends {tls_version}, {cipher}, {cipher_bits} at HELO by default (cfhead.m4
+    confMILTER_MACROS_HELO) but not {verify}: spambridge asks for all four at negotiation."""
+    helo = dict(MACROS)[Stage.HELO]
+    assert {"{tls_version}", "{cipher}", "{cipher_bits}", "{verify}"} <= set(helo)

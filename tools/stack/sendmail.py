@@ -57,7 +57,9 @@ def sendmail_milter_lines(
     return "".join(lines)
 
 
-def _sendmail_mc(workdir: Path, port: int, deliver: Path, delivered: Path, milter: str) -> str:
+def _sendmail_mc(
+    workdir: Path, port: int, deliver: Path, delivered: Path, milter: str, extra: str = ""
+) -> str:
     w = str(workdir)
     return f"""divert(-1)
 include(`{SENDMAIL_CF_M4}')
@@ -88,7 +90,7 @@ FEATURE(`accept_unresolvable_domains')dnl
 FEATURE(`no_default_msa')dnl
 DAEMON_OPTIONS(`Family=inet, Name=MTA, Port={port}, Addr=127.0.0.1')dnl
 {milter}
-MAILER(`local')dnl
+{extra}MAILER(`local')dnl
 LOCAL_CONFIG
 Cw{MAIL_DOMAIN} {MTA_HOSTNAME} localhost
 MAILER_DEFINITIONS
@@ -120,11 +122,13 @@ def start_sendmail(
     flags: str | None = None,
     timeouts: str | None = None,
     timeout: float = 30.0,
+    extra_mc: str = "",
 ) -> Mta:
     """Sendmail 8 in the foreground on a free loopback port, in a private mount namespace.
 
     ``milter_socket`` is in Sendmail syntax (``inet:PORT@127.0.0.1``); ``None`` runs without
-    a milter. ``flags``/``timeouts`` override the snippet's F= and T= fields.
+    a milter. ``flags``/``timeouts`` override the snippet's F= and T= fields; ``extra_mc``
+    (whole .mc lines) goes after the milter lines (STARTTLS certificates, for example).
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -141,7 +145,7 @@ def start_sendmail(
     if milter_socket is not None:
         milter = sendmail_milter_lines(snippet, milter_socket, flags=flags, timeouts=timeouts)
     mc = workdir / "sendmail.mc"
-    mc.write_text(_sendmail_mc(workdir, port, deliver, delivered, milter))
+    mc.write_text(_sendmail_mc(workdir, port, deliver, delivered, milter, extra_mc))
     cf = workdir / "sendmail.cf"
     with cf.open("wb") as out:
         subprocess.run(["m4", str(mc)], stdout=out, check=True, timeout=30)
