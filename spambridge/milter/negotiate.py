@@ -173,7 +173,8 @@ def _macro_list(stage: Stage, names: tuple[str, ...]) -> tuple[Stage, bytes]:
 
 def negotiate(offer: Negotiate, wanted: Wanted) -> tuple[Negotiate, Negotiated]:
     """Answer the MTA's offer: returns the reply to send and the options then in force."""
-    if offer.version < _MIN_VERSION:
+    # libmilter reads the version as a signed 32-bit number: from 2**31 on it is negative.
+    if not _MIN_VERSION <= offer.version < 1 << 31:
         raise RemoteProtocolError(f"milter protocol version {offer.version} is not supported")
     version = min(offer.version, PROTOCOL_VERSION)
     offered_actions = offer.actions or _V1_ACTIONS
