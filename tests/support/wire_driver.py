@@ -2,13 +2,14 @@
 to a milter and records what came back, step by step, in a form two milters can be compared in.
 
 A script is a list of `Step`s, each some bytes (usually one frame, possibly malformed) and
-whether an MTA would wait for a reply to it. Replies are read only at steps that wait, and each
-such step takes the replies up to and including the first final one (Continue, Reject, ...);
-whatever else was read stays queued for the next step. So which step a reply is recorded at
-depends only on the bytes the milter wrote and the script, never on timing: a milter that
-answers a step nobody waits for shows that answer at the next step that waits. A step that
-waits and gets nothing within `patience` is recorded as unanswered; after the last step the
-driver listens `quiet` seconds more for late replies and for the milter closing.
+whether an MTA would wait for a reply to it. Replies are read only at steps that wait and at
+probes (frames no MTA sends, listened to briefly), and each such step takes the replies up to
+and including the first final one (Continue, Reject, ...); whatever else was read stays
+queued for the next. So which step a reply is recorded at depends on the bytes the milter
+wrote and the script, not on timing: a milter that answers a step nobody waits for shows that
+answer at the next recorded step. A step that gets no final reply in time is recorded as
+unanswered; after the last step the driver listens `quiet` seconds more for late replies and
+for the milter closing.
 
 Replies are recorded as short tokens, normalised where two correct milters legitimately
 differ (see `token`).
