@@ -49,7 +49,7 @@ from pathlib import Path
 import pytest
 
 from spambridge.milter.codec import encode
-from spambridge.milter.flags import ActionFlags, Family, ProtocolFlags
+from spambridge.milter.flags import ActionFlags, Family, ProtocolFlags, Stage
 from spambridge.milter.messages import (
     Abort,
     BodyChunk,
@@ -104,8 +104,8 @@ REPLIED += (EndOfHeaders, BodyChunk, EndOfMessage)
 def macro_lists() -> list[str]:
     """spambridge's macro request as the reference filter's arguments (STAGE:NAMES)."""
     stages = dict(MACROS)
-    if stages and 6 not in stages and 5 in stages:  # negotiate(): EOM's list also for EOH
-        stages[6] = stages[5]  # type: ignore[index]
+    if Stage.END_OF_MESSAGE in stages and Stage.END_OF_HEADERS not in stages:
+        stages[Stage.END_OF_HEADERS] = stages[Stage.END_OF_MESSAGE]  # as negotiate() does
     return [f"{int(stage)}:{' '.join(names)}" for stage, names in stages.items()]
 
 
