@@ -501,7 +501,7 @@ MUTATIONS: dict[str, Callable[[random.Random, Conversation], tuple[str, list[Ste
 # ------------------------------------------------------------------ comparison
 
 
-# Seen in the field (issue 24): a milter client that ends CONNECT with one NUL too many.
+# Seen in the field: a milter client that ends CONNECT with one NUL too many.
 FIELD_CONNECTS = (
     b"client.example.net\x004\x00\x19192.0.2.1\x00\x00",
     b"client.example.net\x006\x00\x192001:db8::1\x00\x00",
