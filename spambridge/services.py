@@ -53,23 +53,24 @@ def wanted(config: Config) -> Wanted:
         actions |= ActionFlags.ADD_RECIPIENT | ActionFlags.DELETE_RECIPIENT
     if config.spamd_rewrite_body:  # SpamAssassin's report_safe body, only when asked for
         actions |= ActionFlags.CHANGE_BODY
-    protocol = (
-        ProtocolFlags.NO_UNKNOWN
-        | ProtocolFlags.NR_CONNECT
-        | ProtocolFlags.NR_HELO
-        | ProtocolFlags.NR_MAIL
-        | ProtocolFlags.NR_DATA
-        | ProtocolFlags.NR_HEADER
-        | ProtocolFlags.NR_END_OF_HEADERS
-        | ProtocolFlags.HEADER_LEADING_SPACE
-    )
-    if config.max_untrusted <= 0:
+    protocol = ProtocolFlags.NO_UNKNOWN | ProtocolFlags.HEADER_LEADING_SPACE
+    no_reply = config.milter_no_reply  # off: every step answered, as a libmilter filter does
+    if no_reply:
+        protocol |= (
+            ProtocolFlags.NR_CONNECT
+            | ProtocolFlags.NR_HELO
+            | ProtocolFlags.NR_MAIL
+            | ProtocolFlags.NR_DATA
+            | ProtocolFlags.NR_HEADER
+            | ProtocolFlags.NR_END_OF_HEADERS
+        )
+    if no_reply and config.max_untrusted <= 0:
         protocol |= ProtocolFlags.NR_RCPT
     if config.skip_body and config.oversize_action == "skip" and config.spamd_max_size:
         # SKIP needs a reply to body chunks, so no NR_BODY: one round trip per 64 KiB for
         # every message (and with Sendmail a ~40 ms Nagle stall before end of message).
         protocol |= ProtocolFlags.SKIP
-    else:
+    elif no_reply:
         protocol |= ProtocolFlags.NR_BODY
     return Wanted(actions=actions, protocol=protocol, macros=MACROS)
 

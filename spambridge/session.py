@@ -52,6 +52,11 @@ from spambridge.transaction import Client, Macros, Recipient, Transaction
 
 _CONTINUE = Continue()  # immutable; its wire frame is a pre-encoded constant in the codec
 
+# Seconds the MTA may stay silent after a step it agreed not to wait on before we suspect it
+# waits anyway (a milter client that ignores no-reply flags). Below Sendmail's default read
+# timeout (10 s), so the warning comes before such a client gives up.
+NO_REPLY_STALL = 5.0
+
 
 @dataclass(slots=True)
 class _Scanned:
@@ -101,6 +106,11 @@ class Session(asyncio.Protocol):
         self._legal: frozenset[tuple[type, type]] = frozenset()
         self._actions = 0  # the negotiated actions: edits needing others are dropped
         self._warned_withheld = False
+        # The no-reply diagnosis: steps sent without waiting for us, its timer, and when it
+        # warned (once per connection).
+        self._unanswered: frozenset[type] = frozenset()
+        self._stall_timer: asyncio.TimerHandle | None = None
+        self._stall_warned_at: float | None = None
         self._loop = asyncio.get_running_loop()
         self._timeout = self.svc.config.milter_timeout
         # A packet must arrive whole within milter-timeout of its first byte: a peer that
@@ -251,6 +261,8 @@ class Session(asyncio.Protocol):
             self._stopped = True
             if self._watchdog is not None:
                 self._watchdog.cancel()
+            if self._stall_timer is not None:
+                self._stall_timer.cancel()
             if self.in_transaction:
                 logger.info("connection closed during a message; the MTA keeps it")
             self.transport.close()
@@ -313,6 +325,42 @@ class Session(asyncio.Protocol):
         else:
             self._finish(TimeoutError())
 
+    def _check_stall(self) -> None:
+        """The no-reply diagnosis, a timer that runs only while no-reply steps are granted:
+        warn once when the MTA has sent nothing for NO_REPLY_STALL seconds after such a step,
+        and note it if the MTA then goes on by itself (it was pausing, not waiting for us)."""
+        self._stall_timer = None
+        if self._stopped:
+            return
+        now = self._loop.time()
+        quiet_since = self._deadline - self._timeout  # the last packet, or a packet's start
+        warned_at = self._stall_warned_at
+        if warned_at is not None:
+            if quiet_since > warned_at:
+                logger.info(
+                    "the MTA went on without a reply after the pause above: it honours "
+                    "no-reply steps; keep milter-no-reply on"
+                )
+                return
+        elif (
+            now - quiet_since >= NO_REPLY_STALL - 0.01
+            and self.last in self._unanswered
+            and not (self._busy or self._partial)
+        ):
+            logger.warning(
+                "the MTA has sent nothing for %.0fs after %s, a step it agreed to send "
+                "without waiting for a reply; if its milter client waits for one anyway, "
+                "mail stops here: set milter-no-reply=0 (-milter-no-reply) so every step "
+                "is answered",
+                now - quiet_since,
+                self.last.__name__,
+            )
+            self._stall_warned_at = now
+        at = quiet_since + NO_REPLY_STALL
+        self._stall_timer = self._loop.call_at(
+            at if at > now else now + NO_REPLY_STALL, self._check_stall, context=self.context
+        )
+
     def _wake_drain(self, exc: BaseException | None) -> None:
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
@@ -355,6 +403,11 @@ class Session(asyncio.Protocol):
         self._legal = negotiated.legal
         self.leading_space = negotiated.leading_space
         self._actions = int(negotiated.actions)
+        self._unanswered = negotiated.unanswered
+        if self._unanswered and self._stall_timer is None and self._stall_warned_at is None:
+            self._stall_timer = self._loop.call_at(
+                self._loop.time() + NO_REPLY_STALL, self._check_stall, context=self.context
+            )
         assert self.transport is not None
         self.transport.write(reply)
 

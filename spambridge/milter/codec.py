@@ -128,6 +128,26 @@ def _empty(message: object, what: str) -> Callable[[bytes], object]:
     return parse
 
 
+def _argv(payload: bytes, what: str) -> list[bytes]:
+    """Strings as libmilter's dec_argv splits them (MAIL, RCPT, macros): every NUL ends one,
+    bytes after the last NUL are dropped; at least one NUL."""
+    parts = payload.split(_NUL)
+    if len(parts) < 2:
+        raise RemoteProtocolError(f"{what}: no NUL-terminated string")
+    del parts[-1]  # b"" after a final NUL, else the unended tail libmilter drops
+    return parts
+
+
+def _parse_negotiate_command(payload: bytes) -> Negotiate:
+    """The MTA's offer: libmilter's st_optionneg reads the first 12 bytes and nothing after."""
+    if len(payload) > _OPTNEG.size:
+        try:
+            return _parse_negotiate(payload)
+        except RemoteProtocolError:
+            payload = payload[: _OPTNEG.size]
+    return _parse_negotiate(payload)
+
+
 def _parse_negotiate(payload: bytes) -> Negotiate:
     if len(payload) < _OPTNEG.size:
         raise RemoteProtocolError(f"OPTNEG: payload of {len(payload)} bytes, need 12")
@@ -150,11 +170,10 @@ def _parse_negotiate(payload: bytes) -> Negotiate:
 def _parse_macro(payload: bytes) -> Macro:
     if not payload:
         raise RemoteProtocolError("MACRO: empty payload")
-    if len(payload) == 1:
-        return Macro(payload, ())
-    parts = _strings(payload[1:], "MACRO")
+    parts = payload[1:].split(_NUL)
+    del parts[-1]  # as dec_argv; no NUL at all: libmilter ignores the packet, so no macros
     if len(parts) % 2:
-        raise RemoteProtocolError("MACRO: a macro name has no value")
+        del parts[-1]  # a name without a value is never found by smfi_getsymval
     it = iter(parts)
     return Macro(payload[:1], tuple(zip(it, it, strict=True)))
 
@@ -174,40 +193,54 @@ def _parse_connect(payload: bytes) -> Connect:
         # Nothing follows 'U'; some clients still send a port and address, which libmilter ignores.
         return Connect(hostname, family)
     rest = payload[end + 2 :]
-    if len(rest) < 3 or not rest.endswith(_NUL) or _NUL in rest[2:-1]:
+    # As libmilter's st_connectinfo: at least one byte after the port, the packet ends in NUL,
+    # and the address runs to the first NUL; a client that writes more NULs is still served.
+    if len(rest) < 3 or rest[-1:] != _NUL:
         raise RemoteProtocolError("CONNECT: malformed port or address")
     (port,) = _U16.unpack_from(rest)
-    address = rest[2:-1]
+    address = rest[2 : rest.find(_NUL, 2)]
     if address[:5].lower() == b"ipv6:":  # Sendmail's literal prefix for IPv6 clients
         address = address[5:]
     return Connect(hostname, family, port, address)
 
 
 def _parse_helo(payload: bytes) -> Helo:
-    return Helo(_exact_strings(payload, 1, "HELO")[0])
+    # st_helo: the packet ends in NUL, the name runs to the first one
+    return Helo(_strings(payload, "HELO")[0])
 
 
 def _parse_mail(payload: bytes) -> MailFrom:
-    parts = _strings(payload, "MAIL")
+    parts = _argv(payload, "MAIL")
     return MailFrom(parts[0], tuple(parts[1:]))
 
 
 def _parse_rcpt(payload: bytes) -> RcptTo:
-    parts = _strings(payload, "RCPT")
+    parts = _argv(payload, "RCPT")
     return RcptTo(parts[0], tuple(parts[1:]))
 
 
 def _parse_header(payload: bytes) -> Header:
-    name, value = _exact_strings(payload, 2, "HEADER")
-    return Header(name, value)
+    parts = _strings(payload, "HEADER")
+    if len(parts) == 2 and parts[0]:
+        return Header(parts[0], parts[1])
+    # As libmilter's dec_arg2: the name ends at the first NUL, the value at the next one
+    # after the name's first byte; the value must not be the packet's last byte.
+    split = payload.find(_NUL, 1)
+    if split >= len(payload) - 1:
+        raise RemoteProtocolError("HEADER: expected a name and a value")
+    value_end = payload.find(_NUL, split + 1)
+    return Header(payload[: payload.find(_NUL)], payload[split + 1 : value_end])
 
 
 def _parse_unknown(payload: bytes) -> Unknown:
-    return Unknown(_exact_strings(payload, 1, "UNKNOWN")[0])
+    # libmilter hands the filter the bytes as they came; their C string is what it reads
+    if not payload:
+        raise RemoteProtocolError("UNKNOWN: empty payload")
+    return Unknown(payload.split(_NUL, 1)[0])
 
 
 _COMMAND_PARSERS: dict[int, Callable[[bytes], Any]] = {
-    OPTNEG[0]: _parse_negotiate,
+    OPTNEG[0]: _parse_negotiate_command,
     MACRO[0]: _parse_macro,
     CONNECT[0]: _parse_connect,
     HELO[0]: _parse_helo,

@@ -125,6 +125,8 @@ class Negotiated:
     protocol: ProtocolFlags
     # Command types the MTA waits for a reply to.
     replied: frozenset[type] = field(init=False, repr=False, compare=False)
+    # Steps the MTA agreed to send without waiting for a reply (the NR flags granted).
+    unanswered: frozenset[type] = field(init=False, repr=False, compare=False)
     # (command type, reply type) pairs check_reply passes whatever the reply's arguments.
     legal: frozenset[tuple[type, type]] = field(init=False, repr=False, compare=False)
     # SMFIP_SKIP negotiated: a Skip reply to a body chunk is allowed.
@@ -139,6 +141,7 @@ class Negotiated:
         replied = {kind for kind, flag in _NO_REPLY_FLAG.items() if not (v6 and protocol & flag)}
         replied.add(EndOfMessage)
         object.__setattr__(self, "replied", frozenset(replied))
+        object.__setattr__(self, "unanswered", frozenset(_NO_REPLY_FLAG) - replied)
         object.__setattr__(self, "can_skip", v6 and bool(protocol & ProtocolFlags.SKIP))
         object.__setattr__(
             self, "leading_space", v6 and bool(protocol & ProtocolFlags.HEADER_LEADING_SPACE)
@@ -170,7 +173,8 @@ def _macro_list(stage: Stage, names: tuple[str, ...]) -> tuple[Stage, bytes]:
 
 def negotiate(offer: Negotiate, wanted: Wanted) -> tuple[Negotiate, Negotiated]:
     """Answer the MTA's offer: returns the reply to send and the options then in force."""
-    if offer.version < _MIN_VERSION:
+    # libmilter reads the version as a signed 32-bit number: from 2**31 on it is negative.
+    if not _MIN_VERSION <= offer.version < 1 << 31:
         raise RemoteProtocolError(f"milter protocol version {offer.version} is not supported")
     version = min(offer.version, PROTOCOL_VERSION)
     offered_actions = offer.actions or _V1_ACTIONS

@@ -135,6 +135,18 @@ class Config:
         group="milter",
         legacy=False,
     )
+    milter_no_reply: bool = _o(
+        "milter-no-reply",
+        BOOL,
+        "+",
+        "Ask the MTA (milter protocol 6) not to wait for a reply to the steps spambridge "
+        "always continues (connect, HELO, MAIL, RCPT, DATA, headers, body): fewer round "
+        "trips per message. Turn it off (-milter-no-reply) for an MTA-side milter client that "
+        "grants no-reply steps and waits for a reply anyway; spambridge then answers every "
+        "step, as libmilter filters such as milter-spamc do.",
+        group="milter",
+        legacy=False,
+    )
     socket_mode: int = _o(
         "socket-mode",
         OCTAL_MODE,

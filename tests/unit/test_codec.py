@@ -171,6 +171,74 @@ def test_codec_connect_unknown_family_ignores_trailing_port_and_address() -> Non
     assert CommandDecoder().feed(wire) == [Connect(b"h", Family.UNKNOWN)]
 
 
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        # A milter client seen in the field writes one NUL too many after the address.
+        (b"h\x004\x11\xd7192.0.2.1\x00\x00", Connect(b"h", Family.INET, 4567, b"192.0.2.1")),
+        (b"h\x006\x00\x192001:db8::1\x00\x00", Connect(b"h", Family.INET6, 25, b"2001:db8::1")),
+        (b"h\x00L\x00\x00/run/s\x00\x00", Connect(b"h", Family.UNIX, 0, b"/run/s")),
+        # libmilter's st_connectinfo reads the address up to the first NUL, whatever follows.
+        (b"h\x004\x00\x19192.0.2.1\x00junk\x00", Connect(b"h", Family.INET, 25, b"192.0.2.1")),
+        (b"h\x00L\x00\x00\x00\x00", Connect(b"h", Family.UNIX, 0, b"")),
+    ],
+)
+def test_codec_connect_reads_address_up_to_first_nul_as_libmilter(
+    payload: bytes, expected: Connect
+) -> None:
+    assert CommandDecoder().feed(frame(b"C", payload)) == [expected]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"h\x004\x00\x19192.0.2.1",  # libmilter: the packet must end in NUL
+        b"h\x004\x00\x19",  # libmilter: at least one byte after the port
+        b"h\x004\x00",
+    ],
+)
+def test_codec_connect_refuses_what_libmilter_refuses(payload: bytes) -> None:
+    with pytest.raises(RemoteProtocolError, match="CONNECT"):
+        CommandDecoder().feed(frame(b"C", payload))
+
+
+@pytest.mark.parametrize(
+    ("wire", "expected"),
+    [
+        # What libmilter 8.17 (engine.c) makes of string fields with NULs to spare or short.
+        # st_helo: the name runs to the first NUL.
+        (frame(b"H", b"a\x00b\x00"), Helo(b"a")),
+        (frame(b"H", b"a\x00\x00"), Helo(b"a")),
+        # dec_argv (MAIL, RCPT): every NUL ends a string; bytes after the last NUL are dropped.
+        (frame(b"M", b"<a@x>\x00SIZE=1"), MailFrom(b"<a@x>")),
+        (frame(b"M", b"<a@x>\x00SIZE=1\x00\x00"), MailFrom(b"<a@x>", (b"SIZE=1", b""))),
+        (frame(b"R", b"<b@x\x00>\x00"), RcptTo(b"<b@x", (b">",))),
+        # dec_arg2 (header): the name to the first NUL, the value to the next.
+        (frame(b"L", b"Subject\x00 hi\x00\x00"), Header(b"Subject", b" hi")),
+        (frame(b"L", b"Sub\x00ject\x00 hi\x00"), Header(b"Sub", b"ject")),
+        (frame(b"L", b"\x00v\x00x\x00"), Header(b"", b"x")),
+        # st_macros: pairs of strings; a name without a value and an unended tail are dropped.
+        (frame(b"D", b"Cj\x00mx\x00\x00"), Macro(b"C", ((b"j", b"mx"),))),
+        (frame(b"D", b"Cj\x00mx\x00i"), Macro(b"C", ((b"j", b"mx"),))),
+        (frame(b"D", b"Cj\x00m\x00x\x00"), Macro(b"C", ((b"j", b"m"),))),
+        (frame(b"D", b"Cjunk"), Macro(b"C", ())),  # no NUL: libmilter ignores the packet
+        (frame(b"D", b"Cname-without-value\x00"), Macro(b"C", ())),
+        # The unknown-command text: up to its first NUL, ended or not.
+        (frame(b"U", b"VRFY x\x00y\x00"), Unknown(b"VRFY x")),
+        (frame(b"U", b"VRFY x"), Unknown(b"VRFY x")),
+        # st_optionneg reads 12 bytes; anything after them is not looked at.
+        (
+            frame(b"O", bytes.fromhex("00000006000001ff001fffff") + b"\x01\x02\x03"),
+            Negotiate(6, ActionFlags(0x1FF), ProtocolFlags(0x1FFFFF)),
+        ),
+    ],
+)
+def test_codec_string_fields_are_read_as_libmilter_reads_them(
+    wire: bytes, expected: Command
+) -> None:
+    assert CommandDecoder().feed(wire) == [expected]
+
+
 def test_codec_mail_with_only_address_has_no_args() -> None:
     assert CommandDecoder().feed(frame(b"M", b"<>\x00")) == [MailFrom(b"<>")]
 
@@ -206,14 +274,15 @@ def test_codec_large_body_chunk_fed_in_pieces() -> None:
         (frame(b"Z"), "b'Z'"),
         (frame(b"O", b"\x00" * 11), "OPTNEG"),
         (frame(b"H", b"no-nul"), "HELO"),
-        (frame(b"H", b"a\x00b\x00"), "HELO"),
         (frame(b"M", b""), "MAIL"),
         (frame(b"C", b"h\x00X\x00\x00a\x00"), "family"),
         (frame(b"C", b"h\x004\x00"), "CONNECT"),
         (frame(b"C", b"hostname-only"), "CONNECT"),
         (frame(b"D", b""), "MACRO"),
-        (frame(b"D", b"Cname-without-value\x00"), "MACRO"),
         (frame(b"L", b"Subject\x00"), "HEADER"),
+        (frame(b"L", b"Subject\x00 hi"), "HEADER"),  # dec_arg2: the packet must end in NUL
+        (frame(b"L", b"\x00value\x00"), "HEADER"),  # dec_arg2: no name, no value
+        (frame(b"U", b""), "UNKNOWN"),
         (frame(b"T", b"x"), "DATA"),
     ],
 )

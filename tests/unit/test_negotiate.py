@@ -91,6 +91,18 @@ def test_negotiate_rejects_versions_below_two(version: int) -> None:
         negotiate(Negotiate(version, ALL_ACTIONS, ALL_PROTOCOL), WANT)
 
 
+@pytest.mark.parametrize("version", [0x80000000, 0xFFFFFFFF])
+def test_negotiate_rejects_versions_libmilter_reads_as_negative(version: int) -> None:
+    # st_optionneg reads the version into a signed 32-bit int: these are below 2 for it.
+    with pytest.raises(RemoteProtocolError, match=str(version)):
+        negotiate(Negotiate(version, ALL_ACTIONS, ALL_PROTOCOL), WANT)
+
+
+def test_negotiate_byte_swapped_version_six_is_a_large_version() -> None:
+    # 0x06000000 is positive as libmilter reads it: a version above 6, answered with 6.
+    assert negotiate(Negotiate(0x06000000, ALL_ACTIONS, ALL_PROTOCOL), WANT)[0].version == 6
+
+
 @pytest.mark.parametrize("version", [2, 3, 4])
 def test_negotiate_old_versions_drop_v6_bits_and_reply_to_everything(version: int) -> None:
     want = Wanted(ALL_ACTIONS, ALL_PROTOCOL, ((Stage.MAIL, ("i",)),))
