@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import email.utils
 import math
 import re
@@ -23,7 +24,7 @@ from datetime import datetime
 
 from spambridge.log import logger
 from spambridge.milter.flags import MAX_PAYLOAD
-from spambridge.milter.messages import ChangeHeader
+from spambridge.milter.messages import AddHeader, ChangeHeader, Edit, InsertHeader
 
 # RFC 5322 §2.1.1: a line is at most 998 octets, not counting CRLF.
 MAX_LINE = 998
@@ -240,6 +241,81 @@ def fold(name: bytes, value: bytes, width: int = 78) -> bytes:
     for line in lines[1:]:
         out.extend(_hard_wrap(b"\t" + line, MAX_LINE))
     return b"\n".join(out)
+
+
+# ---------------------------------------------------------------- what we send
+
+# A value as we send it (leading space included, folded with bare LF) that needs no work:
+# no NUL, no CR, and every LF followed by white space and then visible text on that line.
+_WIRE_VALUE = re.compile(rb"[^\0\r\n]*(?:\n[ \t]+[^\0\r\n \t][^\0\r\n]*)*")
+
+
+def wire_edits(edits: Sequence[Edit]) -> tuple[tuple[Edit, ...], tuple[bytes, ...]]:
+    """The edits as they may go to the MTA, and the names of the header edits dropped.
+
+    The one rule for every header field we send, whoever wrote its name and value (we,
+    spamd, or the MTA itself: a Subject we tag, a header we delete or rewrite), so that no
+    edit can inject a header or end the header block (RFC 5322):
+
+    - a name that is not ftext (printable US-ASCII except the colon, at least one, §3.6.8)
+      drops the edit: no other name would address the field the MTA holds;
+    - in the value NUL bytes are removed; CRLF becomes LF (the MTA adds the CR); a bare CR
+      becomes a space;
+    - an LF followed by white space and visible text is a fold and stays; an LF followed
+      by anything else is unfolded to a space, and a continuation line with no visible
+      text is dropped (§3.2.2: a line of white space only is obsolete syntax that lenient
+      readers take for the end of the header block);
+    - no line passes 998 octets (§2.1.1), the first counted with "Name:"; a longer one is
+      broken before white space, or hard broken with a space added.
+
+    Valid edits come back as they were (the same objects), so this costs one regular
+    expression per edit on the path of every message.
+    """
+    kept: list[Edit] = []
+    dropped: list[bytes] = []
+    changed = False
+    for edit in edits:
+        if isinstance(edit, AddHeader | InsertHeader | ChangeHeader):
+            name, value = edit.name, edit.value
+            if _FIELD_NAME.fullmatch(name) is None or len(name) > MAX_LINE - 2:
+                dropped.append(name)
+                changed = True
+                continue
+            if _WIRE_VALUE.fullmatch(value) is None or (
+                len(name) + 1 + len(value) > MAX_LINE and not _lines_fit(name, value)
+            ):
+                edit = dataclasses.replace(edit, value=wire_value(name, value))
+                changed = True
+        kept.append(edit)
+    return (tuple(kept) if changed else tuple(edits)), tuple(dropped)
+
+
+def wire_value(name: bytes, value: bytes) -> bytes:
+    """`value` (leading space included) made valid by the rule of `wire_edits`."""
+    text = value.replace(b"\0", b"").replace(b"\r\n", b"\n").replace(b"\r", b" ")
+    lines = text.split(b"\n")
+    out = [lines[0]]
+    for line in lines[1:]:
+        if not line.strip(_WSP):
+            continue  # no visible text: not a line we may send
+        if line[:1] in (b" ", b"\t"):
+            out.append(line)  # a fold
+        else:
+            out[-1] += b" " + line  # a line break that is no fold: unfolded
+    if len(name) + 1 + len(text) <= MAX_LINE:
+        return b"\n".join(out)
+    # Trailing white space would be all a hard-broken piece holds: gone first.
+    wrapped = _hard_wrap(_squeeze_blank_runs(out[0]).rstrip(_WSP), MAX_LINE - len(name) - 1)
+    for line in out[1:]:
+        wrapped.extend(_hard_wrap(_squeeze_blank_runs(line).rstrip(_WSP), MAX_LINE))
+    return b"\n".join(wrapped)
+
+
+def _lines_fit(name: bytes, value: bytes) -> bool:
+    first, _, rest = value.partition(b"\n")
+    if len(name) + 1 + len(first) > MAX_LINE:
+        return False
+    return not rest or max(map(len, rest.split(b"\n"))) <= MAX_LINE
 
 
 # ---------------------------------------------------------------- Subject

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from spambridge import policy
+from spambridge import headers, policy
 from spambridge.decision import ERROR, OUTBOUND, Action, Decision
 from spambridge.errors import ProtocolError, RemoteProtocolError, SpamdError
 from spambridge.log import logger, queue_id
@@ -620,6 +620,11 @@ class Session(asyncio.Protocol):
                         ", ".join(withheld),
                     )
                 break
+        wire, dropped = headers.wire_edits(decision.edits)  # whatever the MTA or spamd gave
+        if wire is not decision.edits:
+            if dropped:
+                logger.warning("header edits dropped, not an RFC 5322 field name: %r", dropped)
+            decision = dataclasses.replace(decision, edits=wire)
         encode_checked = self._encode_checked
         edits = (
             decision.edits
