@@ -16,6 +16,9 @@ APT_PACKAGES=(
     util-linux bsdutils python3 python3-venv python3-pip ca-certificates
     # The Debian package test (tests/e2e/test_package.py): build, lint, install, purge.
     git build-essential debhelper dh-virtualenv lintian
+    # A third MTA-side milter implementation (tests/e2e/test_go_milter_client.py): Go and
+    # emersion/go-milter's client, built offline from these packages.
+    golang-go golang-github-emersion-go-milter-dev
 )
 
 missing=()

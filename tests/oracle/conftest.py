@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import milter_spamc
 from tests.support.spamd_recorder import SpamdRecorder
 from tools import stack
 from tools.stack import Daemon, Spambridge, Spamd
@@ -34,7 +35,6 @@ to:relayed.example\tRELAY
 spam:foe@example.com\tHATER
 from:skip@example.org\tSKIP
 """
-ORACLE_DIR = stack.REPO_ROOT.parent / "shared" / "oracle"
 
 
 def _unavailable(reason: str) -> None:
@@ -45,20 +45,13 @@ def _unavailable(reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def oracle_binary() -> Path:
-    build = ORACLE_DIR / "build.sh"
-    if not build.exists():
-        _unavailable(f"no milter-spamc oracle sources at {ORACLE_DIR}")
-    result = subprocess.run(
-        ["bash", str(build)], capture_output=True, text=True, timeout=900, check=False
-    )
-    if result.returncode != 0:
-        # Two builds at once can trip over each other's files; one retry settles it.
-        result = subprocess.run(
-            ["bash", str(build)], capture_output=True, text=True, timeout=900, check=False
-        )
-    if result.returncode != 0:
-        pytest.fail(f"building the oracle failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
-    return Path(result.stdout.strip().splitlines()[-1])
+    try:
+        return milter_spamc.build()
+    except milter_spamc.Unavailable as reason:
+        _unavailable(str(reason))
+    except RuntimeError as error:
+        pytest.fail(str(error))
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="session")
@@ -106,34 +99,6 @@ class Pair:
 PairFactory = Callable[[str], Pair]
 
 
-def _start_oracle(binary: Path, option_file: Path, workdir: Path) -> tuple[Daemon, int]:
-    port = stack.free_port()
-    argv = [
-        str(binary),
-        f"file={option_file}",
-        "-daemon",
-        "run-user=nobody",
-        "run-group=nogroup",
-        f"work-dir={workdir}",
-        f"pid-file={workdir}/milter-spamc.pid",
-        f"milter-socket=inet:{port}@127.0.0.1",
-    ]
-    log_path = workdir / "milter-spamc.log"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
-        )
-    daemon = Daemon(proc, log_path)
-    try:
-        stack.wait_until(lambda: daemon.running() and stack.port_accepts(port), 20, "milter-spamc")
-    except stack.StackError:
-        daemon.stop()
-        raise stack.StackError(
-            f"milter-spamc did not start: {stack.describe_logs(daemon)}"
-        ) from None
-    return daemon, port
-
-
 @pytest.fixture(scope="session")
 def milter_pair(
     oracle_binary: Path, oracle_workdir: Path, proxy: SpamdRecorder, oracle_help: str
@@ -156,7 +121,7 @@ def milter_pair(
         text = text.replace("@HELP@", oracle_help).replace("@ACCESS@", f"access-db=text!{access}")
         option_file.write_text(text)
         option_file.chmod(0o644)
-        oracle, oracle_port = _start_oracle(oracle_binary, option_file, workdir)
+        oracle, oracle_port = milter_spamc.start(oracle_binary, option_file, workdir)
         try:
             bridge = stack.start_spambridge(
                 [
