@@ -132,6 +132,18 @@ OPTIONS: tuple[Option, ...] = (
         legacy=False,
     ),
     _o(
+        "milter-no-reply",
+        "bool",
+        "+",
+        "Ask the MTA (milter protocol 6) not to wait for a reply to the steps spambridge "
+        "always continues (connect, HELO, MAIL, RCPT, DATA, headers, body): fewer round "
+        "trips per message. Turn it off (-milter-no-reply) for an MTA-side milter client that "
+        "grants no-reply steps and waits for a reply anyway; spambridge then answers every "
+        "step, as libmilter filters such as milter-spamc do.",
+        group="milter",
+        legacy=False,
+    ),
+    _o(
         "socket-mode",
         "str",
         "0660",
@@ -962,6 +974,7 @@ class Config:
     max_connections: int
     max_frame_size: int
     progress_interval: float
+    milter_no_reply: bool
     socket_mode: int
     socket_group: str
     spamd_socket: tuple[SpamdEndpoint, ...]

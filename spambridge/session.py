@@ -84,6 +84,11 @@ MACROS: tuple[tuple[Stage, tuple[str, ...]], ...] = (
 
 _CONTINUE = Continue()  # immutable; its wire frame is a pre-encoded constant in the codec
 
+# Seconds the MTA may stay silent after a step it agreed not to wait on before we suspect it
+# waits anyway (a milter client that ignores no-reply flags). Below Sendmail's default read
+# timeout (10 s), so the warning comes before such a client gives up.
+NO_REPLY_STALL = 5.0
+
 
 @dataclass(slots=True)
 class _Scanned:
@@ -102,23 +107,24 @@ def wanted(config: Config) -> Wanted:
         actions |= ActionFlags.ADD_RECIPIENT | ActionFlags.DELETE_RECIPIENT
     if config.spamd_rewrite_body:  # SpamAssassin's report_safe body, only when asked for
         actions |= ActionFlags.CHANGE_BODY
-    protocol = (
-        ProtocolFlags.NO_UNKNOWN
-        | ProtocolFlags.NR_CONNECT
-        | ProtocolFlags.NR_HELO
-        | ProtocolFlags.NR_MAIL
-        | ProtocolFlags.NR_DATA
-        | ProtocolFlags.NR_HEADER
-        | ProtocolFlags.NR_END_OF_HEADERS
-        | ProtocolFlags.HEADER_LEADING_SPACE
-    )
-    if config.max_untrusted <= 0:
+    protocol = ProtocolFlags.NO_UNKNOWN | ProtocolFlags.HEADER_LEADING_SPACE
+    no_reply = config.milter_no_reply  # off: every step answered, as a libmilter filter does
+    if no_reply:
+        protocol |= (
+            ProtocolFlags.NR_CONNECT
+            | ProtocolFlags.NR_HELO
+            | ProtocolFlags.NR_MAIL
+            | ProtocolFlags.NR_DATA
+            | ProtocolFlags.NR_HEADER
+            | ProtocolFlags.NR_END_OF_HEADERS
+        )
+    if no_reply and config.max_untrusted <= 0:
         protocol |= ProtocolFlags.NR_RCPT
     if config.skip_body and config.oversize_action == "skip" and config.spamd_max_size:
         # SKIP needs a reply to body chunks, so no NR_BODY: one round trip per 64 KiB for
         # every message (and with Sendmail a ~40 ms Nagle stall before end of message).
         protocol |= ProtocolFlags.SKIP
-    else:
+    elif no_reply:
         protocol |= ProtocolFlags.NR_BODY
     return Wanted(actions=actions, protocol=protocol, macros=MACROS)
 
@@ -199,6 +205,11 @@ class Session(asyncio.Protocol):
         self._legal: frozenset[tuple[type, type]] = frozenset()
         self._actions = 0  # the negotiated actions: edits needing others are dropped
         self._warned_withheld = False
+        # The no-reply diagnosis: steps sent without waiting for us, its timer, and when it
+        # warned (once per connection).
+        self._unanswered: frozenset[type] = frozenset()
+        self._stall_timer: asyncio.TimerHandle | None = None
+        self._stall_warned_at: float | None = None
         self._loop = asyncio.get_running_loop()
         self._timeout = self.svc.config.milter_timeout
         # A packet must arrive whole within milter-timeout of its first byte: a peer that
@@ -348,6 +359,8 @@ class Session(asyncio.Protocol):
             self._stopped = True
             if self._watchdog is not None:
                 self._watchdog.cancel()
+            if self._stall_timer is not None:
+                self._stall_timer.cancel()
             if self.in_transaction:
                 logger.info("connection closed during a message; the MTA keeps it")
             self.transport.close()
@@ -410,6 +423,42 @@ class Session(asyncio.Protocol):
         else:
             self._finish(TimeoutError())
 
+    def _check_stall(self) -> None:
+        """The no-reply diagnosis, a timer that runs only while no-reply steps are granted:
+        warn once when the MTA has sent nothing for NO_REPLY_STALL seconds after such a step,
+        and note it if the MTA then goes on by itself (it was pausing, not waiting for us)."""
+        self._stall_timer = None
+        if self._stopped:
+            return
+        now = self._loop.time()
+        quiet_since = self._deadline - self._timeout  # the last packet, or a packet's start
+        warned_at = self._stall_warned_at
+        if warned_at is not None:
+            if quiet_since > warned_at:
+                logger.info(
+                    "the MTA went on without a reply after the pause above: it honours "
+                    "no-reply steps; keep milter-no-reply on"
+                )
+                return
+        elif (
+            now - quiet_since >= NO_REPLY_STALL - 0.01
+            and self.last in self._unanswered
+            and not (self._busy or self._partial)
+        ):
+            logger.warning(
+                "the MTA has sent nothing for %.0fs after %s, a step it agreed to send "
+                "without waiting for a reply; if its milter client waits for one anyway, "
+                "mail stops here: set milter-no-reply=0 (-milter-no-reply) so every step "
+                "is answered",
+                now - quiet_since,
+                self.last.__name__,
+            )
+            self._stall_warned_at = now
+        at = quiet_since + NO_REPLY_STALL
+        self._stall_timer = self._loop.call_at(
+            at if at > now else now + NO_REPLY_STALL, self._check_stall, context=self.context
+        )
+
     def _wake_drain(self, exc: BaseException | None) -> None:
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
@@ -452,6 +501,11 @@ class Session(asyncio.Protocol):
         self._legal = negotiated.legal
         self.leading_space = negotiated.leading_space
         self._actions = int(negotiated.actions)
+        self._unanswered = negotiated.unanswered
+        if self._unanswered and self._stall_timer is None and self._stall_warned_at is None:
+            self._stall_timer = self._loop.call_at(
+                self._loop.time() + NO_REPLY_STALL, self._check_stall, context=self.context
+            )
         assert self.transport is not None
         self.transport.write(reply)
 

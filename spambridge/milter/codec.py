@@ -174,10 +174,12 @@ def _parse_connect(payload: bytes) -> Connect:
         # Nothing follows 'U'; some clients still send a port and address, which libmilter ignores.
         return Connect(hostname, family)
     rest = payload[end + 2 :]
-    if len(rest) < 3 or not rest.endswith(_NUL) or _NUL in rest[2:-1]:
+    # As libmilter's st_connectinfo: at least one byte after the port, the packet ends in NUL,
+    # and the address runs to the first NUL; a client that writes more NULs is still served.
+    if len(rest) < 3 or rest[-1:] != _NUL:
         raise RemoteProtocolError("CONNECT: malformed port or address")
     (port,) = _U16.unpack_from(rest)
-    address = rest[2:-1]
+    address = rest[2 : rest.find(_NUL, 2)]
     if address[:5].lower() == b"ipv6:":  # Sendmail's literal prefix for IPv6 clients
         address = address[5:]
     return Connect(hostname, family, port, address)

@@ -125,6 +125,8 @@ class Negotiated:
     protocol: ProtocolFlags
     # Command types the MTA waits for a reply to.
     replied: frozenset[type] = field(init=False, repr=False, compare=False)
+    # Steps the MTA agreed to send without waiting for a reply (the NR flags granted).
+    unanswered: frozenset[type] = field(init=False, repr=False, compare=False)
     # (command type, reply type) pairs check_reply passes whatever the reply's arguments.
     legal: frozenset[tuple[type, type]] = field(init=False, repr=False, compare=False)
     # SMFIP_SKIP negotiated: a Skip reply to a body chunk is allowed.
@@ -139,6 +141,7 @@ class Negotiated:
         replied = {kind for kind, flag in _NO_REPLY_FLAG.items() if not (v6 and protocol & flag)}
         replied.add(EndOfMessage)
         object.__setattr__(self, "replied", frozenset(replied))
+        object.__setattr__(self, "unanswered", frozenset(_NO_REPLY_FLAG) - replied)
         object.__setattr__(self, "can_skip", v6 and bool(protocol & ProtocolFlags.SKIP))
         object.__setattr__(
             self, "leading_space", v6 and bool(protocol & ProtocolFlags.HEADER_LEADING_SPACE)

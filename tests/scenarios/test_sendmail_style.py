@@ -94,3 +94,36 @@ async def test_sendmail_style_quit_closes_connection(
 
     assert await client.at_eof()
     assert len(spamd.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("family", "address", "received"),
+    [
+        (b"4", b"192.0.2.7", b"[192.0.2.7]"),
+        (b"6", b"IPv6:2001:db8::7", b"[IPv6:2001:db8::7]"),
+    ],
+)
+async def test_sendmail_style_connect_with_extra_nul_is_served(
+    milter: Running,
+    spamd: FakeSpamd,
+    connect: ClientFactory,
+    family: bytes,
+    address: bytes,
+    received: bytes,
+) -> None:
+    # A milter client seen in the field ends CONNECT with two NULs; libmilter reads the
+    # address up to the first one and serves it, so must we.
+    client = await connect(milter.address)
+    await client.negotiate(protocol=0)  # no NR: every step answers, so a refusal shows
+    payload = b"nul.example.net\x00" + family + (25).to_bytes(2, "big") + address + b"\x00\x00"
+    client.send_raw((len(payload) + 1).to_bytes(4, "big") + b"C" + payload)
+    assert await client.receive() == Continue()
+
+    result = await client.send_message(HEADERS, BODY, macros={"M": {"i": "QN"}})
+
+    assert result.final == Continue()
+    assert [e.name for e in result.edits if isinstance(e, AddHeader)] == [
+        b"X-Scanned-By",
+        b"X-Spam-Status",
+    ]
+    assert b"(nul.example.net " + received + b")" in spamd.requests[0].body

@@ -171,6 +171,37 @@ def test_codec_connect_unknown_family_ignores_trailing_port_and_address() -> Non
     assert CommandDecoder().feed(wire) == [Connect(b"h", Family.UNKNOWN)]
 
 
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        # A milter client seen in the field writes one NUL too many after the address.
+        (b"h\x004\x11\xd7192.0.2.1\x00\x00", Connect(b"h", Family.INET, 4567, b"192.0.2.1")),
+        (b"h\x006\x00\x192001:db8::1\x00\x00", Connect(b"h", Family.INET6, 25, b"2001:db8::1")),
+        (b"h\x00L\x00\x00/run/s\x00\x00", Connect(b"h", Family.UNIX, 0, b"/run/s")),
+        # libmilter's st_connectinfo reads the address up to the first NUL, whatever follows.
+        (b"h\x004\x00\x19192.0.2.1\x00junk\x00", Connect(b"h", Family.INET, 25, b"192.0.2.1")),
+        (b"h\x00L\x00\x00\x00\x00", Connect(b"h", Family.UNIX, 0, b"")),
+    ],
+)
+def test_codec_connect_reads_address_up_to_first_nul_as_libmilter(
+    payload: bytes, expected: Connect
+) -> None:
+    assert CommandDecoder().feed(frame(b"C", payload)) == [expected]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"h\x004\x00\x19192.0.2.1",  # libmilter: the packet must end in NUL
+        b"h\x004\x00\x19",  # libmilter: at least one byte after the port
+        b"h\x004\x00",
+    ],
+)
+def test_codec_connect_refuses_what_libmilter_refuses(payload: bytes) -> None:
+    with pytest.raises(RemoteProtocolError, match="CONNECT"):
+        CommandDecoder().feed(frame(b"C", payload))
+
+
 def test_codec_mail_with_only_address_has_no_args() -> None:
     assert CommandDecoder().feed(frame(b"M", b"<>\x00")) == [MailFrom(b"<>")]
 
