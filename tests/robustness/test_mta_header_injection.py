@@ -135,6 +135,27 @@ def test_mta_wire_edits_leave_valid_fields_alone() -> None:
     assert headers.wire_edits(edits) == (edits, ())
 
 
+@settings(max_examples=EXAMPLES * 5, deadline=None, derandomize=EXAMPLES <= 60)
+@given(
+    name=st.one_of(st.just(b"Subject"), st.binary(max_size=20)),
+    value=st.one_of(
+        st.binary(max_size=3000),
+        st.lists(st.sampled_from([b"a", b" ", b"\t", b"\n", b"\r", b"\0", b"x" * 600])).map(
+            b"".join
+        ),
+    ),
+)
+def test_mta_wire_edits_make_any_field_valid_and_keep_valid_ones(name: bytes, value: bytes) -> None:
+    edit = ChangeHeader(1, name, value)
+    (out, dropped) = headers.wire_edits((edit,))
+    if field_problems(name, value) == []:
+        assert out == (edit,) and dropped == ()
+    for sent in out:
+        assert isinstance(sent, ChangeHeader)
+        assert field_problems(sent.name, sent.value) == [], sent
+    assert len(out) + len(dropped) == 1
+
+
 # ------------------------------------------------------------------ the property
 
 
