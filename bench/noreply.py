@@ -26,7 +26,6 @@ import json
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -74,7 +73,9 @@ def paths(workdir: Path, spamd_port: int) -> Iterator[dict[str, tuple[Running, A
 
 def measure(passes: int, total: int) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
-    workdir = Path(tempfile.mkdtemp(prefix="spambridge-noreply-"))
+    from tools.stack import make_workdir
+
+    workdir = make_workdir("spambridge-noreply-")  # 0755: Postfix's mail user goes through it
     with fake_spamd() as spamd_port, paths(workdir, spamd_port) as running:
         for pass_no in range(passes):
             for path in _rotated(list(running), pass_no):
