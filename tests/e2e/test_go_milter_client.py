@@ -29,6 +29,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.oracle, pytest.mark.timeout(600)]
 # every no-reply step is on offer. (With the library's default offer, no protocol flag,
 # libmilter closes the connection at negotiation: milter-spamc cannot be run behind it.)
 SENDMAIL_OFFER = {"actions": 0x1FF, "protocol": 0x1FFFFF}
+NO_REPLY_FLAGS = 0xFF080  # SMFIP_NR_HDR and SMFIP_NR_CONN .. SMFIP_NR_BODY
 
 # Both milters read the same option file (milter-spamc's syntax): reject what spamd calls
 # spam, with the plain reply (the detailed one differs on purpose: README, scores >= 1000).
@@ -217,6 +218,8 @@ def test_go_milter_client_sessions_end_as_through_milter_spamc(
     driver: Path, start_pair: Callable[[str], Milters]
 ) -> None:
     milters = start_pair(OPTIONS)
+    (conn,) = drive(driver, milters.bridge, SESSIONS["ham"][0])["connections"]
+    assert conn["protocol"] & NO_REPLY_FLAGS, "by default spambridge asks for no-reply steps"
     wrong: dict[str, object] = {}
     for name, (conn, expected) in SESSIONS.items():
         oracle = drive(driver, milters.oracle, conn)
@@ -253,3 +256,16 @@ def test_go_milter_client_dead_spamd_fails_open_as_milter_spamc_or_tempfails_whe
     # spamd-error-action (spambridge's own; milter-spamc ignores an unknown option) fails closed
     closed = start_pair(DEAD + "spamd-error-action=tempfail\n")
     assert outcome(drive(driver, closed.bridge, conn)) == ["tempfail"]
+
+
+def test_go_milter_client_sessions_end_the_same_with_every_step_answered(
+    driver: Path, start_pair: Callable[[str], Milters]
+) -> None:
+    # -milter-no-reply: spambridge answers every step, as milter-spamc; the client reads each
+    milters = start_pair(OPTIONS + "-milter-no-reply\n")
+    (conn,) = drive(driver, milters.bridge, SESSIONS["ham"][0])["connections"]
+    assert conn["protocol"] & NO_REPLY_FLAGS == 0
+    seen = {
+        name: outcome(drive(driver, milters.bridge, conn)) for name, (conn, _) in SESSIONS.items()
+    }
+    assert seen == {name: expected for name, (_, expected) in SESSIONS.items()}
