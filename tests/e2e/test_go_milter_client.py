@@ -1,8 +1,10 @@
 """A third MTA-side milter implementation: emersion/go-milter's client (Go, Debian's
 golang-github-emersion-go-milter-dev), neither Sendmail's, Postfix's nor ours, drives
 spambridge and the real milter-spamc 1.17.1 with the same SMTP scripts in front of the same
-real spamd. spambridge must deliver ham (with its headers), reject spam and tempfail on a dead
-spamd, exactly as milter-spamc does.
+real spamd. spambridge must deliver ham (with its headers) and reject spam exactly as
+milter-spamc does; with spamd dead both deliver unscanned (milter-spamc has no other choice),
+and spambridge tempfails when spamd-error-action=tempfail asks it to. One difference is
+documented (README): milter-spamc lets a client of the unix family through unfiltered.
 
 The client offers what Sendmail 8.17 offers, every no-reply step included. The driver
 (tests/e2e/gomilter/main.go) is built offline with Debian's Go.
