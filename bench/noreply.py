@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import platform
+import shutil
 import statistics
 import sys
 import time
@@ -72,10 +73,17 @@ def paths(workdir: Path, spamd_port: int) -> Iterator[dict[str, tuple[Running, A
 
 
 def measure(passes: int, total: int) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = []
     from tools.stack import make_workdir
 
     workdir = make_workdir("spambridge-noreply-")  # 0755: Postfix's mail user goes through it
+    try:
+        return _measure(workdir, passes, total)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _measure(workdir: Path, passes: int, total: int) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
     with fake_spamd() as spamd_port, paths(workdir, spamd_port) as running:
         for pass_no in range(passes):
             for path in _rotated(list(running), pass_no):
