@@ -118,6 +118,9 @@ def subject_argv(
     if name == "spambridge-skip-body":  # answers every body chunk, to offer SKIP
         bridge_args.append("--skip-body")
         return [sys.executable, "-m", "spambridge", *bridge_args, "--event-loop", "asyncio"]
+    if name == "spambridge-no-reply-off":  # every step answered, as a libmilter filter
+        bridge_args.append("--milter-no-reply=0")
+        return [sys.executable, "-m", "spambridge", *bridge_args, "--event-loop", "asyncio"]
     if name == "spamass-milter":
         # No -i: Debian's default -i 127.0.0.1 would skip every loopback client.
         return ["spamass-milter", "-p", spec, "--", "-d", "127.0.0.1", "-p", str(spamd_port)]

@@ -20,6 +20,9 @@ APT_PACKAGES=(
     libio-socket-ssl-perl openssl
     # The README's Sieve rules, judged by Pigeonhole's sieve-test (tests/e2e/test_sieve.py).
     dovecot-sieve
+    # A third MTA-side milter implementation (tests/e2e/test_go_milter_client.py): Go and
+    # emersion/go-milter's client, built offline from these packages.
+    golang-go golang-github-emersion-go-milter-dev
 )
 
 missing=()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import email.utils
 import math
 import re
@@ -23,7 +24,7 @@ from datetime import datetime
 
 from spambridge.log import logger
 from spambridge.milter.flags import MAX_PAYLOAD
-from spambridge.milter.messages import ChangeHeader
+from spambridge.milter.messages import AddHeader, ChangeHeader, Edit, InsertHeader
 
 # RFC 5322 §2.1.1: a line is at most 998 octets, not counting CRLF.
 MAX_LINE = 998
@@ -240,6 +241,138 @@ def fold(name: bytes, value: bytes, width: int = 78) -> bytes:
     for line in lines[1:]:
         out.extend(_hard_wrap(b"\t" + line, MAX_LINE))
     return b"\n".join(out)
+
+
+# ---------------------------------------------------------------- what we send
+
+_HEADER_EDITS = frozenset([AddHeader, InsertHeader, ChangeHeader])
+# The names we write ourselves: valid, so not matched again for every message.
+_KNOWN_NAMES = frozenset(
+    [b"Subject", b"X-Scanned-By", b"X-Original-Recipient", *MILTER_SPAMC_HEADERS]
+)
+# Headers whose AddHeader values the formatters here build (format_*, sanitize_value,
+# spamassassin_headers; rewrite.py passes spamd's through safe_value): valid by construction,
+# each under a property test (tests/robustness/test_security.py), so not scanned again for
+# every message. A full scan of an X-Spam-Report costs more than 2 % of a message's
+# instructions (callgrind).
+_FORMATTED = frozenset([b"X-Scanned-By", b"X-Original-Recipient", *MILTER_SPAMC_HEADERS])
+# A value as we send it (leading space included, folded with bare LF) that needs no work:
+# no NUL, no CR, and every LF followed by white space and then visible text on that line.
+_WIRE_VALUE = re.compile(rb"[^\0\r\n]*(?:\n[ \t]+[^\0\r\n \t][^\0\r\n]*)*")
+
+
+def wire_edits(edits: Sequence[Edit]) -> tuple[tuple[Edit, ...], tuple[bytes, ...]]:
+    """The edits as they may go to the MTA, and the names of the header edits dropped.
+
+    The one rule for every header field we send, whoever wrote its name and value (we,
+    spamd, or the MTA itself: a Subject we tag, a header we delete or rewrite), so that no
+    edit can inject a header or end the header block (RFC 5322):
+
+    - a name that is not ftext (printable US-ASCII except the colon, at least one, §3.6.8)
+      drops the edit: no other name would address the field the MTA holds;
+    - in the value NUL bytes are removed; CRLF becomes LF (the MTA adds the CR); a bare CR
+      becomes a space;
+    - an LF followed by white space and visible text is a fold and stays; an LF followed
+      by anything else is unfolded to a space, and a continuation line with no visible
+      text is dropped (§3.2.2: a line of white space only is obsolete syntax that lenient
+      readers take for the end of the header block);
+    - no line passes 998 octets (§2.1.1), the first counted with "Name:"; a longer one is
+      broken before white space, or hard broken with a space added.
+
+    Every name is checked here, and every value that can carry the MTA's or spamd's bytes:
+    each ChangeHeader and InsertHeader, each AddHeader but the verdict headers the
+    formatters above build (_FORMATTED). Valid edits come back as they were (the same
+    tuple).
+    """
+    for edit in edits:  # inlined: this loop runs for every message
+        kind = type(edit)
+        if kind not in _HEADER_EDITS or (kind is AddHeader and edit.name in _FORMATTED):  # type: ignore[union-attr]
+            continue
+        if not _valid_edit(edit):  # type: ignore[arg-type]
+            break
+    else:
+        return tuple(edits), ()  # the usual case: nothing to do, nothing allocated
+    kept: list[Edit] = []
+    dropped: list[bytes] = []
+    for edit in edits:
+        if isinstance(edit, AddHeader | InsertHeader | ChangeHeader):
+            if not _valid_name(edit.name):
+                dropped.append(edit.name)
+                continue
+            if not _valid_edit(edit):
+                edit = dataclasses.replace(edit, value=wire_value(edit.name, edit.value))
+        kept.append(edit)
+    return tuple(kept), tuple(dropped)
+
+
+def safe_value(name: bytes, value: bytes) -> bytes:
+    """`value` as it is when it passes the rule of `wire_edits`, else made to pass it."""
+    return value if valid_value(name, value) else wire_value(name, value)
+
+
+def _valid_edit(edit: AddHeader | InsertHeader | ChangeHeader) -> bool:
+    name = edit.name
+    if name in _FORMATTED:
+        return type(edit) is AddHeader or valid_value(name, edit.value)
+    return _valid_name(name) and valid_value(name, edit.value)
+
+
+def _valid_name(name: bytes) -> bool:
+    return name in _KNOWN_NAMES or (
+        _FIELD_NAME.fullmatch(name) is not None and len(name) <= MAX_LINE - 2
+    )
+
+
+def valid_value(name: bytes, value: bytes) -> bool:
+    """Whether `value` passes the rule of `wire_edits` as it is.
+
+    Byte searches first (each a C loop): a value without CR or NUL whose every LF is
+    followed by SP or TAB, with no white space before an LF and visible text on its last
+    line, is folded right. Anything else is left to the exact regular expression.
+    """
+    if value.find(b"\r") >= 0 or value.find(b"\0") >= 0:
+        return False
+    breaks = value.count(b"\n")
+    if (
+        breaks
+        and (
+            breaks != value.count(b"\n ") + value.count(b"\n\t")
+            or value.find(b" \n") >= 0
+            or value.find(b"\t\n") >= 0
+            or not value[value.rfind(b"\n") + 1 :].strip(_WSP)
+        )
+        and _WIRE_VALUE.fullmatch(value) is None
+    ):
+        return False
+    return len(name) + 1 + len(value) <= MAX_LINE or _lines_fit(name, value)
+
+
+def wire_value(name: bytes, value: bytes) -> bytes:
+    """`value` (leading space included) made valid by the rule of `wire_edits`."""
+    text = value.replace(b"\0", b"").replace(b"\r\n", b"\n").replace(b"\r", b" ")
+    lines = text.split(b"\n")
+    out = [lines[0]]
+    for line in lines[1:]:
+        if not line.strip(_WSP):
+            continue  # no visible text: not a line we may send
+        if line[:1] in (b" ", b"\t"):
+            out.append(line)  # a fold
+        else:
+            out[-1] += b" " + line  # a line break that is no fold: unfolded
+    if len(name) + 1 + len(text) <= MAX_LINE:
+        return b"\n".join(out)
+    # Trailing white space would be all a hard-broken piece holds: gone first.
+    wrapped = _hard_wrap(_squeeze_blank_runs(out[0]).rstrip(_WSP), MAX_LINE - len(name) - 1)
+    for line in out[1:]:
+        wrapped.extend(_hard_wrap(_squeeze_blank_runs(line).rstrip(_WSP), MAX_LINE))
+    return b"\n".join(wrapped)
+
+
+def _lines_fit(name: bytes, value: bytes) -> bool:
+    first, _, rest = value.partition(b"\n")
+    if len(name) + 1 + len(first) > MAX_LINE:
+        return False
+    return not rest or max(map(len, rest.split(b"\n"))) <= MAX_LINE
 
 
 # ---------------------------------------------------------------- Subject

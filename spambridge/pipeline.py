@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from spambridge import policy, recipients
+from spambridge import headers, policy, recipients
 from spambridge.decision import ERROR, Action, Decision
 from spambridge.errors import SpamdError
 from spambridge.log import logger
@@ -77,7 +77,8 @@ def settle(
     actions: int,
     spamd: Verdict | SpamdError | None = None,
 ) -> Outcome:
-    """What every decision gets on its way out: dry-run, then what the MTA granted.
+    """What every decision gets on its way out: dry-run, every header edit made a valid
+    field (`headers.wire_edits`: no edit may inject a header), then what the MTA granted.
 
     An MTA may offer fewer actions than we ask for (a milter proxy, a minimal MTA); libmilter
     answers such an edit with MI_FAILURE and the filter carries on, and so do we.
@@ -86,6 +87,11 @@ def settle(
         decision = dataclasses.replace(
             decision, final=_CONTINUE, edits=(), action=decision.action.dry_run()
         )
+    edits, dropped = headers.wire_edits(decision.edits)  # whatever the MTA or spamd gave
+    if edits is not decision.edits:
+        if dropped:
+            logger.warning("header edits dropped, not an RFC 5322 field name: %r", dropped)
+        decision = dataclasses.replace(decision, edits=edits)
     withheld: tuple[str, ...] = ()
     granted = int(actions)  # plain int operations: an IntFlag's & costs an enum call each
     if decision.edits and granted & _EVERY_EDIT != _EVERY_EDIT:

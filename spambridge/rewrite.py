@@ -18,6 +18,7 @@ import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from spambridge.headers import safe_value
 from spambridge.milter.messages import AddHeader, ChangeHeader, Edit, InsertHeader, ReplaceBody
 
 # Stands for the MTA's own Received header in the lists below (never sent).
@@ -123,8 +124,10 @@ def rewrite_edits(
         name = work[position][0].lower()
         return sum(1 for f in work[: position + 1] if f[0].lower() == name)
 
-    def value(raw: bytes) -> bytes:
-        return raw.replace(b"\r\n", b"\n")
+    def value(name: bytes, raw: bytes) -> bytes:
+        # spamd's bytes: valid fields only (the verdict headers are not checked again at
+        # the edge, headers.wire_edits)
+        return safe_value(name, raw.replace(b"\r\n", b"\n"))
 
     in_place: list[tuple[str, int, int, int, int]] = []
     cut_have, cut_want = len(work), len(below)
@@ -151,11 +154,11 @@ def rewrite_edits(
                 del work[i1 + k]
             elif kind == "replace":
                 name, new = below[j1 + k]
-                edits.append(ChangeHeader(nth(i1 + k), name, value(new)))
+                edits.append(ChangeHeader(nth(i1 + k), name, value(name, new)))
     for name, new in below[cut_want:]:  # ... and comes back, in SpamAssassin's order
-        edits.append(AddHeader(name, value(new)))
+        edits.append(AddHeader(name, value(name, new)))
     for name, new in reversed(above):
-        edits.append(InsertHeader(0, name, value(new)))
+        edits.append(InsertHeader(0, name, value(name, new)))
     replaced = new_body != body
     if replaced:
         edits.append(ReplaceBody(new_body))
