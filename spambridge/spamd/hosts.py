@@ -92,7 +92,9 @@ class Host:
         self.ratios: collections.deque[tuple[float, float, float]] = collections.deque(
             maxlen=window
         )
-        self.slowness = 0.0  # median of the ratios above, once there are `window` of them
+        # The median of the ratios above once there are `window` of them (or a failed
+        # probation's ratio); 0 from its return until it is judged again.
+        self.slowness = 0.0
         self.table = LoadTable()
         self.samples = 0  # answered scans since the host last (re)joined the pool
         self.scans = 0
@@ -130,7 +132,6 @@ class Host:
         self.latency = 0.0
         self.recent.clear()
         self.ratios.clear()
-        self.slowness = 0.0
         self.samples = 0
 
 
@@ -293,6 +294,7 @@ class HostBoard:
 
     def _probation_answer(self, host: Host, elapsed: float, pool: float | None) -> None:
         if pool is not None and elapsed > self._bound(pool):
+            host.slowness = elapsed / max(pool, 1e-6)
             self._fail_probation(
                 host,
                 f"answered in {elapsed * 1000:.0f} ms, over the pool's bound of "
@@ -406,6 +408,7 @@ class HostBoard:
         )
         host.aside = None
         host.probation = 0
+        host.slowness = 0.0
         host.back_at = now
         self._aside_count -= 1
         if host.timer is not None:
