@@ -280,8 +280,19 @@ OPTIONS: tuple[Option, ...] = (
         "seconds",
         "30",
         "A spamd host that failed or is slow is set aside this long, then PINGed until it "
-        "answers PONG; meanwhile it gets mail only if every other host fails. 0 disables "
-        "set-asides.",
+        "answers PONG, then on probation (one message at a time until 3 are answered within "
+        "spamd-slow-factor times the pool's time); meanwhile it gets mail only if every other "
+        "host fails. 0 disables set-asides.",
+        group="spamd",
+        legacy=False,
+    ),
+    _o(
+        "spamd-cooldown-max",
+        "seconds",
+        "600",
+        "A set-aside on probation, or within its cool-down of the host's return, doubles the "
+        "host's spamd-cooldown, up to this; once it has stayed in the pool that long it "
+        "starts again from spamd-cooldown. At or below spamd-cooldown: no doubling.",
         group="spamd",
         legacy=False,
     ),
@@ -289,9 +300,10 @@ OPTIONS: tuple[Option, ...] = (
         "spamd-slow-factor",
         "float",
         "5",
-        "Set a spamd host aside as slow when the median of its last spamd-slow-samples "
-        "scans is this many times the pool's (the other hosts' median) and 50 ms above it; "
-        "0 disables.",
+        "Set a spamd host aside as slow when, over its last spamd-slow-samples scans, its "
+        "time is in the median this many times the pool's (the other hosts' median at the "
+        "same scans in flight per unit of weight) and 50 ms above it; also the bound on "
+        "probation. 0 disables.",
         group="spamd",
         legacy=False,
     ),
@@ -979,6 +991,7 @@ class Config:
     spamd_select: Select
     spamd_connect_retries: int
     spamd_cooldown: float
+    spamd_cooldown_max: float
     spamd_slow_factor: float
     spamd_slow_samples: int
     spamd_max_connections: int
@@ -1196,6 +1209,7 @@ def _check_ranges(kw: Mapping[str, object]) -> None:
     positive("spamd-max-reply-size", 1)
     positive("shutdown-grace", 0)
     positive("spamd-cooldown", 0)
+    positive("spamd-cooldown-max", 0)
     positive("spamd-slow-samples")
     slow = kw["spamd_slow_factor"]
     assert isinstance(slow, float)
