@@ -50,6 +50,10 @@ _ALPHA = 0.3
 SLOW_FLOOR = 0.05
 # Answers within the pool's bound, one message at a time, that end a probation.
 PROBATION_SCANS = 3
+# A host that was slow on probation (or soon after one) must come back at least this many
+# times faster than it was then, or as fast as the pool: its own earlier probation answers
+# are the like-for-like figure when the pool is too busy to show its own time unqueued.
+RECOVERY = 2.0
 
 # (ok, detail): the probe's answer; detail is for the log line.
 Probe = Callable[["Host"], Awaitable[tuple[bool, str]]]
@@ -75,9 +79,11 @@ class Host:
         "samples",
         "scans",
         "set_asides",
+        "sick",
         "slowness",
         "table",
         "timer",
+        "trial",
         "weight",
     )
 
@@ -102,6 +108,9 @@ class Host:
         self.aside: Reason | None = None
         self.aside_since = 0.0
         self.probation = 0  # answers within the bound still owed (0: not on probation)
+        self.trial: list[float] = []  # its answer times on its last probation
+        # Its answer time, one scan at a time, when it was last known slow (None: unknown).
+        self.sick: float | None = None
         self.back_at: float | None = None  # when it last returned (None: never left)
         self.backoff = backoff
         self.set_asides: collections.Counter[str] = collections.Counter()
@@ -225,11 +234,19 @@ class HostBoard:
         pool has a figure to hold it to (None: no limit but the pool's timeouts)."""
         if not host.probation or not self._judge:
             return None
-        pool = self._reference(host, host.level(), time.monotonic())
-        return None if pool is None else self._bound(pool)
+        return self._trial_bound(host, self._reference(host, host.level(), time.monotonic()))
 
     def _bound(self, pool: float) -> float:
         return max(self.slow_factor * pool, pool + SLOW_FLOOR)
+
+    def _trial_bound(self, host: Host, pool: float | None) -> float | None:
+        """What a probation answer may take: the pool's bound, and for a host known slow
+        one scan at a time, RECOVERY times faster than that (or the pool's own time)."""
+        limits = [] if pool is None else [self._bound(pool)]
+        if host.sick is not None:
+            own = max(host.sick / RECOVERY, SLOW_FLOOR)
+            limits.append(own if pool is None else max(own, pool))
+        return min(limits) if limits else None
 
     def _reference(self, host: Host, level: int, now: float) -> float | None:
         return reference(
@@ -272,9 +289,8 @@ class HostBoard:
     def probation_overrun(self, host: Host, bound: float) -> None:
         """`host`, on probation, did not answer within `bound`: the message moved on."""
         if host.probation:
-            self._fail_probation(
-                host, f"no answer within the pool's bound of {bound * 1000:.0f} ms"
-            )
+            host.sick = max(host.sick or 0.0, bound)
+            self._fail_probation(host, f"no answer within its bound of {bound * 1000:.0f} ms")
 
     def _check_slow(self, host: Host) -> None:
         ratio = median(r for r, _, _ in host.ratios)
@@ -293,21 +309,25 @@ class HostBoard:
             )
 
     def _probation_answer(self, host: Host, elapsed: float, pool: float | None) -> None:
-        if pool is not None and elapsed > self._bound(pool):
-            host.slowness = elapsed / max(pool, 1e-6)
+        bound = self._trial_bound(host, pool)
+        if bound is not None and elapsed > bound:
+            if pool is not None:
+                host.slowness = elapsed / max(pool, 1e-6)
+            host.sick = max(host.sick or 0.0, elapsed)
             self._fail_probation(
                 host,
-                f"answered in {elapsed * 1000:.0f} ms, over the pool's bound of "
-                f"{self._bound(pool) * 1000:.0f} ms ({pool * 1000:.0f} ms at the same load "
-                f"x spamd-slow-factor {self.slow_factor:g})",
+                f"answered in {elapsed * 1000:.0f} ms, over its bound of {bound * 1000:.0f} ms",
             )
             return
+        host.trial.append(elapsed)
         host.probation -= 1
         if not host.probation:
             host.probations["passed"] += 1
             self.counters["host_probations"] += 1
             self._rejoin(
-                host, f"{PROBATION_SCANS} probation scans answered within the pool's bound"
+                host,
+                f"{PROBATION_SCANS} probation scans answered within its bound "
+                f"(slowest {max(host.trial) * 1000:.0f} ms)",
             )
 
     def _fail_probation(self, host: Host, why: str) -> None:
@@ -321,6 +341,12 @@ class HostBoard:
     def _set_aside(self, host: Host, reason: Reason, why: str) -> None:
         now = time.monotonic()
         back_for = None if host.back_at is None else now - host.back_at
+        if not host.probation:
+            if back_for is not None and back_for < host.backoff.current and host.trial:
+                # Its return was a mistake: its probation answers were those of a slow host.
+                host.sick = max(host.sick or 0.0, max(host.trial))
+            else:
+                host.sick = None  # a new episode: nothing known of it one scan at a time
         cooldown = host.backoff.at_set_aside(on_probation=bool(host.probation), back_for=back_for)
         if host.aside is None:
             self._aside_count += 1
@@ -381,15 +407,16 @@ class HostBoard:
 
     def _to_probation(self, host: Host, why: str) -> None:
         """Alive again: from now on one live message at a time until PROBATION_SCANS are
-        answered within the pool's bound."""
+        answered within its bound."""
         if host.timer is not None:
             host.timer.cancel()
             host.timer = None
         host.probation = PROBATION_SCANS
+        host.trial = []
         host.reset_latency()
         self._log.info(
             "spamd %s on probation after %.1fs set aside (%s): %s; it gets one message at a "
-            "time until %d are answered within the pool's bound",
+            "time until %d are answered within its bound",
             host.label,
             time.monotonic() - host.aside_since,
             host.aside,

@@ -51,27 +51,21 @@ class LoadTable:
         self._levels.clear()
 
     def estimate(self, level: int, now: float) -> float | None:
-        """This host's expected answer time at `level`, from fresh entries only.
-
-        The entry at `level` itself if it has one; else the nearest lower level scaled up in
-        proportion (a queue of k scans ahead takes at most k service times: an upper bound
-        for a host with several children, so a host compared with it is judged leniently);
-        else the nearest higher level as it stands (also an upper bound). None: nothing fresh.
+        """This host's expected answer time at `level`, from fresh entries only: the least
+        of the upper bounds they give. A scan never answers sooner for having more scans
+        ahead of it, so an entry at a higher level bounds it as it stands; and a queue of k
+        scans ahead takes at most k service times, so an entry at a lower level bounds it
+        scaled up in proportion (loose for a host with several children: a host compared
+        with it is judged leniently). None: nothing fresh.
         """
-        below: tuple[int, float] | None = None
-        above: tuple[int, float] | None = None
+        best: float | None = None
         for lvl, (seconds, updated) in self._levels.items():
             if now - updated > FRESH:
                 continue
-            if lvl == level:
-                return seconds
-            if lvl < level and (below is None or lvl > below[0]):
-                below = (lvl, seconds)
-            elif lvl > level and (above is None or lvl < above[0]):
-                above = (lvl, seconds)
-        if below is not None:
-            return below[1] * level / below[0]
-        return above[1] if above is not None else None
+            bound = seconds if lvl >= level else seconds * level / lvl
+            if best is None or bound < best:
+                best = bound
+        return best
 
 
 def reference(tables: Iterable[LoadTable], level: int, now: float) -> float | None:

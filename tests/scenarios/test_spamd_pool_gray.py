@@ -193,3 +193,63 @@ async def test_spamd_pool_gray_a_smaller_host_is_not_set_aside_under_load(
     await asyncio.gather(*(sender() for _ in range(12)))
     assert pool.counters["host_set_aside"] == 0
     await pool.close()
+
+
+async def test_spamd_pool_gray_a_return_that_was_a_mistake_is_not_repeated() -> None:
+    """The pool busy: its time one scan at a time is unknown, so a host still 10x slow can
+    pass its first probation (200 ms against a pool answering in 100 ms at level 10).
+    Set aside again soon after, it is held next time to its own probation times: it must
+    come back twice as fast as it was (or as fast as the pool)."""
+    from collections import Counter
+
+    from spambridge.spamd.hosts import HostBoard
+
+    async def pong(host: Host) -> tuple[bool, str]:
+        return True, "PONG in 0 ms"
+
+    endpoints = [parse_spamd_socket(f"127.0.0.1:{port}") for port in (1, 2, 3)]
+    board = HostBoard(
+        endpoints,
+        select="least-loaded",
+        cooldown=0.05,
+        cooldown_max=10,
+        slow_factor=5,
+        slow_samples=3,
+        probe=pong,
+        logger=logging.getLogger("spambridge.spamd"),
+        counters=Counter(),
+    )
+    a, b, c = board.hosts
+
+    def busy_pool() -> None:
+        for host in (a, b):
+            board.answered(host, 0.1, 10)
+
+    busy_pool()
+    for _ in range(3):
+        board.answered(c, 1.0, 10)
+    assert c.state == "slow"
+    await asyncio.sleep(0.08)
+    assert c.state == "probation"
+    assert board.probation_bound(c) == pytest.approx(0.5)  # 5 x the pool's 100 ms
+    for _ in range(3):
+        board.answered(c, 0.2, 1)
+    assert c.state == "up"  # a mistake, as the pool could not tell
+    for _ in range(3):
+        busy_pool()
+        board.answered(c, 1.0, 10)
+    assert c.state == "slow"
+    await asyncio.sleep(0.15)  # the cool-down doubled to 0.1 s
+    assert c.state == "probation"
+    c.in_flight = 1
+    assert board.probation_bound(c) == pytest.approx(0.1)  # half its 200 ms
+    c.in_flight = 0
+    board.answered(c, 0.2, 1)
+    assert c.state == "slow"
+    assert board.counters["host_probations_failed"] == 1
+    await asyncio.sleep(0.25)  # doubled again: 0.2 s
+    assert c.state == "probation"
+    for _ in range(3):
+        board.answered(c, 0.02, 1)  # recovered
+    assert c.state == "up"
+    board.close()

@@ -226,7 +226,7 @@ async def test_spamd_pool_slow_host_is_probed_with_ping_then_probation_before_it
     assert scans(c) == 3 + 3 + 1
     assert any(
         f"spamd {c.address} back in the pool" in r.getMessage()
-        and "3 probation scans answered within the pool's bound" in r.getMessage()
+        and "3 probation scans answered within its bound" in r.getMessage()
         for r in caplog.records
     )
     assert pool.counters["host_set_aside.slow"] == 1

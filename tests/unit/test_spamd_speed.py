@@ -48,6 +48,15 @@ def test_spamd_speed_estimate_takes_a_higher_level_as_it_stands() -> None:
     assert table.estimate(1, now=0.0) == pytest.approx(0.3)
 
 
+def test_spamd_speed_estimate_is_the_least_upper_bound() -> None:
+    """A slow first answer at level 1 (a cold start) is bounded by a faster one at 10."""
+    table = LoadTable()
+    table.add(1, 0.18, now=0.0)
+    table.add(10, 0.1, now=0.0)
+    assert table.estimate(1, now=0.0) == pytest.approx(0.1)
+    assert table.estimate(20, now=0.0) == pytest.approx(0.2)
+
+
 def test_spamd_speed_estimate_ignores_stale_levels() -> None:
     table = LoadTable()
     table.add(1, 0.02, now=0.0)  # the pool was idle once, long ago

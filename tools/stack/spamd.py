@@ -46,10 +46,16 @@ class Spamd(Daemon):
 
 
 def start_spamd(
-    workdir: Path, *, children: int = 3, timeout: float = 30.0, extra_args: Sequence[str] = ()
+    workdir: Path,
+    *,
+    children: int = 3,
+    timeout: float = 30.0,
+    extra_args: Sequence[str] = (),
+    local_only: bool = True,
 ) -> Spamd:
-    """A private spamd: loopback only, local tests only (-L), no Bayes, no user configs
-    (`extra_args`, e.g. --virtual-config-dir, are added to its command line)."""
+    """A private spamd: loopback only, local tests only (-L) unless `local_only` is False
+    (network tests on: give it a `--cf=dns_server ...` in `extra_args`), no Bayes, no user
+    configs (`extra_args`, e.g. --virtual-config-dir, are added to its command line)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     home = workdir / "spamd-home"
@@ -61,7 +67,7 @@ def start_spamd(
         f"127.0.0.1:{port}",
         "-A",
         "127.0.0.1",
-        "-L",
+        *(["-L"] if local_only else []),
         "-x",
         "-H",
         str(home),
