@@ -53,6 +53,7 @@ PROBATION_SCANS = 3
 # A host that was slow on probation (or soon after one) must come back at least this many
 # times faster than it was then, or as fast as the pool: its own earlier probation answers
 # are the like-for-like figure when the pool is too busy to show its own time unqueued.
+# (Once its cool-down has reached spamd-cooldown-max, the pool's bound alone decides.)
 RECOVERY = 2.0
 
 # (ok, detail): the probe's answer; detail is for the log line.
@@ -413,6 +414,8 @@ class HostBoard:
             host.timer = None
         host.probation = PROBATION_SCANS
         host.trial = []
+        if host.backoff.current >= self.cooldown_max:
+            host.sick = None  # after the longest cool-down, judged against the pool alone
         host.reset_latency()
         self._log.info(
             "spamd %s on probation after %.1fs set aside (%s): %s; it gets one message at a "
