@@ -1,6 +1,6 @@
 """Pool phase: spambridge's spamd pool beside a spamc-style client, on a fleet of fake spamds.
 
-    python -m bench.pool                 # every scenario, every subject (about 6 minutes)
+    python -m bench.pool                 # every scenario, every subject (about 20 minutes)
     python -m bench.pool --scenarios heterogeneous --subjects least-loaded,spamc-style
 
 The fake spamds (tools/fake_spamd.py) run in their own process. Each has a fixed
@@ -21,6 +21,14 @@ a sleep, so the shared CPU barely moves the figures. Scenarios:
   in progress are closed unanswered, new ones refused) and started again at 12 s; the run
   ends 10 s later. Reported: messages lost (no verdict), failovers, and the time from the
   restart to the first message the host answers again.
+- gray: a gray failure, one host slow for scans only (the fakes answer PING at once, as a
+  spamd stuck on DNS does): three hosts of 2 children at 20 ms, the first 10x slower for
+  the whole 60 s; 30 senders in a closed loop, spamd-max-connections 30, spamd-cooldown
+  5 s. Reported: messages/s, p50/p99/p99.9, set-asides per host and when, probations
+  (passed/failed) per host, scans the slow host answered.
+- gray-mid: the same, all healthy for 20 s, then the first host slow for scans; 50 s.
+- gray-floor: the two healthy hosts alone at the same load (30 s): the best any router can
+  do, against which gray and gray-mid are judged.
 
 Subjects: spambridge's SpamdPool with each spamd-select (its defaults otherwise:
 spamd-max-connections 16, spamd-timeouts C:5s;S:30s;R:110s;E:120s, spamd-slow-factor 5,

@@ -253,3 +253,37 @@ async def test_spamd_pool_gray_a_return_that_was_a_mistake_is_not_repeated() -> 
         board.answered(c, 0.02, 1)  # recovered
     assert c.state == "up"
     board.close()
+
+
+async def test_spamd_pool_gray_figures_on_the_metrics_page(
+    three: tuple[FakeSpamd, FakeSpamd, FakeSpamd],
+) -> None:
+    pytest.importorskip("prometheus_client")
+    from spambridge.metrics import Metrics
+
+    a, b, c = three
+    a.service_time = b.service_time = 0.03
+    c.fault, c.delay = "slow-scan", 0.4
+    pool = pool_of(a, b, c, select="round-robin", slow_samples=3, cooldown=0.1)
+    stats = Metrics()
+    stats.families.append(pool.metric_families)
+    stats.sources.append(lambda: pool.counters)
+    for _ in range(9):
+        await pool.scan(HAM, command="CHECK")
+    await asyncio.sleep(0.15)  # PINGed: on probation
+    page = stats.render().decode()
+    assert f'spambridge_spamd_host_state{{host="{c.address}",state="probation"}} 1.0' in page
+    assert f'spambridge_spamd_host_up{{host="{c.address}"}} 0.0' in page
+    await pool.scan(HAM, command="CHECK")  # its probation message: cut off, set aside again
+    page = stats.render().decode()
+    assert f'spambridge_spamd_host_state{{host="{c.address}",state="slow"}} 1.0' in page
+    assert f'spambridge_spamd_host_state{{host="{c.address}",state="probation"}} 0.0' in page
+    assert f'spambridge_spamd_host_state{{host="{a.address}",state="up"}} 1.0' in page
+    probations = f'spambridge_spamd_host_probations_total{{host="{c.address}",result="failed"}}'
+    assert f"{probations} 1.0" in page
+    assert f'spambridge_spamd_host_cooldown_seconds{{host="{c.address}"}} 0.2' in page
+    assert f'spambridge_spamd_host_slowness{{host="{c.address}"}}' in page
+    assert "spambridge_host_probations_total 1.0" in page
+    assert "spambridge_host_probations_failed_total 1.0" in page
+    assert "spambridge_host_set_aside_slow_total 2.0" in page
+    await pool.close()
