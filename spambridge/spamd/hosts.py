@@ -243,6 +243,8 @@ class HostBoard:
     def _trial_bound(self, host: Host, pool: float | None) -> float | None:
         """What a probation answer may take: the pool's bound, and for a host known slow
         one scan at a time, RECOVERY times faster than that (or the pool's own time)."""
+        if not self._judge:
+            return None
         limits = [] if pool is None else [self._bound(pool)]
         if host.sick is not None:
             own = max(host.sick / RECOVERY, SLOW_FLOOR)
@@ -268,8 +270,12 @@ class HostBoard:
             if host.aside == "failed":  # tried as a last resort, and it answered: alive
                 self._to_probation(host, "answered a scan")
             return
+        if not self._judge:  # one host, or slowness not judged: nothing to compare
+            if host.probation:
+                self._probation_answer(host, elapsed, None)
+            return
         now = time.monotonic()
-        pool = self._reference(host, level, now) if self._judge else None
+        pool = self._reference(host, level, now)
         host.table.add(level, elapsed, now)
         if host.probation:
             self._probation_answer(host, elapsed, pool)
@@ -343,7 +349,8 @@ class HostBoard:
         now = time.monotonic()
         back_for = None if host.back_at is None else now - host.back_at
         if not host.probation:
-            if back_for is not None and back_for < host.backoff.current and host.trial:
+            soon = back_for is not None and back_for < host.backoff.current
+            if reason == "slow" and soon and host.trial:
                 # Its return was a mistake: its probation answers were those of a slow host.
                 host.sick = max(host.sick or 0.0, max(host.trial))
             else:
