@@ -579,10 +579,11 @@ def _gray_figures(
         "max_ms": round(max(latencies, default=0.0) * 1000, 1),
         "set_aside": aside,
     }
-    if pool is not None:
-        figures["probations"] = [
-            f"{h.probations['passed']}/{h.probations['failed']}" for h in pool.hosts.hosts
-        ]
+    figures["probations"] = (
+        [f"{h.probations['passed']}/{h.probations['failed']}" for h in pool.hosts.hosts]
+        if pool is not None
+        else None
+    )
     return figures
 
 
@@ -796,7 +797,7 @@ def markdown(rows: Sequence[Row], meta: dict[str, Any]) -> str:
         out += [f"## {scenario}", "", "| subject | " + " | ".join(keys) + " |"]
         out.append("| --- " * (len(keys) + 1) + "|")
         for r in chosen:
-            out.append(f"| {r.subject} | " + " | ".join(str(r.figures[k]) for k in keys) + " |")
+            out.append(f"| {r.subject} | " + " | ".join(str(r.figures.get(k)) for k in keys) + " |")
         out.append("")
     out += ["## Targets", "", *(f"- {line}" for line in targets(rows)), ""]
     return "\n".join(out)
