@@ -73,7 +73,7 @@ DIE_COOLDOWN = 5.0
 GRACE = 5.0  # after an open-loop window, how long unanswered messages may still finish
 WARMUP = 1.0  # seconds at the start of an open loop left out of "before"
 # Gray failure: a host slow for scans only (the fakes answer PING at once whatever their
-# service time), as a spamd stuck on DNS; the shape: 3 hosts of 2 children at 20 ms,
+# service time), as a spamd stuck on DNS: 3 hosts of 2 children at 20 ms,
 # 30 MTA connections in a closed loop, spamd-max-connections 30 (every sender in flight).
 GRAY = ((2, 0.020), (2, 0.020), (2, 0.020))
 GRAY_SENDERS, GRAY_MAX_CONNECTIONS, GRAY_FACTOR, GRAY_COOLDOWN = 30, 30, 10.0, 5.0
