@@ -1,6 +1,6 @@
 """Pool phase: spambridge's spamd pool beside a spamc-style client, on a fleet of fake spamds.
 
-    python -m bench.pool                 # every scenario, every subject (about 6 minutes)
+    python -m bench.pool                 # every scenario, every subject (about 20 minutes)
     python -m bench.pool --scenarios heterogeneous --subjects least-loaded,spamc-style
 
 The fake spamds (tools/fake_spamd.py) run in their own process. Each has a fixed
@@ -21,6 +21,14 @@ a sleep, so the shared CPU barely moves the figures. Scenarios:
   in progress are closed unanswered, new ones refused) and started again at 12 s; the run
   ends 10 s later. Reported: messages lost (no verdict), failovers, and the time from the
   restart to the first message the host answers again.
+- gray: a gray failure, one host slow for scans only (the fakes answer PING at once, as a
+  spamd stuck on DNS does): three hosts of 2 children at 20 ms, the first 10x slower for
+  the whole 60 s; 30 senders in a closed loop, spamd-max-connections 30, spamd-cooldown
+  5 s. Reported: messages/s, p50/p99/p99.9, set-asides per host and when, probations
+  (passed/failed) per host, scans the slow host answered.
+- gray-mid: the same, all healthy for 20 s, then the first host slow for scans; 50 s.
+- gray-floor: the two healthy hosts alone at the same load (30 s): the best any router can
+  do, against which gray and gray-mid are judged.
 
 Subjects: spambridge's SpamdPool with each spamd-select (its defaults otherwise:
 spamd-max-connections 16, spamd-timeouts C:5s;S:30s;R:110s;E:120s, spamd-slow-factor 5,
@@ -37,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import sys
@@ -63,8 +72,24 @@ DIE_AT, BACK_AT, DIE_END = 5.0, 12.0, 22.0
 DIE_COOLDOWN = 5.0
 GRACE = 5.0  # after an open-loop window, how long unanswered messages may still finish
 WARMUP = 1.0  # seconds at the start of an open loop left out of "before"
+# Gray failure: a host slow for scans only (the fakes answer PING at once whatever their
+# service time), as a spamd stuck on DNS: 3 hosts of 2 children at 20 ms,
+# 30 MTA connections in a closed loop, spamd-max-connections 30 (every sender in flight).
+GRAY = ((2, 0.020), (2, 0.020), (2, 0.020))
+GRAY_SENDERS, GRAY_MAX_CONNECTIONS, GRAY_FACTOR, GRAY_COOLDOWN = 30, 30, 10.0, 5.0
+GRAY_RUN = 60.0  # slow from the start
+GRAY_MID_AT, GRAY_MID_RUN = 20.0, 50.0  # slow from 20 s on
+GRAY_FLOOR_RUN = 30.0  # the two healthy hosts alone
 SUBJECTS = ("least-loaded", "round-robin", "random", "failover", "spamc-style")
-SCENARIOS = ("heterogeneous", "slow-host", "host-dies", "spamd-child")
+SCENARIOS = (
+    "heterogeneous",
+    "slow-host",
+    "host-dies",
+    "gray",
+    "gray-mid",
+    "gray-floor",
+    "spamd-child",
+)
 SPAMD_CHILD_MESSAGES = 40  # per child, in the spamd-child scenario
 
 
@@ -205,14 +230,30 @@ class SpamcStyle:
 
 
 Scan = Callable[[bytes], Awaitable[str | None]]
+POOLS: list[SpamdPool | None] = []  # the pool of each subject made, in order
+
+
+def set_asides(pool: SpamdPool | None, addresses: Sequence[str]) -> list[int] | None:
+    """Times each host (in `addresses` order) was set aside, failed or slow."""
+    if pool is None:
+        return None
+    count = {h.label: sum(h.set_asides.values()) for h in pool.hosts.hosts}
+    return [count.get(a, 0) for a in addresses]
 
 
 def make_subject(
-    name: str, addresses: Sequence[str], *, weights: Sequence[int] = (), cooldown: float = 30.0
+    name: str,
+    addresses: Sequence[str],
+    *,
+    weights: Sequence[int] = (),
+    cooldown: float = 30.0,
+    max_connections: int = 16,
 ) -> tuple[Scan, Callable[[], int], Callable[[], Awaitable[None]]]:
-    """(scan, failovers so far, close) for a subject name."""
+    """(scan, failovers so far, close) for a subject name; the pool, if the subject is one,
+    is in POOLS[-1] afterwards (for its set-aside figures)."""
     if name == "spamc-style":
         peer = SpamcStyle(addresses)
+        POOLS.append(None)
 
         async def nothing() -> None:
             return None
@@ -227,10 +268,11 @@ def make_subject(
     pool = SpamdPool(
         [parse_spamd_socket(e) for e in entries],
         select=select,  # type: ignore[arg-type]
-        max_connections=16,
+        max_connections=max_connections,
         cooldown=cooldown,
         logger=_quiet_logger(),
     )
+    POOLS.append(pool)
 
     async def scan(message: bytes) -> str | None:
         try:
@@ -271,6 +313,60 @@ async def closed_loop(
 
     await asyncio.gather(*(sender() for _ in range(senders)))
     return out, min(finished)
+
+
+async def timed_closed_loop(
+    scan: Scan,
+    message: bytes,
+    senders: int,
+    duration: float,
+    events: Sequence[tuple[float, Callable[[], Awaitable[None]]]] = (),
+) -> list[Outcome]:
+    """`senders` each send their next message when the last is answered, until `duration`
+    seconds from the start; `events` run at their times meanwhile."""
+    start = time.monotonic()
+    stop = start + duration
+    out: list[Outcome] = []
+
+    async def sender() -> None:
+        while (sent := time.monotonic()) < stop:
+            host = await scan(message)
+            out.append(Outcome(sent - start, time.monotonic() - sent, host))
+
+    async def run_events() -> None:
+        for at, action in events:
+            await asyncio.sleep(max(0.0, start + at - time.monotonic()))
+            await action()
+
+    await asyncio.gather(run_events(), *(sender() for _ in range(senders)))
+    return out
+
+
+class AsideWatch:
+    """When (seconds from its start) host `index` of a pool was set aside: polled every
+    5 ms, since the pool keeps counts, not times."""
+
+    def __init__(self, pool: SpamdPool | None, index: int = 0) -> None:
+        self.pool, self.index = pool, index
+        self.times: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def __enter__(self) -> AsideWatch:
+        if self.pool is not None:
+            self._task = asyncio.get_running_loop().create_task(self._watch(self.pool))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _watch(self, pool: SpamdPool) -> None:
+        host, start, seen = pool.hosts.hosts[self.index], time.monotonic(), 0
+        while True:
+            if (count := sum(host.set_asides.values())) != seen:
+                self.times += [round(time.monotonic() - start, 2)] * (count - seen)
+                seen = count
+            await asyncio.sleep(0.005)
 
 
 async def open_loop(
@@ -361,6 +457,7 @@ async def heterogeneous(subject: str, message: bytes) -> Row:
         started = time.monotonic()
         out, steady_end = await closed_loop(scan, message, SENDERS, PER_SENDER)
         wall = time.monotonic() - started
+        aside = set_asides(POOLS[-1], fleet.addresses)
         await close()
     # Steady state: from WARMUP until the first sender is done (all 30 sending meanwhile).
     done_in = [o for o in out if WARMUP <= o.sent + o.latency < steady_end]
@@ -381,6 +478,7 @@ async def heterogeneous(subject: str, message: bytes) -> Row:
             "p50_ms": round(percentile([o.latency for o in out], 0.5) * 1000, 1),
             "p99_ms": round(percentile([o.latency for o in out], 0.99) * 1000, 1),
             "share_1_2_4": [share[a] for a in fleet.addresses],
+            "set_aside": aside,
         },
     )
 
@@ -465,6 +563,106 @@ async def host_dies(subject: str, message: bytes) -> Row:
     )
 
 
+def _gray_figures(
+    out: Sequence[Outcome], duration: float, pool: SpamdPool | None, addresses: Sequence[str]
+) -> dict[str, Any]:
+    latencies = [o.latency for o in out]
+    done = [o for o in out if o.sent + o.latency <= duration]
+    aside = set_asides(pool, addresses)
+    figures: dict[str, Any] = {
+        "messages": len(out),
+        "lost": sum(o.host is None for o in out),
+        "msgs_per_s": round(len(done) / duration, 1),
+        "p50_ms": round(percentile(latencies, 0.5) * 1000, 1),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
+        "p999_ms": round(percentile(latencies, 0.999) * 1000, 1),
+        "max_ms": round(max(latencies, default=0.0) * 1000, 1),
+        "set_aside": aside,
+    }
+    figures["probations"] = (
+        [f"{h.probations['passed']}/{h.probations['failed']}" for h in pool.hosts.hosts]
+        if pool is not None
+        else None
+    )
+    return figures
+
+
+async def gray(subject: str, message: bytes) -> Row:
+    """One host slow for scans only (PING instant) for the whole run."""
+    async with Fleet(GRAY) as fleet:
+        await fleet.command(f"speed 0 {GRAY_FACTOR}")
+        scan, _, close = make_subject(
+            subject,
+            fleet.addresses,
+            cooldown=GRAY_COOLDOWN,
+            max_connections=GRAY_MAX_CONNECTIONS,
+        )
+        pool = POOLS[-1]
+        with AsideWatch(pool) as watch:
+            out = await timed_closed_loop(scan, message, GRAY_SENDERS, GRAY_RUN)
+        await close()
+    figures = _gray_figures(out, GRAY_RUN, pool, fleet.addresses)
+    slow = fleet.addresses[0]
+    figures["slow_host_scans"] = sum(o.host == slow for o in out)
+    figures["set_aside_at_s"] = watch.times if pool is not None else None
+    figures["run_s"] = GRAY_RUN
+    return Row("gray", subject, figures)
+
+
+async def gray_mid(subject: str, message: bytes) -> Row:
+    """The same hosts, all healthy until GRAY_MID_AT, then the first slow for scans only."""
+    async with Fleet(GRAY) as fleet:
+        scan, _, close = make_subject(
+            subject,
+            fleet.addresses,
+            cooldown=GRAY_COOLDOWN,
+            max_connections=GRAY_MAX_CONNECTIONS,
+        )
+        pool = POOLS[-1]
+
+        async def slow_down() -> None:
+            await fleet.command(f"speed 0 {GRAY_FACTOR}")
+
+        with AsideWatch(pool) as watch:
+            out = await timed_closed_loop(
+                scan, message, GRAY_SENDERS, GRAY_MID_RUN, [(GRAY_MID_AT, slow_down)]
+            )
+        await close()
+    figures = _gray_figures(out, GRAY_MID_RUN, pool, fleet.addresses)
+    before = [o.latency for o in out if WARMUP <= o.sent < GRAY_MID_AT]
+    after = [o.latency for o in out if o.sent >= GRAY_MID_AT]
+    figures["p99_before_ms"] = round(percentile(before, 0.99) * 1000, 1)
+    figures["p99_after_ms"] = round(percentile(after, 0.99) * 1000, 1)
+    figures["msgs_per_s_after"] = round(
+        sum(GRAY_MID_AT <= o.sent + o.latency <= GRAY_MID_RUN for o in out)
+        / (GRAY_MID_RUN - GRAY_MID_AT),
+        1,
+    )
+    figures["set_aside_at_s"] = (
+        [round(t - GRAY_MID_AT, 2) for t in watch.times] if pool is not None else None
+    )
+    figures["slow_from_s"] = GRAY_MID_AT
+    figures["run_s"] = GRAY_MID_RUN
+    return Row("gray-mid", subject, figures)
+
+
+async def gray_floor(subject: str, message: bytes) -> Row:
+    """The floor: the two healthy hosts alone at the same load."""
+    async with Fleet(GRAY[1:]) as fleet:
+        scan, _, close = make_subject(
+            subject,
+            fleet.addresses,
+            cooldown=GRAY_COOLDOWN,
+            max_connections=GRAY_MAX_CONNECTIONS,
+        )
+        pool = POOLS[-1]
+        out = await timed_closed_loop(scan, message, GRAY_SENDERS, GRAY_FLOOR_RUN)
+        await close()
+    figures = _gray_figures(out, GRAY_FLOOR_RUN, pool, fleet.addresses)
+    figures["run_s"] = GRAY_FLOOR_RUN
+    return Row("gray-floor", subject, figures)
+
+
 async def spamd_child() -> list[Row]:
     """Real spamd (-L, no Bayes), 5 KB ham messages sent straight to it: messages/s with one
     child and one sender, and with one child per core and as many senders. The sizing
@@ -536,6 +734,47 @@ def targets(rows: Sequence[Row]) -> list[str]:
             beats = "met" if slow["p99_after_ms"] < speer["p99_after_ms"] else "missed"
             lines.append(f"  beats spamc-style (p99 after {speer['p99_after_ms']} ms): {beats}")
     for subject in SUBJECTS:
+        sick, mid, floor = (
+            got.get(("gray", subject)),
+            got.get(("gray-mid", subject)),
+            got.get(("gray-floor", subject)),
+        )
+        if sick and floor:
+            p99 = sick["p99_ms"] / floor["p99_ms"]
+            rate = sick["msgs_per_s"] / floor["msgs_per_s"]
+            verdict = "met" if p99 <= 1.25 and rate >= 0.95 else "missed"
+            lines.append(
+                f"{subject}: one host slow for scans only: p99 {sick['p99_ms']} ms = "
+                f"{p99:.2f} x the floor's {floor['p99_ms']} ms (<= 1.25), {sick['msgs_per_s']} "
+                f"msg/s = {rate:.2f} x the floor's {floor['msgs_per_s']} (>= 0.95) ({verdict})"
+            )
+        if sick and sick["set_aside"] is not None:
+            limit = math.log2(GRAY_RUN / GRAY_COOLDOWN) + 1
+            times = sick["set_aside"][0]
+            verdict = "met" if 1 <= times <= limit else "missed"
+            lines.append(
+                f"{subject}: slow host set aside {times} times in {GRAY_RUN:g} s "
+                f"(1 .. log2({GRAY_RUN:g}/{GRAY_COOLDOWN:g})+1 = {limit:.1f}) ({verdict})"
+            )
+        if mid and floor:
+            p99 = mid["p99_after_ms"] / floor["p99_ms"]
+            verdict = "met" if p99 <= 1.25 else "missed"
+            lines.append(
+                f"{subject}: slow from mid-run: p99 after {mid['p99_after_ms']} ms = "
+                f"{p99:.2f} x the floor's ({verdict})"
+            )
+        healthy = [
+            (scenario, sum(row["set_aside"][skip:]))
+            for scenario, skip in (("heterogeneous", 0), ("gray-floor", 0), ("gray", 1))
+            if (row := got.get((scenario, subject))) and row["set_aside"] is not None
+        ]
+        if healthy:
+            verdict = "met" if all(n == 0 for _, n in healthy) else "missed"
+            lines.append(
+                f"{subject}: healthy hosts set aside: "
+                + ", ".join(f"{n} in {scenario}" for scenario, n in healthy)
+                + f" ({verdict})"
+            )
         dies = got.get(("host-dies", subject))
         if dies and subject != "spamc-style":
             verdict = "met" if dies["lost"] == 0 else "missed"
@@ -558,7 +797,7 @@ def markdown(rows: Sequence[Row], meta: dict[str, Any]) -> str:
         out += [f"## {scenario}", "", "| subject | " + " | ".join(keys) + " |"]
         out.append("| --- " * (len(keys) + 1) + "|")
         for r in chosen:
-            out.append(f"| {r.subject} | " + " | ".join(str(r.figures[k]) for k in keys) + " |")
+            out.append(f"| {r.subject} | " + " | ".join(str(r.figures.get(k)) for k in keys) + " |")
         out.append("")
     out += ["## Targets", "", *(f"- {line}" for line in targets(rows)), ""]
     return "\n".join(out)
@@ -583,6 +822,12 @@ async def run(scenarios: Sequence[str], subjects: Sequence[str]) -> list[Row]:
                 row = await heterogeneous(name, message)
             elif scenario == "slow-host":
                 row = await slow_host(name, message)
+            elif scenario == "gray":
+                row = await gray(name, message)
+            elif scenario == "gray-mid":
+                row = await gray_mid(name, message)
+            elif scenario == "gray-floor":
+                row = await gray_floor(name, message)
             else:
                 row = await host_dies(name, message)
             print(f"    {json.dumps(row.figures)}", file=sys.stderr, flush=True)

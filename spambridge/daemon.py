@@ -43,6 +43,7 @@ def build_pool(c: Config) -> SpamdPool:
         max_connections=c.spamd_max_connections,
         connect_retries=c.spamd_connect_retries,
         cooldown=c.spamd_cooldown,
+        cooldown_max=c.spamd_cooldown_max,
         slow_factor=c.spamd_slow_factor,
         slow_samples=c.spamd_slow_samples,
         tls=client_context(c.spamd_tls) if any(e.tls for e in c.spamd_socket) else None,

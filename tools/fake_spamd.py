@@ -18,6 +18,12 @@ Faults (the `fault` attribute, or per request with the header `User: fault-<mode
   hang-before-read  never read the body (per request: stops after the headers)
   reply-early       answer EX 74 after the headers, half-close, then read the body to EOF
   delay / delay-N   wait `delay` (or N) seconds, then answer normally
+  slow-scan / slow-scan-N
+                    a gray failure: scans wait `delay` (or N) seconds, PING answers at once
+                    (as a spamd whose DNS lookups hang does)
+
+`children` and `service_time` (--children, --service-time) make every scan take that long
+on one of that many children, queueing like spamd's --max-children; PING never waits.
 """
 
 from __future__ import annotations
@@ -69,11 +75,13 @@ FAULT_MODES = (
     "close",
     "hang-before-read",
     "delay",
+    "slow-scan",
 )
 
 _SCORE_RE = re.compile(rb"^X-Fake-Score:[ \t]*(-?\d+(?:\.\d+)?)[ \t]*\r?$", re.MULTILINE)
 _EX_RE = re.compile(r"ex-?(\d+)")
 _DELAY_RE = re.compile(r"delay-(\d+(?:\.\d+)?)")
+_SLOW_SCAN_RE = re.compile(r"slow-scan(?:-(\d+(?:\.\d+)?))?")
 _RULES = {
     "GTUBE": (1000.0, "BODY: Generic Test for Unsolicited Bulk Email"),
     "FAKE_SCORE": (0.0, "Score forced by the X-Fake-Score test line"),
@@ -274,6 +282,8 @@ class FakeSpamd:
             return False
         if fault == "delay" or (match := _DELAY_RE.fullmatch(fault)):
             await asyncio.sleep(float(match.group(1)) if match else self.delay)
+        elif method != "PING" and (match := _SLOW_SCAN_RE.fullmatch(fault)):
+            await asyncio.sleep(float(match.group(1)) if match.group(1) else self.delay)
         if method != "PING" and (self.children or self.service_time):
             await self._work()
         reply = build_reply(method, body, report_override=self.report_override)
@@ -434,7 +444,13 @@ def rewrite_message(message: bytes, scan: _Scan, *, headers_only: bool) -> bytes
 
 async def _main(args: argparse.Namespace) -> None:
     spamd = FakeSpamd(
-        host=args.host, port=args.port, unix_path=args.unix, fault=args.fault, record=False
+        host=args.host,
+        port=args.port,
+        unix_path=args.unix,
+        fault=args.fault,
+        record=False,
+        children=args.children,
+        service_time=args.service_time,
     )
     spamd.delay = args.delay
     await spamd.start()
@@ -456,7 +472,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--unix", default=None, help="listen on this unix socket path instead")
     parser.add_argument("--fault", default=None, help="fault mode for every request")
-    parser.add_argument("--delay", type=float, default=0.0, help="seconds for --fault delay")
+    parser.add_argument(
+        "--delay", type=float, default=0.0, help="seconds for --fault delay and slow-scan"
+    )
+    parser.add_argument(
+        "--children", type=int, default=0, help="scans worked on at once (0: no limit)"
+    )
+    parser.add_argument(
+        "--service-time", type=float, default=0.0, help="seconds per scan (PING: none)"
+    )
     asyncio.run(_main(parser.parse_args(argv)))
 
 

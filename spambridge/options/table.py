@@ -293,8 +293,19 @@ class Config:
         SECONDS.at_least(0),
         "30",
         "A spamd host that failed or is slow is set aside this long, then PINGed until it "
-        "answers PONG; meanwhile it gets mail only if every other host fails. 0 disables "
-        "set-asides.",
+        "answers PONG, then on probation (one message at a time until 3 are answered within "
+        "spamd-slow-factor times the pool's time); meanwhile it gets mail only if every other "
+        "host fails. 0 disables set-asides.",
+        group="spamd",
+        legacy=False,
+    )
+    spamd_cooldown_max: float = _o(
+        "spamd-cooldown-max",
+        SECONDS.at_least(0),
+        "600",
+        "A set-aside on probation, or within its cool-down of the host's return, doubles the "
+        "host's spamd-cooldown, up to this; once it has stayed in the pool that long it "
+        "starts again from spamd-cooldown. At or below spamd-cooldown: no doubling.",
         group="spamd",
         legacy=False,
     )
@@ -302,9 +313,10 @@ class Config:
         "spamd-slow-factor",
         FACTOR,
         "5",
-        "Set a spamd host aside as slow when the median of its last spamd-slow-samples "
-        "scans is this many times the pool's (the other hosts' median) and 50 ms above it; "
-        "0 disables.",
+        "Set a spamd host aside as slow when, over its last spamd-slow-samples scans, its "
+        "time is in the median this many times the pool's (the other hosts' median at the "
+        "same scans in flight per unit of weight) and 50 ms above it; also the bound on "
+        "probation. 0 disables.",
         group="spamd",
         legacy=False,
     )

@@ -46,12 +46,14 @@ class SpamdPool:
 
     `select` picks the host for each scan (hosts.SELECT_MODES); the others follow as
     the failover order. `connect_retries` is the number of connect attempts per host (at
-    least 1). A host that fails, or answers `slow_factor` times slower than the pool over
-    its last `slow_samples` scans, is set aside: it gets no mail while another host
-    answers, and after `cooldown` seconds a PING decides whether it comes back (0 disables
-    set-asides). Errors after the request was sent also move on to the next host while the
-    end timeout allows, except EX codes that describe the message itself (EX_PROTOCOL,
-    EX_DATAERR, ...), which no other host would fix.
+    least 1). A host that fails, or answers `slow_factor` times slower than the pool at the
+    same load over its last `slow_samples` scans, is set aside: it gets no mail while
+    another host answers; after `cooldown` seconds (doubled for each set-aside that follows
+    a return closely, up to `cooldown_max`) a PING decides whether it is alive, and a
+    probation on live mail, one message at a time, whether it is fast enough to come back
+    (hosts.py; `cooldown` 0 disables set-asides). Errors after the request was sent also
+    move on to the next host while the end timeout allows, except EX codes that describe
+    the message itself (EX_PROTOCOL, EX_DATAERR, ...), which no other host would fix.
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class SpamdPool:
         max_connections: int = 10,
         connect_retries: int = 1,
         cooldown: float = 30.0,
+        cooldown_max: float = 600.0,
         slow_factor: float = 5.0,
         slow_samples: int = 5,
         ca_file: str | None = None,
@@ -84,6 +87,7 @@ class SpamdPool:
             self.endpoints,
             select=select,
             cooldown=cooldown,
+            cooldown_max=cooldown_max,
             slow_factor=slow_factor,
             slow_samples=slow_samples,
             probe=self._probe,
@@ -169,13 +173,29 @@ class SpamdPool:
             label = host.label
             tried.append(label)
             host.in_flight += 1
+            level = host.level()
+            bound = board.probation_bound(host) if host.probation else None
             started = time.monotonic()
             try:
-                response = await self._try_host(label, message, command, user)
+                if bound is None:
+                    response = await self._try_host(label, message, command, user)
+                else:  # on probation: past the pool's bound, the message moves on
+                    async with asyncio.timeout(bound):
+                        response = await self._try_host(label, message, command, user)
+            except TimeoutError:
+                if bound is None:
+                    raise
+                board.probation_overrun(host, bound)
+                last_error = SpamdTimeout(
+                    f"spamd {label} on probation: no answer within {bound * 1000:.0f} ms", label
+                )
+                if index + 1 < len(hosts):
+                    self.counters["failovers"] += 1
+                continue
             except Attempt as attempt:
                 last_error = attempt.error
                 if not attempt.host_fault:
-                    board.answered(host, time.monotonic() - started)
+                    board.answered(host, time.monotonic() - started, level)
                     raise attempt.error from None
                 board.failed(host, str(attempt.error))
                 if index + 1 < len(hosts):
@@ -189,7 +209,7 @@ class SpamdPool:
                 continue
             finally:
                 host.in_flight -= 1
-            board.answered(host, time.monotonic() - started)
+            board.answered(host, time.monotonic() - started, level)
             return response
         assert last_error is not None
         raise last_error

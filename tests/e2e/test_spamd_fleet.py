@@ -3,7 +3,7 @@
 - HAProxy with the shipped recipe (deploy/haproxy-spamd.cfg: TCP mode, leastconn, a SPAMC
   PING health check) between spambridge and two spamd, behind a real Sendmail;
 - spambridge's built-in pool, where a spamd that stops answering is set aside, gets no live
-  mail while it is out, and returns only after it answers a PING.
+  mail while it is out, and returns only after it answers a PING and then a probation.
 """
 
 from __future__ import annotations
@@ -218,15 +218,18 @@ def test_spamd_fleet_builtin_pool_sets_aside_a_stuck_spamd_and_pings_it_back(
             assert bridge.log_text().count(f"spamd {stuck.address} failed") == 1
             # Past the cool-down (2 s) its PING hangs as well: it stays out.
             time.sleep(3)
-            assert "back in the pool" not in bridge.log_text(), describe_logs(bridge)
+            assert "on probation" not in bridge.log_text(), describe_logs(bridge)
         finally:
             _signal_spamd(stuck, signal.SIGCONT)
-        logs = bridge.wait_log(f"spamd {stuck.address} back in the pool", 15)
-        assert re.search(rf"spamd {re.escape(stuck.address)} back in the pool .*PONG", logs)
-        # Back, and unmeasured since: the next message goes to it.
-        assert send_smtp(mta.port, SENDER, [RCPT], ham_message())[0] == 250
+        logs = bridge.wait_log(f"spamd {stuck.address} on probation", 15)
+        assert re.search(rf"spamd {re.escape(stuck.address)} on probation .*PONG", logs)
+        # Alive again, on probation: the next message goes to it (one at a time), and three
+        # answered in good time bring it back.
+        for _ in range(3):
+            assert send_smtp(mta.port, SENDER, [RCPT], ham_message())[0] == 250
+        bridge.wait_log(f"spamd {stuck.address} back in the pool", 15)
         wait_until(functools.partial(_verdicts, bridge, stuck.address, 1), 10, "a verdict from it")
-        delivered = mta.wait_delivered(5)
+        delivered = mta.wait_delivered(7)
         for raw in delivered:
             (status,) = header_values(raw, b"X-Spam-Status")
             assert STATUS_NO.fullmatch(status), status

@@ -194,11 +194,12 @@ async def test_spamd_pool_slow_factor_zero_disables(
     assert scans(c) == 3
 
 
-async def test_spamd_pool_slow_host_is_probed_with_ping_before_it_returns(
+async def test_spamd_pool_slow_host_is_probed_with_ping_then_probation_before_it_returns(
     three: tuple[FakeSpamd, FakeSpamd, FakeSpamd], caplog: pytest.LogCaptureFixture
 ) -> None:
     a, b, c = three
-    c.service_time = 0.15
+    a.service_time = b.service_time = 0.03
+    c.service_time = 0.4
     pool = pool_of(a, b, c, select="round-robin", slow_samples=3, cooldown=0.5)
     for _ in range(9):
         await pool.scan(HAM, command="CHECK")
@@ -210,18 +211,26 @@ async def test_spamd_pool_slow_host_is_probed_with_ping_before_it_returns(
     for _ in range(6):
         await pool.scan(HAM, command="CHECK")
     assert scans(c) == 3  # in cool-down: probed, not fed live mail
-    c.fault, c.service_time = None, 0.0  # recovered: the next probe brings it back
+    c.fault, c.service_time = None, 0.0  # recovered: the next PONG puts it on probation
     with caplog.at_level(logging.INFO, logger="spambridge.spamd"):
         await asyncio.sleep(0.6)
-    assert [r.method for r in c.requests][-1] == "PING"
+        assert [r.method for r in c.requests][-1] == "PING"
+        assert any(
+            f"spamd {c.address} on probation" in r.getMessage() and "PONG" in r.getMessage()
+            for r in caplog.records
+        )
+        assert not any("back in the pool" in r.getMessage() for r in caplog.records)
+        for _ in range(6):
+            await pool.scan(HAM, command="CHECK")
+    # Three probation scans (one at a time, the first three messages), then its share.
+    assert scans(c) == 3 + 3 + 1
     assert any(
-        f"spamd {c.address} back in the pool" in r.getMessage() and "PONG" in r.getMessage()
+        f"spamd {c.address} back in the pool" in r.getMessage()
+        and "3 probation scans answered within its bound" in r.getMessage()
         for r in caplog.records
     )
-    for _ in range(6):
-        await pool.scan(HAM, command="CHECK")
-    assert scans(c) == 5  # its share again
     assert pool.counters["host_set_aside.slow"] == 1
+    assert pool.counters["host_probations"] == 1 and pool.counters["host_probations_failed"] == 0
     await pool.close()
 
 

@@ -98,11 +98,13 @@ def start_spamd(
     extra_args: Sequence[str] = (),
     tls: SpamdTlsFiles | None = None,
     bayes: bool = False,
+    local_only: bool = True,
 ) -> Spamd:
-    """A private spamd: loopback only, local tests only (-L), no user configs (`extra_args`,
-    e.g. --virtual-config-dir, are added to its command line). No Bayes, unless `bayes`:
-    then --allow-tell and a fresh Bayes database in `workdir`/bayes, learned into at once
-    (no journal) and never automatically. `tls`: spamd --ssl (and --ssl-verify)."""
+    """A private spamd: loopback only, local tests only (-L) unless `local_only` is False
+    (network tests on: give it a `--cf=dns_server ...` in `extra_args`), no user configs
+    (`extra_args`, e.g. --virtual-config-dir, are added to its command line). No Bayes, unless
+    `bayes`: then --allow-tell and a fresh Bayes database in `workdir`/bayes, learned into at
+    once (no journal) and never automatically. `tls`: spamd --ssl (and --ssl-verify)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     home = workdir / "spamd-home"
@@ -114,7 +116,7 @@ def start_spamd(
         f"127.0.0.1:{port}",
         "-A",
         "127.0.0.1",
-        "-L",
+        *(["-L"] if local_only else []),
         "-x",
         "-H",
         str(home),
