@@ -11,6 +11,12 @@ import logging
 import logging.handlers
 import os
 import sys
+from typing import TYPE_CHECKING
+
+from spambridge.decision import OUTBOUND, Decision
+
+if TYPE_CHECKING:
+    from spambridge.transaction import Client, Transaction
 
 conn_id: contextvars.ContextVar[int] = contextvars.ContextVar("conn_id", default=0)
 queue_id: contextvars.ContextVar[str] = contextvars.ContextVar("queue_id", default="-")
@@ -57,3 +63,25 @@ def setup(destination: str, verbose: frozenset[str], *, syslog_address: str | No
         logger.setLevel(logging.INFO)
     else:
         logger.setLevel(logging.WARNING)
+
+
+def log_verdict(decision: Decision, client: Client, txn: Transaction, host: str, ms: float) -> None:
+    """The one INFO line per message: verdict, score, action, envelope, spamd host and time."""
+    score = ""
+    if decision.score is not None:
+        score = f" score={decision.score:.2f}/{decision.threshold:.2f}"
+    logger.info(
+        "verdict=%s%s action=%s client=%s [%s] from=%s rcpts=%s size=%d spamd=%s ms=%.0f%s%s",
+        decision.verdict,
+        score,
+        decision.action,
+        client.hostname.decode("ascii", "replace"),
+        client.address.decode("ascii", "replace"),
+        txn.sender.decode("ascii", "replace"),
+        ",".join(r.address.decode("ascii", "replace") for r in txn.recipients),
+        txn.size,
+        host,
+        ms,
+        f" reason={decision.reason!r}" if decision.reason else "",
+        " direction=outbound" if decision.direction is OUTBOUND else "",
+    )

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from spambridge import pipeline, policy
-from spambridge.decision import OUTBOUND, Decision
+from spambridge.decision import Decision
 from spambridge.errors import ProtocolError, RemoteProtocolError, SpamdError
-from spambridge.log import logger, queue_id
+from spambridge.log import log_verdict, logger, queue_id
 from spambridge.milter.codec import CommandDecoder, encode
 from spambridge.milter.flags import ActionFlags
 from spambridge.milter.messages import (
@@ -559,7 +559,7 @@ class Session(asyncio.Protocol):
         spamd_ms = result.spamd_ms
         svc.metrics.message(decision, txn.size, spamd_ms / 1000 if spamd_ms else None)
         if logger.isEnabledFor(logging.INFO):
-            self._log_verdict(decision, txn, result.host, spamd_ms)
+            log_verdict(decision, self.client, txn, result.host, spamd_ms)
         self._reset()
 
     def _encode_decision(self, decision: Decision) -> bytes:
@@ -572,26 +572,6 @@ class Session(asyncio.Protocol):
             else (edit_for_mta(edit, False) for edit in decision.edits)
         )
         return b"".join([*map(encode_checked, edits), encode_checked(decision.final)])
-
-    def _log_verdict(self, decision: Decision, txn: Transaction, host: str, ms: float) -> None:
-        score = ""
-        if decision.score is not None:
-            score = f" score={decision.score:.2f}/{decision.threshold:.2f}"
-        logger.info(
-            "verdict=%s%s action=%s client=%s [%s] from=%s rcpts=%s size=%d spamd=%s ms=%.0f%s%s",
-            decision.verdict,
-            score,
-            decision.action,
-            self.client.hostname.decode("ascii", "replace"),
-            self.client.address.decode("ascii", "replace"),
-            txn.sender.decode("ascii", "replace"),
-            ",".join(r.address.decode("ascii", "replace") for r in txn.recipients),
-            txn.size,
-            host,
-            ms,
-            f" reason={decision.reason!r}" if decision.reason else "",
-            " direction=outbound" if decision.direction is OUTBOUND else "",
-        )
 
     async def _scan_with_progress(self, plan: ScanPlan) -> Verdict | SpamdError:
         """Scan, sending progress to the MTA every progress-interval while we wait.

@@ -13,7 +13,7 @@ import dataclasses
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar, get_args
+from typing import Any, Generic, Literal, TypeVar, cast, get_args
 
 from spambridge.access import AccessMap
 from spambridge.durations import DURATION_FORMS, parse_duration
@@ -289,3 +289,15 @@ METRICS_LISTEN: ValueType[ListenAddress | None] = ValueType(
     lambda name, raw: parse_metrics_listen(raw.strip()),
     lambda listen: listen.source if listen else "",
 )
+
+
+ROW = "option"  # the key of a Config field's metadata that holds its row
+
+
+def row(
+    name: str, type: ValueType[T], default: str, help: str, *, group: str, legacy: bool = True
+) -> T:
+    """A row of the table, as the Config field that holds the option's value (a
+    dataclasses.field carrying the row; the field itself has no default)."""
+    option = Option(name, type, default, help, group, legacy)
+    return cast(T, dataclasses.field(metadata={ROW: option}))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from spambridge import headers
 from spambridge.milter.messages import Edit
 from spambridge.styles.base import Field, HeaderStyle, original_recipients, set_subject
+from spambridge.subject import is_subject_template, tag_subject, template_subject
 
 if TYPE_CHECKING:
     from spambridge.options import Config
@@ -58,13 +59,13 @@ class MilterSpamc(HeaderStyle):
         subject = txn.header_values(b"Subject")
         current = subject[0] if subject else None
         tag = config.subject_tag.encode("utf-8", "surrogateescape")  # the bytes as configured
-        if headers.is_subject_template(config.subject_tag):
-            new = headers.template_subject(current, tag, verdict.score)
+        if is_subject_template(config.subject_tag):
+            new = template_subject(current, tag, verdict.score)
         else:
             detail = None
             if config.subject_tag_score:
                 detail = f"({verdict.score:.2f}/{verdict.threshold:.2f})".encode()
-            new = headers.tag_subject(current, tag, detail=detail)
+            new = tag_subject(current, tag, detail=detail)
         return None if new is None else set_subject(current, new)
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from spambridge import headers
 from spambridge.milter.messages import Edit
 from spambridge.styles.base import Field, HeaderStyle, original_recipients, set_subject
+from spambridge.subject import is_subject_template, tag_subject, template_subject
 
 if TYPE_CHECKING:
     from spambridge.options import Config
@@ -69,10 +70,10 @@ class Rspamd(HeaderStyle):
         values = txn.header_values(b"Subject")
         current = values[0] if values else None
         tag = config.subject_tag.encode("utf-8", "surrogateescape")
-        if headers.is_subject_template(config.subject_tag):
-            new = headers.template_subject(current, tag, verdict.score)
+        if is_subject_template(config.subject_tag):
+            new = template_subject(current, tag, verdict.score)
         else:
-            new = headers.tag_subject(current, tag)
+            new = tag_subject(current, tag)
         return None if new is None else set_subject(current, new)
 
 

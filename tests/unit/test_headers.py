@@ -19,9 +19,9 @@ from spambridge.headers import (
     sanitize_value,
     spamassassin_headers,
     spamassassin_subject,
-    tag_subject,
 )
 from spambridge.milter.messages import ChangeHeader
+from spambridge.subject import tag_subject
 
 # ---------------------------------------------------------------- simple values
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from spambridge import headers, policy
+from spambridge import headers, policy, subject
 from spambridge.milter.messages import AddHeader, ChangeHeader
 from spambridge.spamd.protocol import Verdict
 from spambridge.transaction import Macros, Transaction
@@ -62,8 +62,8 @@ def test_headers_bad_field_names_from_spamd_are_dropped_and_logged(
 
 
 def test_headers_subject_too_long_for_a_packet_is_not_tagged() -> None:
-    assert headers.tag_subject(b" " + b"w " * 40000, b"[SPAM]") is None
-    fits = headers.tag_subject(b" " + b"w " * 400, b"[SPAM]")
+    assert subject.tag_subject(b" " + b"w " * 40000, b"[SPAM]") is None
+    fits = subject.tag_subject(b" " + b"w " * 400, b"[SPAM]")
     assert fits is not None and fits.startswith(b" [SPAM] w")
     block = b"Subject: " + b"s " * 40000 + b"\r\nX-Spam-Prev-Subject: s\r\n\r\n"
     assert headers.spamassassin_subject(block) is None
@@ -78,7 +78,7 @@ def decoded_words(value: bytes) -> tuple[list[bytes], str]:
 
 def test_headers_long_utf8_tag_with_score_is_split_into_short_words() -> None:
     tag = "[Спам-подозрение Ŝpamo]".encode()
-    value = headers.tag_subject(b" hello", tag, detail=b"(1000.00/5.00)")
+    value = subject.tag_subject(b" hello", tag, detail=b"(1000.00/5.00)")
     assert value is not None
     words, text = decoded_words(value)
     assert len(words) > 1
@@ -88,7 +88,7 @@ def test_headers_long_utf8_tag_with_score_is_split_into_short_words() -> None:
 
 
 def test_headers_latin1_tag_is_an_iso_8859_1_encoded_word() -> None:
-    value = headers.tag_subject(b" hello", b"[SP\xc4M]")
+    value = subject.tag_subject(b" hello", b"[SP\xc4M]")
     assert value == b" =?ISO-8859-1?B?" + base64.b64encode(b"[SP\xc4M]") + b"?= hello"
 
 

@@ -14,8 +14,8 @@ from spambridge.headers import (
     format_report,
     sanitize_value,
     spamassassin_headers,
-    tag_subject,
 )
+from spambridge.subject import tag_subject
 
 # Bias towards the bytes that matter: line breaks, NUL, whitespace, 8-bit.
 _interesting = st.sampled_from([b"\r", b"\n", b"\r\n", b"\x00", b" ", b"\t", b"\xff", b"a", b"="])

@@ -7,7 +7,8 @@ from email.header import decode_header, make_header
 
 import pytest
 
-from spambridge.headers import MAX_LINE, is_subject_template, tag_subject, template_subject
+from spambridge.headers import MAX_LINE
+from spambridge.subject import is_subject_template, tag_subject, template_subject
 
 
 def decoded(value: bytes) -> str:
